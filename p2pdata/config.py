@@ -1,0 +1,234 @@
+"""The home directory and config.toml: where state lives, and every setting, validated at load."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from p2pdata.errors import ConfigError
+
+CONFIG_FILE = "config.toml"
+DATABASE_FILE = "state.db"
+TOKEN_FILE = "control.token"
+
+
+def resolve_home(option: str | os.PathLike[str] | None = None) -> Path:
+    """--home beats P2PDATA_HOME beats the platform's data directory."""
+    chosen = option or os.environ.get("P2PDATA_HOME") or platformdirs.user_data_dir("p2pdata")
+    return Path(chosen).expanduser().absolute()
+
+
+@dataclass
+class ClusterSection:
+    name: str = ""
+    catalog_lifetime: int = 7 * 24 * 3600  # seconds a signed catalog stays valid
+    trust_on_first_use: bool = False
+
+
+@dataclass
+class PeerApiSection:
+    host: str = "127.0.0.1"
+    port: int = 7420
+    public_url: str = ""  # what peers should call, when it differs from host:port
+    tls_cert: str = ""
+    tls_key: str = ""
+    requests_per_minute: int = 600
+
+
+@dataclass
+class ControlSection:
+    host: str = "127.0.0.1"
+    port: int = 7421
+    socket: str = ""  # a unix socket path; when set, no TCP port is opened
+
+
+@dataclass
+class DiscoverySection:
+    zeroconf: bool = True
+    interfaces: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    static_peers: list[str] = field(default_factory=list)
+    sync_interval: int = 60
+
+
+@dataclass
+class TransferSection:
+    listen: list[str] = field(default_factory=lambda: ["0.0.0.0:6881"])
+    staging_dir: str = ""  # default: <home>/staging
+    staging_budget: int = 100 * 1024**3
+    download_limit: int = 0  # bytes/s, 0 = unlimited
+    upload_limit: int = 0
+
+
+@dataclass
+class StoreSection:
+    kind: str = "local"  # local | hdfs
+    root: str = ""  # local: a directory (default <home>/datasets); hdfs: a path such as /p2pdata
+    webhdfs_url: str = ""  # http(s)://namenode:9870
+    user: str = ""
+    storagepolicy_command: list[str] = field(default_factory=lambda: ["hdfs", "storagepolicies"])
+    default_tier: str = "hot"
+
+
+@dataclass
+class TrainingSection:
+    jobs_dir: str = ""  # default: <home>/jobs
+    runs_dir: str = ""  # default: <home>/runs
+    max_concurrent_runs: int = 2
+
+
+_SECTIONS: dict[str, type] = {
+    "cluster": ClusterSection,
+    "peer_api": PeerApiSection,
+    "control": ControlSection,
+    "discovery": DiscoverySection,
+    "transfer": TransferSection,
+    "store": StoreSection,
+    "training": TrainingSection,
+}
+
+
+@dataclass
+class Config:
+    home: Path
+    cluster: ClusterSection = field(default_factory=ClusterSection)
+    peer_api: PeerApiSection = field(default_factory=PeerApiSection)
+    control: ControlSection = field(default_factory=ControlSection)
+    discovery: DiscoverySection = field(default_factory=DiscoverySection)
+    transfer: TransferSection = field(default_factory=TransferSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+
+    @property
+    def database(self) -> Path:
+        return self.home / DATABASE_FILE
+
+    @property
+    def token_file(self) -> Path:
+        return self.home / TOKEN_FILE
+
+    def path(self, value: str, default: str) -> Path:
+        """A configured directory, relative to home, or home/default when unset."""
+        return self.home / (value or default)
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.path(self.transfer.staging_dir, "staging")
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.path(self.training.jobs_dir, "jobs")
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path(self.training.runs_dir, "runs")
+
+    @property
+    def store_root(self) -> str:
+        if self.store.kind == "local":
+            return str(self.path(self.store.root, "datasets"))
+        return self.store.root or "/p2pdata"
+
+
+def _expect(value: Any, expected: Any, where: str) -> Any:
+    """Check one value against its default's type; lists check every item."""
+    if isinstance(expected, bool):
+        ok = isinstance(value, bool)
+        kind = "true or false"
+    elif isinstance(expected, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        kind = "a whole number >= 0"
+    elif isinstance(expected, str):
+        ok = isinstance(value, str)
+        kind = "a string"
+    else:
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        kind = "a list of strings"
+    if not ok:
+        raise ConfigError(f"{where}: expected {kind}, got {value!r}")
+    return value
+
+
+def load_config(home: Path) -> Config:
+    """Read <home>/config.toml (absent means all defaults); errors name file, key and expectation."""
+    config = Config(home=home)
+    path = home / CONFIG_FILE
+    if not path.exists():
+        return config
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    for section_name, values in data.items():
+        if section_name not in _SECTIONS:
+            raise ConfigError(
+                f"{path}: unknown section [{section_name}]; expected one of {sorted(_SECTIONS)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: {section_name} must be a [section]")
+        section = getattr(config, section_name)
+        known = {f.name for f in fields(section)}
+        for key, value in values.items():
+            where = f"{path}: {section_name}.{key}"
+            if key not in known:
+                raise ConfigError(f"{where}: unknown key; expected one of {sorted(known)}")
+            setattr(section, key, _expect(value, getattr(section, key), where))
+    _check_choices(config, path)
+    return config
+
+
+def _check_choices(config: Config, path: Path) -> None:
+    if config.store.kind not in ("local", "hdfs"):
+        raise ConfigError(f"{path}: store.kind: expected 'local' or 'hdfs', got {config.store.kind!r}")
+    if config.store.kind == "hdfs" and not config.store.webhdfs_url:
+        raise ConfigError(f"{path}: store.webhdfs_url: expected a URL when store.kind is 'hdfs'")
+    for section, key in (("peer_api", "port"), ("control", "port")):
+        if getattr(getattr(config, section), key) > 65535:
+            raise ConfigError(f"{path}: {section}.{key}: expected a port number 0-65535")
+
+
+DEFAULT_CONFIG = """\
+# p2pdata configuration. Every key is optional; these are the defaults.
+[cluster]
+name = "{name}"
+catalog_lifetime = 604800        # seconds a signed catalog stays valid
+trust_on_first_use = false       # true only on a trusted LAN
+
+[peer_api]                       # what other clusters call (read-only)
+host = "127.0.0.1"
+port = 7420
+
+[control]                        # the local control API and status page
+host = "127.0.0.1"
+port = 7421
+
+[discovery]
+zeroconf = true
+interfaces = ["127.0.0.1"]
+static_peers = []
+sync_interval = 60
+
+[transfer]
+listen = ["0.0.0.0:6881"]
+staging_budget = 107374182400    # bytes
+download_limit = 0               # bytes/s, 0 = unlimited
+upload_limit = 0
+
+[store]
+kind = "local"                   # or "hdfs" with webhdfs_url
+default_tier = "hot"
+
+[training]
+max_concurrent_runs = 2
+"""
+
+
+def write_default_config(home: Path, name: str) -> Path:
+    path = home / CONFIG_FILE
+    if not path.exists():
+        path.write_text(DEFAULT_CONFIG.format(name=name))
+    return path
