@@ -125,13 +125,15 @@ def verify_catalog(
         raise BadSignature(
             f"catalog claims cluster {cluster} but its key has fingerprint {fingerprint(public_key)}"
         )
+    # Signature first: a trust check may pin the key (trust on first use), and only a key
+    # that really signed these bytes may be pinned.
+    if not verify_signature(public_key, body, signature):
+        raise BadSignature(f"catalog from cluster {cluster}: signature does not match its contents")
     if not trusted(cluster, public_key):
         raise UntrustedKey(
             f"catalog is signed by cluster {cluster}, which is not in the trust store "
             f"(add it with `p2pdata trust add {cluster}`)"
         )
-    if not verify_signature(public_key, body, signature):
-        raise BadSignature(f"catalog from cluster {cluster}: signature does not match its contents")
 
     catalog = _parse_body(data, cluster, public_key, limits)
     body_sha256 = hashlib.sha256(body).digest()

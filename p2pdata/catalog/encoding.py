@@ -16,19 +16,24 @@ from p2pdata.errors import MalformedData, TooLarge
 # Bounds on nested structures, so a hostile blob cannot make us allocate much.
 _MAX_CONTAINER = 1_000_000
 _MAX_BIN = 256 * 1024 * 1024
+# Catalogs nest about six deep; a hostile blob nested hundreds deep must be a
+# MalformedData, not a RecursionError in the checks below.
+_MAX_DEPTH = 32
 
 
-def _check(value: Any, where: str) -> None:
+def _check(value: Any, where: str, depth: int = 0) -> None:
+    if depth > _MAX_DEPTH:
+        raise MalformedData(f"{where}: nested deeper than {_MAX_DEPTH} levels")
     if isinstance(value, float):
         raise MalformedData(f"{where}: floats are not allowed in canonical data")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise MalformedData(f"{where}: map keys must be strings, got {type(key).__name__}")
-            _check(item, f"{where}.{key}")
+            _check(item, f"{where}.{key}", depth + 1)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _check(item, f"{where}[{index}]")
+            _check(item, f"{where}[{index}]", depth + 1)
     elif not (value is None or isinstance(value, bool | int | str | bytes)):
         raise MalformedData(f"{where}: {type(value).__name__} cannot be encoded")
 

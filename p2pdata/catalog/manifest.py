@@ -33,9 +33,11 @@ def check_relative_path(path: str) -> str:
         raise UnsafePath(f"file path {path!r} is empty or has a NUL byte")
     if path.startswith("/") or re.match(r"[A-Za-z]:", path) or "\\" in path:
         raise UnsafePath(f"file path {path!r} is absolute")
-    if ".." in path.split("/"):
+    parts = path.split("/")
+    if ".." in parts:
         raise UnsafePath(f"file path {path!r} contains '..'")
-    if posixpath.normpath(path) != path or path.startswith("./"):
+    # normpath keeps a lone "." as it is, so check components too.
+    if posixpath.normpath(path) != path or "." in parts:
         raise UnsafePath(f"file path {path!r} is not normalised")
     return path
 
@@ -184,6 +186,15 @@ class Manifest:
             if entry.path in seen:
                 raise UnsafePath(f"{where}.files: path {entry.path!r} repeats")
             seen.add(entry.path)
+        # A path cannot be both a file and a directory ("a" and "a/b"): it could never land.
+        for entry in files:
+            parent = posixpath.dirname(entry.path)
+            while parent:
+                if parent in seen:
+                    raise UnsafePath(
+                        f"{where}.files: {parent!r} is a file and the directory of {entry.path!r}"
+                    )
+                parent = posixpath.dirname(parent)
         schema = []
         for index, item in enumerate(get(data, "schema", list, where, default=[])):
             column = require_map(item, f"{where}.schema[{index}]")

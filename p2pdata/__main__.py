@@ -1,0 +1,3 @@
+from p2pdata.cli import main
+
+main()

@@ -1,0 +1,243 @@
+"""Turning a directory into a manifest: walk, hash, detect the format and schema.
+
+Links: a symbolic link to a regular file inside the dataset directory is
+followed and listed under the link's own path (its content is hashed). A link
+that leaves the directory, dangles, or points at a directory is rejected, so
+what is published is exactly the tree under the directory, with no cycles.
+Special files (fifos, sockets, devices) are rejected.
+
+Format: every file is classified by extension (parquet, csv, tfrecord); the
+dataset has that format when all its data files agree, else `files`. Names
+starting with `_` or `.` (Hadoop/Spark markers such as `_SUCCESS`, `.crc`) are
+published but do not count towards the format, as Arrow datasets ignore them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from p2pdata.catalog.catalog import Limits
+from p2pdata.catalog.manifest import (
+    Access,
+    Column,
+    FileEntry,
+    Manifest,
+    check_name,
+    check_relative_path,
+)
+from p2pdata.errors import MalformedData, PublishError
+
+# hashlib releases the GIL on updates this large, so threads hash in parallel.
+HASH_CHUNK = 1024 * 1024
+
+_EXTENSIONS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".tfrecord": "tfrecord",
+    ".tfrecords": "tfrecord",
+    ".tfrec": "tfrecord",
+}
+_MAX_TAG = 64
+
+
+def scan_dataset(
+    directory: Path | str,
+    *,
+    name: str,
+    version: str,
+    owner: str,
+    now: int,
+    description: str = "",
+    tags: Iterable[str] = (),
+    license: str = "",
+    access: Access | None = None,
+    workers: int | None = None,
+) -> Manifest:
+    """Build the manifest of the dataset in `directory`; raise PublishError naming the culprit."""
+    try:
+        check_name(name)
+        check_name(version, "version")
+    except MalformedData as exc:
+        raise PublishError(str(exc)) from exc
+    tag_list = tuple(_check_tag(tag) for tag in tags)
+    root = Path(directory)
+    if not root.is_dir():
+        raise PublishError(f"{root} is not a directory")
+    paths = list_files(root)
+    if not paths:
+        raise PublishError(f"{root} holds no files: a dataset needs at least one")
+    limit = Limits().max_files_per_dataset
+    if len(paths) > limit:
+        raise PublishError(f"{root} holds {len(paths)} files, over the limit of {limit}")
+    files = hash_files(root, paths, workers=workers)
+    fmt = detect_format(paths)
+    return Manifest(
+        name=name,
+        version=version,
+        owner=owner,
+        created=now,
+        format=fmt,
+        files=files,
+        description=description,
+        tags=tag_list,
+        license=license,
+        schema=read_schema(root, paths, fmt),
+        access=access or Access(),
+    )
+
+
+def _check_tag(tag: str) -> str:
+    if not 0 < len(tag) <= _MAX_TAG or not tag.isprintable() or any(c.isspace() for c in tag):
+        raise PublishError(f"tag {tag!r} must be 1 to {_MAX_TAG} printable characters, no spaces")
+    return tag
+
+
+def list_files(root: Path) -> list[str]:
+    """Relative POSIX paths of every file under `root`, sorted; rejects what cannot be published."""
+    real_root = os.path.realpath(root)
+    found: list[str] = []
+
+    def walk(directory: str, prefix: str) -> None:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                relative = prefix + entry.name
+                where = os.path.join(root, relative)
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([real_root, target]) != real_root:
+                        raise PublishError(f"{where} is a link that leaves the dataset (to {target})")
+                    if not os.path.exists(target):
+                        raise PublishError(f"{where} is a dangling link (to {target})")
+                    if not os.path.isfile(target):
+                        raise PublishError(
+                            f"{where} links to a directory or special file; links are followed "
+                            "only to regular files"
+                        )
+                    found.append(_checked(relative, where))
+                elif entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, relative + "/")
+                elif entry.is_file(follow_symlinks=False):
+                    found.append(_checked(relative, where))
+                else:
+                    kind = _special_kind(entry.stat(follow_symlinks=False).st_mode)
+                    raise PublishError(f"{where} is a {kind}; only regular files can be published")
+
+    try:
+        walk(str(root), "")
+    except OSError as exc:
+        raise PublishError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    return sorted(found)
+
+
+def _checked(relative: str, where: str) -> str:
+    try:
+        relative.encode("utf-8")
+        return check_relative_path(relative)
+    except UnicodeEncodeError as exc:
+        raise PublishError(f"{where}: file name is not valid UTF-8") from exc
+    except MalformedData as exc:
+        raise PublishError(f"{where}: {exc}") from exc
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def hash_file(path: Path) -> tuple[int, bytes]:
+    """(size, SHA-256) of a regular file, read in large chunks."""
+    # O_NONBLOCK: if the file was swapped for a fifo since the walk, open must not hang.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb", buffering=0) as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PublishError(f"{path} is no longer a regular file")
+        digest = hashlib.sha256()
+        buffer = bytearray(HASH_CHUNK)
+        view = memoryview(buffer)
+        size = 0
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+            size += count
+    return size, digest.digest()
+
+
+def hash_files(root: Path, paths: list[str], *, workers: int | None = None) -> tuple[FileEntry, ...]:
+    """Hash all files in parallel threads, biggest first so the cores finish together."""
+    try:
+        sizes = {path: (root / path).stat().st_size for path in paths}
+    except OSError as exc:
+        raise PublishError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    order = sorted(paths, key=lambda path: -sizes[path])
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        results = dict(zip(order, pool.map(lambda path: _hash_one(root, path), order), strict=True))
+    entries = []
+    for path in paths:
+        size, digest = results[path]
+        if size != sizes[path]:
+            raise PublishError(f"{root / path} changed size while it was being hashed")
+        entries.append(FileEntry(path, size, digest))
+    return tuple(entries)
+
+
+def _hash_one(root: Path, path: str) -> tuple[int, bytes]:
+    try:
+        return hash_file(root / path)
+    except OSError as exc:
+        raise PublishError(f"cannot read {root / path}: {exc.strerror}") from exc
+
+
+def file_kind(path: str) -> str | None:
+    """The format one file's name suggests, or None for markers and other files."""
+    base = path.rsplit("/", 1)[-1].lower()
+    if base.startswith(("_", ".")):
+        return None
+    for extension, kind in _EXTENSIONS.items():
+        if base.endswith(extension):
+            return kind
+    return "files"
+
+
+def detect_format(paths: list[str]) -> str:
+    kinds = {kind for path in paths if (kind := file_kind(path)) is not None}
+    return kinds.pop() if len(kinds) == 1 else "files"
+
+
+def read_schema(root: Path, paths: list[str], fmt: str) -> tuple[Column, ...]:
+    """The Arrow schema of tabular data: all Parquet footers (unified), or the first CSV block."""
+    data = [path for path in paths if file_kind(path) == fmt]
+    if fmt == "parquet":
+        schema: pa.Schema | None = None
+        for path in data:
+            try:
+                found = pq.read_schema(root / path)
+                schema = found if schema is None else pa.unify_schemas([schema, found])
+            except (pa.ArrowException, OSError) as exc:
+                raise PublishError(f"{root / path}: cannot read its Parquet schema: {exc}") from exc
+    elif fmt == "csv":
+        # Only the first file's first block: types are inferred, reading more costs time.
+        try:
+            with pa_csv.open_csv(root / data[0]) as reader:
+                schema = reader.schema
+        except (pa.ArrowException, OSError) as exc:
+            raise PublishError(f"{root / data[0]}: cannot read it as CSV: {exc}") from exc
+    else:
+        return ()
+    if schema is None:
+        return ()
+    return tuple(Column(field.name, str(field.type)) for field in schema)

@@ -1,0 +1,692 @@
+"""The daemon: composes config → stores → catalog → peers → transfer → landing → training → web.
+
+Everything that decides lives in the rooms below; this module wires them
+together, runs the background loops and turns their results into events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from p2pdata import __version__
+from p2pdata.catalog import (
+    CatalogStore,
+    Identity,
+    LocalCatalog,
+    Manifest,
+    TrustStore,
+    encode_public_key,
+    scan_dataset,
+    verify_catalog,
+)
+from p2pdata.config import Config
+from p2pdata.db import open_db
+from p2pdata.errors import CatalogError, NotFound, P2pdataError, PeerError
+from p2pdata.events import EventHub
+from p2pdata.fetching import FetchJob, FetchJobTable
+from p2pdata.hdfs import open_store
+from p2pdata.peers import PeerClient, PeerHealth, Source, ZeroconfDiscovery, normalize_peer_url
+from p2pdata.training import JobRegistry, Launcher, matching_jobs
+from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
+from p2pdata.web import control_app, peer_app, status_routes
+
+log = logging.getLogger("p2pdata.daemon")
+
+RUNTIME_FILE = "daemon.json"  # where a running daemon says which addresses it really bound
+LOCK_FILE = "daemon.lock"
+
+
+class HomeLock:
+    """An exclusive lock on the home: two daemons never share one state directory."""
+
+    def __init__(self, home: Path) -> None:
+        self.path = home / LOCK_FILE
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise P2pdataError(
+                f"another p2pdata daemon (pid {holder}) is already running on {self.path.parent}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def ensure_token(path: Path) -> str:
+    """The control token: created once, 0600, read back on every start."""
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    os.chmod(path, 0o600)
+    return path.read_text().strip()
+
+
+class _Table:
+    """Small key → JSON record tables of the daemon's own (published sources, landed, peers)."""
+
+    def __init__(self, conn: Any, name: str) -> None:
+        self.conn, self.name = conn, name
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {name} (key TEXT PRIMARY KEY, data TEXT NOT NULL)")
+
+    def put(self, key: str, data: dict[str, Any]) -> None:
+        self.conn.execute(f"INSERT OR REPLACE INTO {self.name} VALUES (?, ?)", (key, json.dumps(data)))
+
+    def delete(self, key: str) -> None:
+        self.conn.execute(f"DELETE FROM {self.name} WHERE key = ?", (key,))
+
+    def items(self) -> dict[str, dict[str, Any]]:
+        rows = self.conn.execute(f"SELECT key, data FROM {self.name}").fetchall()
+        return {row["key"]: json.loads(row["data"]) for row in rows}
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.events = EventHub()
+        self._lock = HomeLock(config.home)
+        self._runners: list[web.AppRunner] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sync_wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._swarms: dict[str, Any] = {}  # fetch job id -> swarm job
+        self._peer_info: dict[str, Any] = {}  # peer url -> PeerInfo
+        self._peer_have: dict[str, set[str]] = {}  # peer url -> manifest ids it seeds
+        self._etags: dict[str, str] = {}
+        self.peer_url = ""
+        self.control_url = ""
+
+    # ---- life cycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        self._lock.acquire()
+        self.identity = Identity.load(config.home)
+        self.conn = open_db(config.database)
+        self.local_catalog = LocalCatalog(self.conn, self.identity)
+        self.trust = TrustStore(self.conn, trust_on_first_use=config.cluster.trust_on_first_use)
+        self.catalogs = CatalogStore(self.conn)
+        self.catalogs.store_own(self.local_catalog.datasets())
+        self.fetch_jobs = FetchJobTable(self.conn)
+        self.published = _Table(self.conn, "published_sources")
+        self.landed = _Table(self.conn, "landed_datasets")
+        self.added_peers = _Table(self.conn, "added_peers")
+        self.token = ensure_token(config.token_file)
+        self.store = self._open_store(config.store_root)
+        self.transfer = TransferSession(
+            TransferSettings(
+                listen_interfaces=config.transfer.listen,
+                staging_dir=config.staging_dir,
+                staging_budget=config.transfer.staging_budget,
+                download_limit=config.transfer.download_limit,
+                upload_limit=config.transfer.upload_limit,
+            )
+        )
+        await self.transfer.start()
+        self.registry = JobRegistry(config.jobs_dir)
+        self.launcher = Launcher(
+            self.conn,
+            runs_dir=config.runs_dir,
+            max_concurrent=config.training.max_concurrent_runs,
+            on_state_change=lambda run: self.events.emit("run.state", run=run.id, state=str(run.state)),
+        )
+        await self.launcher.start()
+        await self._start_web()
+        self._reseed()
+        self.client = PeerClient()
+        self.health = PeerHealth(sync_interval=config.discovery.sync_interval)
+        now = time.time()
+        for url in config.discovery.static_peers:
+            self.health.add(url, Source.STATIC, now)
+        for url in self.added_peers.items():
+            self.health.add(url, Source.ADDED, now)
+        self.discovery: ZeroconfDiscovery | None = None
+        if config.discovery.zeroconf:
+            self.discovery = ZeroconfDiscovery(
+                interfaces=config.discovery.interfaces,
+                service_name=f"p2pdata-{self.identity.cluster_id}",
+                port=self._peer_port,
+                cluster_id=self.identity.cluster_id,
+                on_found=self._on_peer_found,
+                on_lost=self._on_peer_lost,
+            )
+            await self.discovery.start()
+        self._spawn(self._sync_loop())
+        for job in self.fetch_jobs.unfinished():
+            log.info("resuming fetch job %s (%s)", job.id, job.ref)
+            self._spawn(self._run_fetch(job))
+        self._write_runtime_file()
+        log.info(
+            "daemon for cluster %s ready: peer API %s, control %s",
+            self.identity.cluster_id,
+            self.peer_url,
+            self.control_url,
+        )
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.discovery is not None:
+            await self.discovery.close()
+        await self.client.close()
+        for runner in self._runners:
+            await runner.cleanup()
+        await self.launcher.close()
+        await self.transfer.close()
+        await self.store.close()
+        (self.config.home / RUNTIME_FILE).unlink(missing_ok=True)
+        self.conn.close()
+        self._lock.release()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _open_store(self, root: str) -> Any:
+        store = self.config.store
+        return open_store(
+            store.kind,
+            root,
+            webhdfs_url=store.webhdfs_url,
+            user=store.user or None,
+            storagepolicy_command=store.storagepolicy_command,
+        )
+
+    async def _start_web(self) -> None:
+        config = self.config
+        peer_runner = web.AppRunner(peer_app(self, requests_per_minute=config.peer_api.requests_per_minute))
+        await peer_runner.setup()
+        peer_site = web.TCPSite(
+            peer_runner, config.peer_api.host, config.peer_api.port, ssl_context=self._peer_ssl_context()
+        )
+        await peer_site.start()
+        self._runners.append(peer_runner)
+        self._peer_port = _bound_port(peer_runner)
+        scheme = "https" if config.peer_api.tls_cert else "http"
+        self.peer_url = (
+            config.peer_api.public_url
+            or f"{scheme}://{_advertised_host(config.peer_api.host)}:{self._peer_port}"
+        )
+
+        app = control_app(self, self.token, open_paths=("/login", "/static/"))
+        status_routes(app, self)
+        control_runner = web.AppRunner(app)
+        await control_runner.setup()
+        if config.control.socket:
+            site: web.BaseSite = web.UnixSite(control_runner, config.control.socket)
+            await site.start()
+            os.chmod(config.control.socket, 0o600)
+            self.control_url = f"unix:{config.control.socket}"
+        else:
+            site = web.TCPSite(control_runner, config.control.host, config.control.port)
+            await site.start()
+            self.control_url = f"http://{config.control.host}:{_bound_port(control_runner)}"
+        self._runners.append(control_runner)
+
+    def _peer_ssl_context(self) -> Any:
+        if not self.config.peer_api.tls_cert:
+            return None
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.config.peer_api.tls_cert, self.config.peer_api.tls_key)
+        return context
+
+    def _write_runtime_file(self) -> None:
+        data = {
+            "pid": os.getpid(),
+            "cluster_id": self.identity.cluster_id,
+            "peer_url": self.peer_url,
+            "control_url": self.control_url,
+            "torrent_port": self.transfer.listen_port,
+        }
+        path = self.config.home / RUNTIME_FILE
+        path.write_text(json.dumps(data))
+
+    def _reseed(self) -> None:
+        """Seed every published and landed dataset we still have bytes for."""
+        own = {m.id: m for m in self.local_catalog.datasets()}
+        for manifest_id, record in self.published.items().items():
+            if manifest_id in own and Path(record["directory"]).is_dir():
+                self.transfer.seed(own[manifest_id], Path(record["directory"]))
+        for manifest_id, record in self.landed.items().items():
+            manifest = self.catalogs.by_id(manifest_id)
+            staged = record.get("staging")
+            if manifest is not None and staged and Path(staged).is_dir():
+                self.transfer.seed(manifest, Path(staged))
+
+    # ---- peer API view ----------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "cluster_id": self.identity.cluster_id,
+            "public_key": encode_public_key(self.identity.public_key),
+            "name": self.config.cluster.name,
+            "software_version": __version__,
+            "peer_api": self.peer_url,
+            "torrent_endpoints": [[_advertised_host(self.config.peer_api.host), self.transfer.listen_port]],
+        }
+
+    def catalog(self) -> tuple[bytes, str]:
+        signed = self.local_catalog.signed(
+            now=int(time.time()), lifetime=self.config.cluster.catalog_lifetime
+        )
+        import hashlib
+
+        return signed, hashlib.sha256(signed).hexdigest()
+
+    def torrent(self, manifest_id: str) -> bytes | None:
+        if manifest_id not in self.have():
+            return None
+        manifest = self.catalogs.by_id(manifest_id)
+        return manifest.torrent.data if manifest and manifest.torrent else None
+
+    def have(self) -> list[str]:
+        return sorted(set(self.published.items()) | set(self.landed.items()))
+
+    # ---- discovery and catalog sync -------------------------------------------------------
+
+    def _on_peer_found(self, url: str, cluster_id: str) -> None:
+        if cluster_id != self.identity.cluster_id:
+            self.health.add(url, Source.ZEROCONF, time.time(), cluster_id=cluster_id)
+            self.events.emit("peer.found", url=url, cluster_id=cluster_id)
+            self._sync_wakeup.set()
+
+    def _on_peer_lost(self, url: str) -> None:
+        self.health.withdraw(url, Source.ZEROCONF, time.time())
+        self.events.emit("peer.lost", url=url)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            now = time.time()
+            due = self.health.due(now)
+            await asyncio.gather(*(self.sync_peer(url) for url in due))
+            next_at = self.health.next_attempt()
+            delay = 60.0 if next_at is None else max(0.05, next_at - time.time())
+            self._sync_wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sync_wakeup.wait(), timeout=delay)
+
+    async def sync_peer(self, url: str) -> None:
+        """One round with one peer: info, catalog (304 when unchanged), what it seeds."""
+        try:
+            info = await self.client.info(url)
+            if info.cluster_id == self.identity.cluster_id:
+                self.health.forget(url)  # our own advertisement, seen through another address
+                return
+            fetched = await self.client.catalog(url, etag=self._etags.get(url))
+            if fetched.data is not None:
+                verified = verify_catalog(
+                    fetched.data,
+                    trusted=self.trust.is_trusted,
+                    now=int(time.time()),
+                    held=self.catalogs.held(info.cluster_id),
+                )
+                self.catalogs.store(verified, source=url)
+                self.events.emit(
+                    "catalog.updated", url=url, cluster_id=info.cluster_id, version=verified.catalog.version
+                )
+            self._etags[url] = fetched.etag
+            have = set(await self.client.have(url))
+        except CatalogError as exc:
+            self._etags.pop(url, None)
+            self.health.rejected(url, time.time(), f"{type(exc).__name__}: {exc}")
+            self.events.emit("peer.rejected", url=url, reason=type(exc).__name__, message=str(exc))
+            log.warning("rejected catalog from %s: %s", url, exc)
+            return
+        except PeerError as exc:
+            self.health.failed(url, time.time(), str(exc))
+            self.events.emit("peer.failed", url=url, message=str(exc))
+            return
+        self._peer_info[url] = info
+        self._peer_have[url] = have
+        self.health.succeeded(url, time.time(), cluster_id=info.cluster_id)
+        for job_id, swarm in self._swarms.items():
+            swarm.add_peers(self._endpoints_for(self.fetch_jobs.get(job_id).manifest_id))
+
+    def _endpoints_for(self, manifest_id: str) -> list[tuple[str, int]]:
+        endpoints: list[tuple[str, int]] = []
+        for url, have in self._peer_have.items():
+            if manifest_id in have:
+                endpoints.extend(tuple(e) for e in self._peer_info[url].torrent_endpoints)
+        return endpoints
+
+    # ---- control API ------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        *,
+        directory: str,
+        name: str,
+        version: str,
+        description: str = "",
+        tags: list[str] | None = None,
+        license: str = "",
+        access: str = "public",
+        allow: list[str] | None = None,
+    ) -> dict[str, Any]:
+        root = Path(directory)
+        manifest = await asyncio.to_thread(
+            scan_dataset,
+            root,
+            name=name,
+            version=version,
+            owner=self.identity.cluster_id,
+            now=int(time.time()),
+            description=description,
+            tags=tags or [],
+            license=license,
+            access=access,
+            allow=allow or [],
+        )
+        torrent = await asyncio.to_thread(make_torrent, manifest.files, root)
+        manifest = manifest.with_torrent(torrent)
+        manifest = self.local_catalog.add(manifest)
+        self.catalogs.store_own(self.local_catalog.datasets())
+        self.published.put(manifest.id, {"directory": str(root)})
+        self.transfer.seed(manifest, root)
+        self.events.emit("dataset.published", ref=manifest.ref, manifest=manifest.id)
+        return manifest_summary(manifest)
+
+    async def search(self, query: str, **filters: Any) -> list[dict[str, Any]]:
+        sizes = {k: int(v) for k, v in filters.items() if k in ("min_size", "max_size")}
+        others = {k: v for k, v in filters.items() if k in ("format", "publisher", "tag")}
+        hits = self.catalogs.search(query, **others, **sizes)
+        return [{**manifest_summary(hit.manifest), "score": hit.score} for hit in hits]
+
+    async def fetch(
+        self,
+        ref: str,
+        *,
+        tier: str | None = None,
+        to: str | None = None,
+        train: str | None = None,
+        files: list[str] | None = None,
+    ) -> dict[str, Any]:
+        manifest = self.catalogs.resolve(ref)
+        if manifest.torrent is None:
+            raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
+        if train:
+            self.registry.get(train)  # fail now, not after the download, when the job is unknown
+        now = int(time.time())
+        job = self.fetch_jobs.new(
+            ref=f"{manifest.owner}/{manifest.ref}",
+            manifest_id=manifest.id,
+            publisher=manifest.owner,
+            total_bytes=manifest.total_size,
+            tier=tier or self.config.store.default_tier,
+            to=to,
+            train=train,
+            files=files or [],
+            created=now,
+            updated=now,
+        )
+        self.events.emit("fetch.state", job=job.id, state=job.state)
+        self._spawn(self._run_fetch(job))
+        return job.to_dict()
+
+    async def _run_fetch(self, job: FetchJob) -> None:
+        manifest = self.catalogs.by_id(job.manifest_id)
+        try:
+            if manifest is None:
+                raise NotFound(f"manifest {job.manifest_id} is no longer in any verified catalog")
+            if job.files:
+                manifest = _subset(manifest, job.files)
+            if job.state != "queued":
+                job.move("queued", int(time.time()))  # resumed after a restart
+            store = self._open_store(job.to) if job.to else self.store
+            swarm = self.transfer.fetch(manifest, peers=self._endpoints_for(job.manifest_id))
+            self._swarms[job.id] = swarm
+            self._set_state(job, "transferring")
+            progress = self._spawn(self._report_progress(job, swarm))
+            result = await store.land(manifest, swarm.completed_files(), job.tier)
+            await swarm.wait()
+            progress.cancel()
+            job.uri = result.uri
+            job.done_bytes = job.total_bytes
+            self.landed.put(
+                job.manifest_id,
+                {
+                    "ref": job.ref,
+                    "uri": result.uri,
+                    "tier": job.tier,
+                    "staging": str(swarm.save_path),
+                    "landed": int(time.time()),
+                },
+            )
+            self._set_state(job, "landed")
+            self.events.emit("dataset.landed", job=job.id, ref=job.ref, uri=result.uri)
+            await self._trigger_training(manifest, result.uri, job.train)
+        except asyncio.CancelledError:
+            # Daemon shutdown: the job stays active in SQLite and resumes on the next start.
+            raise
+        except P2pdataError as exc:
+            log.warning("fetch job %s failed: %s", job.id, exc)
+            if job.state not in ("failed", "cancelled", "landed"):
+                self._set_state(job, "failed", error=str(exc))
+        finally:
+            self._swarms.pop(job.id, None)
+
+    async def _report_progress(self, job: FetchJob, swarm: Any) -> None:
+        async for progress in swarm.progress_events():
+            job.done_bytes = progress.done_bytes
+            self.fetch_jobs.save(job)
+            self.events.emit(
+                "fetch.progress",
+                job=job.id,
+                done_bytes=progress.done_bytes,
+                total_bytes=progress.total_bytes,
+                rate=progress.rate,
+                eta=progress.eta,
+                peers=progress.peers,
+            )
+
+    def _set_state(self, job: FetchJob, state: str, error: str | None = None) -> None:
+        job.move(state, int(time.time()), error)
+        self.fetch_jobs.save(job)
+        self.events.emit("fetch.state", job=job.id, state=state, error=job.error)
+
+    async def _trigger_training(self, manifest: Manifest, uri: str, requested: str | None) -> None:
+        specs = matching_jobs(self.registry.specs(), manifest)
+        if requested and all(spec.name != requested for spec in specs):
+            specs.append(self.registry.get(requested))
+        for spec in specs:
+            run = await self.launcher.submit(spec, dataset_uri=uri, manifest=manifest)
+            self.events.emit("run.state", run=run.id, job=spec.name, state=str(run.state))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [job.to_dict() for job in self.fetch_jobs.all()]
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.fetch_jobs.get(job_id).to_dict()
+
+    async def cancel_job(self, job_id: str) -> dict[str, Any]:
+        job = self.fetch_jobs.get(job_id)
+        swarm = self._swarms.get(job_id)
+        if swarm is not None:
+            swarm.cancel()
+        if job.state not in ("landed", "failed", "cancelled"):
+            self._set_state(job, "cancelled")
+        return job.to_dict()
+
+    def peers(self) -> list[dict[str, Any]]:
+        rows = []
+        for status in self.health.peers():
+            held = self.catalogs.held(status.cluster_id) if status.cluster_id else None
+            rows.append(
+                {
+                    "url": status.url,
+                    "cluster_id": status.cluster_id,
+                    "state": str(status.state),
+                    "source": ",".join(sorted(str(s) for s in status.sources)),
+                    "last_seen": status.last_seen,
+                    "failures": status.failures,
+                    "error": status.last_error,
+                    "catalog_version": held.version if held else None,
+                }
+            )
+        return rows
+
+    async def add_peer(self, url: str) -> dict[str, Any]:
+        url = normalize_peer_url(url)
+        self.added_peers.put(url, {})
+        self.health.add(url, Source.ADDED, time.time())
+        self._sync_wakeup.set()
+        return {"url": url, "added": True}
+
+    async def remove_peer(self, url: str) -> dict[str, Any]:
+        url = normalize_peer_url(url)
+        self.added_peers.delete(url)
+        return {"url": url, "removed": self.health.forget(url)}
+
+    def trust_list(self) -> list[dict[str, Any]]:
+        return [entry.to_dict() for entry in self.trust.list()]
+
+    def trust_add(self, key_or_id: str, name: str | None) -> dict[str, Any]:
+        entry = self.trust.add(key_or_id, name=name)
+        self._sync_wakeup.set()
+        return entry.to_dict()
+
+    def trust_remove(self, cluster_id: str) -> dict[str, Any]:
+        return {"cluster_id": cluster_id, "removed": self.trust.remove(cluster_id)}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "cluster": {
+                "id": self.identity.cluster_id,
+                "name": self.config.cluster.name,
+                "store": self.config.store.kind,
+                "root": self.config.store_root,
+                "peer_url": self.peer_url,
+                "tiers_enforced": self.config.store.kind == "hdfs",
+                "staging": self.transfer.staging_usage(),
+            },
+            "peers": self.peers(),
+            "jobs": self.jobs(),
+            "landed": [{"manifest_id": k, **v} for k, v in self.landed.items().items()],
+            "runs": self.runs(),
+            "published": [manifest_summary(m) for m in self.local_catalog.datasets()],
+        }
+
+    async def set_tier(self, ref: str, tier: str, move: bool) -> dict[str, Any]:
+        manifest = self._landed_manifest(ref)
+        return await self.store.set_tier(manifest.name, manifest.version, tier, move=move)
+
+    def _landed_manifest(self, ref: str) -> Manifest:
+        manifest = self.catalogs.resolve(ref)
+        if manifest.id not in self.landed.items():
+            raise NotFound(f"{manifest.ref} has not landed on this cluster")
+        return manifest
+
+    async def train(self, job_name: str, ref: str) -> dict[str, Any]:
+        manifest = self._landed_manifest(ref)
+        uri = self.landed.items()[manifest.id]["uri"]
+        run = await self.launcher.submit(self.registry.get(job_name), dataset_uri=uri, manifest=manifest)
+        return run.to_dict()
+
+    def runs(self) -> list[dict[str, Any]]:
+        return [run.to_dict() for run in self.launcher.runs()]
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return self.launcher.run(run_id).to_dict()
+
+    async def cancel_run(self, run_id: str) -> dict[str, Any]:
+        return (await self.launcher.cancel(run_id)).to_dict()
+
+    def add_training_job(self, spec_toml: str, filename: str) -> dict[str, Any]:
+        return self.registry.add_text(spec_toml, filename).to_dict()
+
+    def training_jobs(self) -> list[dict[str, Any]]:
+        return [spec.to_dict() for spec in self.registry.specs()]
+
+
+def manifest_summary(manifest: Manifest) -> dict[str, Any]:
+    """The JSON face of a manifest for the control API (hashes in hex, no torrent bytes)."""
+    return {
+        "id": manifest.id,
+        "name": manifest.name,
+        "version": manifest.version,
+        "publisher": manifest.owner,
+        "description": manifest.description,
+        "tags": list(manifest.tags),
+        "license": manifest.license,
+        "format": manifest.format,
+        "created": manifest.created,
+        "total_size": manifest.total_size,
+        "access": manifest.access.mode,
+        "schema": [{"name": c.name, "type": c.type} for c in manifest.schema],
+        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256.hex()} for f in manifest.files],
+    }
+
+
+def _subset(manifest: Manifest, globs: list[str]) -> Manifest:
+    from fnmatch import fnmatchcase
+
+    files = tuple(f for f in manifest.files if any(fnmatchcase(f.path, g) for g in globs))
+    if not files:
+        raise NotFound(f"no file of {manifest.ref} matches {', '.join(globs)}")
+    return replace(manifest, files=files)
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    server = runner.addresses[0]
+    return int(server[1])
+
+
+def _advertised_host(host: str) -> str:
+    return socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+
+
+def setup_logging(verbose: bool) -> None:
+    """Structured logs: one key=value line per event, easy to grep and to ship."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r",
+    )
+
+
+def run_daemon(config: Config, *, verbose: bool = False) -> None:
+    setup_logging(verbose)
+
+    async def main() -> None:
+        daemon = Daemon(config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await daemon.start()
+        print(f"p2pdata daemon {daemon.identity.cluster_id} ready; control {daemon.control_url}", flush=True)
+        await stop.wait()
+        log.info("stopping: saving resume data and parking landings")
+        await daemon.stop()
+
+    asyncio.run(main())

@@ -1,0 +1,436 @@
+"""An asyncio WebHDFS client (aiohttp) that streams, retries what is safe, and types errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import ssl as ssl_module
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+
+from p2pdata.hdfs.errors import (
+    HdfsAlreadyExists,
+    HdfsConnectionError,
+    HdfsError,
+    HdfsFileNotFound,
+    HdfsPermissionDenied,
+    HdfsRemoteError,
+    HdfsUnsupportedOperation,
+)
+from p2pdata.hdfs.tiers import policy_name, resolve_tier
+
+log = logging.getLogger(__name__)
+
+Body = bytes | AsyncIterable[bytes]
+Params = Mapping[str, Any] | Sequence[tuple[str, Any]]
+
+_ERRORS: dict[str, type[HdfsRemoteError]] = {
+    "FileNotFoundException": HdfsFileNotFound,
+    "AccessControlException": HdfsPermissionDenied,
+    "SecurityException": HdfsPermissionDenied,
+    "FileAlreadyExistsException": HdfsAlreadyExists,
+    "AlreadyBeingCreatedException": HdfsAlreadyExists,
+    "UnsupportedOperationException": HdfsUnsupportedOperation,
+}
+# Errors that a retry cannot fix, even when the server sent them with a 5xx status.
+_PERMANENT = (HdfsFileNotFound, HdfsPermissionDenied, HdfsAlreadyExists, HdfsUnsupportedOperation)
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    path: str  # the path asked about, or for list() the child's full path
+    type: str  # FILE, DIRECTORY or SYMLINK
+    length: int
+    owner: str
+    group: str
+    permission: str
+    replication: int
+    block_size: int
+    modification_time: int  # milliseconds since the epoch
+    storage_policy: str | None  # the inode's own policy; None if unset (inherited)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.type == "DIRECTORY"
+
+    @classmethod
+    def from_json(cls, path: str, data: Mapping[str, Any]) -> FileStatus:
+        return cls(
+            path=path,
+            type=data["type"],
+            length=int(data.get("length", 0)),
+            owner=data.get("owner", ""),
+            group=data.get("group", ""),
+            permission=data.get("permission", ""),
+            replication=int(data.get("replication", 0)),
+            block_size=int(data.get("blockSize", 0)),
+            modification_time=int(data.get("modificationTime", 0)),
+            storage_policy=policy_name(data.get("storagePolicy")),
+        )
+
+
+def _join(parent: str, child: str) -> str:
+    return parent.rstrip("/") + "/" + child if child else parent
+
+
+class WebHdfsClient:
+    """WebHDFS over aiohttp.
+
+    ``url`` is ``http://``, ``https://``, ``webhdfs://`` or ``swebhdfs://`` (TLS) with the
+    NameNode's HTTP host and port. ``storagepolicy_command`` is the cluster's
+    ``hdfs storagepolicies`` command line, used where WebHDFS lacks SETSTORAGEPOLICY.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user: str | None = None,
+        delegation: str | None = None,
+        storagepolicy_command: Sequence[str] | None = None,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        retries: int = 4,
+        backoff: float = 0.2,
+        timeout: float = 300.0,
+        chunk_size: int = 1 << 20,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        parts = urlsplit(url)
+        scheme = {"webhdfs": "http", "swebhdfs": "https"}.get(parts.scheme, parts.scheme)
+        if scheme not in ("http", "https") or not parts.netloc:
+            raise HdfsError(f"WebHDFS URL {url!r} must look like http://namenode:9870")
+        self.base_url = f"{scheme}://{parts.netloc}/webhdfs/v1"
+        self.user = user
+        self.delegation = delegation
+        self.storagepolicy_command = list(storagepolicy_command or [])
+        self.retries = retries
+        self.backoff = backoff
+        self.chunk_size = chunk_size
+        self._ssl = ssl
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=30)
+        self._session = session
+        self._own_session = session is None
+        self._has_setstoragepolicy: bool | None = None  # learnt on first use
+
+    # -- plumbing -------------------------------------------------------------
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._own_session = True
+        return self._session
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> WebHdfsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _url(self, path: str) -> str:
+        if not path.startswith("/"):
+            raise HdfsError(f"HDFS path {path!r} must be absolute")
+        return self.base_url + quote(path)
+
+    def _params(self, op: str, extra: Params | None) -> list[tuple[str, str]]:
+        # A list of pairs, because some ops repeat a key (GETXATTRS's xattr.name).
+        params = [("op", op)]
+        if self.delegation:
+            params.append(("delegation", self.delegation))
+        elif self.user:
+            params.append(("user.name", self.user))
+        pairs = extra.items() if isinstance(extra, Mapping) else (extra or ())
+        for key, value in pairs:
+            if value is not None:
+                params.append((key, str(value).lower() if isinstance(value, bool) else str(value)))
+        return params
+
+    async def _raise_for(self, resp: aiohttp.ClientResponse, op: str, path: str) -> None:
+        if resp.status < 400:
+            return
+        text = await resp.text(errors="replace")
+        try:
+            remote = json.loads(text)["RemoteException"]
+            name = remote.get("exception", "RemoteException")
+            message = remote.get("message", "")
+            java_class = remote.get("javaClassName", "")
+        except (ValueError, KeyError, TypeError):
+            name, message, java_class = f"HTTP {resp.status}", text.strip()[:500], ""
+        cls = _ERRORS.get(name, HdfsRemoteError)
+        if name == "IllegalArgumentException" and "No enum constant" in message:
+            cls = HdfsUnsupportedOperation  # an op this Hadoop version does not know
+        error = cls(name, f"{message} ({op} {path})", resp.status, java_class)
+        raise error
+
+    async def _request(
+        self,
+        method: str,
+        op: str,
+        path: str,
+        params: Params | None = None,
+        *,
+        idempotent: bool,
+        redirect: bool = True,
+    ) -> aiohttp.ClientResponse:
+        """One request (no body), retried with backoff if the operation is idempotent.
+
+        The caller owns the returned response and must release it.
+        """
+        session = self._get_session()
+        attempts = self.retries + 1 if idempotent else 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                resp = await session.request(
+                    method, self._url(path), params=self._params(op, params),
+                    allow_redirects=redirect, ssl=self._ssl,
+                )
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                if last:
+                    raise HdfsConnectionError(f"WebHDFS {op} {path}: {exc!r}") from exc
+            else:
+                try:
+                    await self._raise_for(resp, op, path)
+                    return resp
+                except HdfsRemoteError as exc:
+                    resp.release()
+                    if last or exc.status < 500 or isinstance(exc, _PERMANENT):
+                        raise
+            delay = self.backoff * 2**attempt
+            log.debug("WebHDFS %s %s failed, retry in %.1fs", op, path, delay)
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _json(
+        self, method: str, op: str, path: str, params: Params | None = None,
+        *, idempotent: bool,
+    ) -> Any:
+        resp = await self._request(method, op, path, params, idempotent=idempotent)
+        async with resp:
+            return await resp.json(content_type=None)
+
+    async def _send_body(
+        self, method: str, op: str, path: str, params: Params, body: Body,
+        expect: int,
+    ) -> None:
+        """The two-step write: ask the NameNode where, then stream the body to the DataNode."""
+        # Step one sends no data and changes nothing, so it may be retried.
+        resp = await self._request(method, op, path, params, idempotent=True, redirect=False)
+        async with resp:
+            location = resp.headers.get("Location")
+        if resp.status != 307 or not location:
+            raise HdfsError(f"WebHDFS {op} {path}: expected a 307 redirect, got {resp.status}")
+        # Step two consumes the body, so it is never retried.
+        try:
+            async with self._get_session().request(
+                method, location, data=body, ssl=self._ssl,
+                headers={"Content-Type": "application/octet-stream"},
+            ) as resp:
+                await self._raise_for(resp, op, path)
+                if resp.status != expect:
+                    raise HdfsError(f"WebHDFS {op} {path}: unexpected HTTP {resp.status}")
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            raise HdfsConnectionError(f"WebHDFS {op} {path}: {exc!r}") from exc
+
+    # -- files and directories ----------------------------------------------------
+
+    async def mkdirs(self, path: str, permission: str | None = None) -> bool:
+        data = await self._json("PUT", "MKDIRS", path, {"permission": permission},
+                                idempotent=True)
+        return bool(data["boolean"])
+
+    async def create(
+        self,
+        path: str,
+        data: Body,
+        *,
+        overwrite: bool = False,
+        blocksize: int | None = None,
+        replication: int | None = None,
+        permission: str | None = None,
+        buffersize: int | None = None,
+    ) -> None:
+        """Write a file; ``data`` is bytes or an async iterable of chunks (streamed)."""
+        params = {"overwrite": overwrite, "blocksize": blocksize, "replication": replication,
+                  "permission": permission, "buffersize": buffersize}
+        await self._send_body("PUT", "CREATE", path, params, data, expect=201)
+
+    async def append(self, path: str, data: Body, *, buffersize: int | None = None) -> None:
+        await self._send_body("POST", "APPEND", path, {"buffersize": buffersize}, data,
+                              expect=200)
+
+    async def open(
+        self, path: str, *, offset: int = 0, length: int | None = None,
+        chunk_size: int | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Stream a file's bytes in chunks. Close early with ``contextlib.aclosing``."""
+        resp = await self._request("GET", "OPEN", path, {"offset": offset or None,
+                                                         "length": length}, idempotent=True)
+        async with resp:
+            try:
+                async for chunk in resp.content.iter_chunked(chunk_size or self.chunk_size):
+                    yield chunk
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+                raise HdfsConnectionError(f"WebHDFS OPEN {path}: {exc!r}") from exc
+
+    async def read(self, path: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        parts = []
+        async with contextlib.aclosing(self.open(path, offset=offset, length=length)) as chunks:
+            async for chunk in chunks:
+                parts.append(chunk)
+        return b"".join(parts)
+
+    async def concat(self, target: str, sources: Iterable[str]) -> None:
+        resp = await self._request("POST", "CONCAT", target, {"sources": ",".join(sources)},
+                                   idempotent=False)
+        resp.release()
+
+    async def rename(self, source: str, destination: str) -> bool:
+        data = await self._json("PUT", "RENAME", source, {"destination": destination},
+                                idempotent=False)
+        return bool(data["boolean"])
+
+    async def delete(self, path: str, *, recursive: bool = False) -> bool:
+        # Deleting twice gives the same end state, so a retry is safe.
+        data = await self._json("DELETE", "DELETE", path, {"recursive": recursive},
+                                idempotent=True)
+        return bool(data["boolean"])
+
+    async def status(self, path: str) -> FileStatus:
+        data = await self._json("GET", "GETFILESTATUS", path, idempotent=True)
+        return FileStatus.from_json(path, data["FileStatus"])
+
+    async def exists(self, path: str) -> bool:
+        try:
+            await self.status(path)
+        except HdfsFileNotFound:
+            return False
+        return True
+
+    async def list(self, path: str) -> list[FileStatus]:
+        data = await self._json("GET", "LISTSTATUS", path, idempotent=True)
+        return [FileStatus.from_json(_join(path, item["pathSuffix"]), item)
+                for item in data["FileStatuses"]["FileStatus"]]
+
+    async def content_summary(self, path: str) -> dict[str, Any]:
+        """``{"length", "fileCount", "directoryCount", "quota", "spaceConsumed", ...}``."""
+        data = await self._json("GET", "GETCONTENTSUMMARY", path, idempotent=True)
+        return dict(data["ContentSummary"])
+
+    async def checksum(self, path: str) -> dict[str, Any]:
+        """``{"algorithm": "MD5-of-...", "bytes": hex, "length": n}`` (HDFS's own checksum)."""
+        # The NameNode redirects to a DataNode; aiohttp follows GET redirects.
+        data = await self._json("GET", "GETFILECHECKSUM", path, idempotent=True)
+        return dict(data["FileChecksum"])
+
+    async def set_permission(self, path: str, permission: str) -> None:
+        resp = await self._request("PUT", "SETPERMISSION", path, {"permission": permission},
+                                   idempotent=True)
+        resp.release()
+
+    async def set_owner(self, path: str, owner: str | None = None,
+                        group: str | None = None) -> None:
+        resp = await self._request("PUT", "SETOWNER", path, {"owner": owner, "group": group},
+                                   idempotent=True)
+        resp.release()
+
+    async def set_replication(self, path: str, replication: int) -> bool:
+        data = await self._json("PUT", "SETREPLICATION", path, {"replication": replication},
+                                idempotent=True)
+        return bool(data["boolean"])
+
+    async def set_times(self, path: str, *, modification_time: int | None = None,
+                        access_time: int | None = None) -> None:
+        resp = await self._request(
+            "PUT", "SETTIMES", path,
+            {"modificationtime": modification_time, "accesstime": access_time},
+            idempotent=True)
+        resp.release()
+
+    # -- extended attributes ----------------------------------------------------
+
+    async def set_xattr(self, path: str, name: str, value: bytes, *,
+                        flag: str = "CREATE") -> None:
+        """``flag`` is CREATE (fails if present) or REPLACE (fails if absent)."""
+        encoded = "0s" + base64.b64encode(value).decode()
+        resp = await self._request(
+            "PUT", "SETXATTR", path,
+            {"xattr.name": name, "xattr.value": encoded, "flag": flag},
+            idempotent=False)
+        resp.release()
+
+    async def get_xattrs(self, path: str, names: Iterable[str] = ()) -> dict[str, bytes]:
+        """All xattrs of ``path`` (or only ``names``); a missing name raises HdfsRemoteError."""
+        params = [("encoding", "base64"), *(("xattr.name", n) for n in names)]
+        data = await self._json("GET", "GETXATTRS", path, params, idempotent=True)
+        result = {}
+        for item in data.get("XAttrs", []):
+            value = item.get("value")
+            result[item["name"]] = _decode_xattr(value) if value is not None else b""
+        return result
+
+    async def list_xattrs(self, path: str) -> list[str]:
+        data = await self._json("GET", "LISTXATTRS", path, idempotent=True)
+        return list(json.loads(data["XAttrNames"]))
+
+    async def remove_xattr(self, path: str, name: str) -> None:
+        resp = await self._request("PUT", "REMOVEXATTR", path, {"xattr.name": name},
+                                   idempotent=False)
+        resp.release()
+
+    # -- storage policies ---------------------------------------------------------
+
+    async def set_storage_policy(self, path: str, policy: str) -> None:
+        """Set a storage policy (a policy or tier name) by WebHDFS, else by command line."""
+        policy = resolve_tier(policy)
+        if self._has_setstoragepolicy is not False:
+            try:
+                resp = await self._request("PUT", "SETSTORAGEPOLICY", path,
+                                           {"storagepolicy": policy}, idempotent=True)
+                resp.release()
+                self._has_setstoragepolicy = True
+                return
+            except HdfsUnsupportedOperation:
+                self._has_setstoragepolicy = False  # Hadoop < 2.9: use the command line
+        await self._storagepolicy_admin(path, policy)
+
+    async def _storagepolicy_admin(self, path: str, policy: str) -> None:
+        if not self.storagepolicy_command:
+            raise HdfsUnsupportedOperation(
+                "SETSTORAGEPOLICY",
+                "this WebHDFS cannot set storage policies; configure the cluster's "
+                "'hdfs storagepolicies' command (storagepolicy_command)", 400)
+        await self.status(path)  # a missing path gives the same typed error as WebHDFS
+        argv = [*self.storagepolicy_command, "-setStoragePolicy", "-path", path,
+                "-policy", policy]
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise HdfsRemoteError(
+                "StoragePolicyAdmin",
+                f"{' '.join(argv[-6:])} exited {proc.returncode}: "
+                f"{(err or out).decode(errors='replace').strip()[-1000:]}", 500)
+
+    async def get_storage_policy(self, path: str) -> str | None:
+        """The policy set on ``path`` itself (None if it only inherits one)."""
+        return (await self.status(path)).storage_policy
+
+
+def _decode_xattr(value: str) -> bytes:
+    if value.startswith("0s"):
+        return base64.b64decode(value[2:])
+    if value.startswith("0x"):
+        return bytes.fromhex(value[2:])
+    return value.strip('"').encode()

@@ -1,0 +1,45 @@
+"""Peers: finding other clusters' daemons (zeroconf, static config) and talking to them.
+
+Imports only the catalog room and p2pdata.errors; the daemon composes the pieces.
+"""
+
+from p2pdata.peers.client import CatalogFetch, ClientLimits, PeerClient, PeerInfo
+from p2pdata.peers.discovery import SERVICE_TYPE, ZeroconfDiscovery
+from p2pdata.peers.errors import (
+    InvalidPeerUrl,
+    PeerBadResponse,
+    PeerHttpError,
+    PeerRequestError,
+    PeerTimeout,
+    PeerTooLarge,
+    PeerUnreachable,
+)
+from p2pdata.peers.health import PeerHealth, PeerState, PeerStatus, Source, merge_peer_urls
+from p2pdata.peers.sync import SyncOutcome, SyncResult, catalog_verifier, sync_peer
+from p2pdata.peers.urls import normalize_peer_url
+
+__all__ = [
+    "SERVICE_TYPE",
+    "CatalogFetch",
+    "ClientLimits",
+    "InvalidPeerUrl",
+    "PeerBadResponse",
+    "PeerClient",
+    "PeerHealth",
+    "PeerHttpError",
+    "PeerInfo",
+    "PeerRequestError",
+    "PeerState",
+    "PeerStatus",
+    "PeerTimeout",
+    "PeerTooLarge",
+    "PeerUnreachable",
+    "Source",
+    "SyncOutcome",
+    "SyncResult",
+    "ZeroconfDiscovery",
+    "catalog_verifier",
+    "merge_peer_urls",
+    "normalize_peer_url",
+    "sync_peer",
+]

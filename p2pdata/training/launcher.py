@@ -1,0 +1,490 @@
+"""The local launcher: runs a job's workers as child processes next to the daemon.
+
+Thin asyncio code around `RunMachine`: it spawns workers, polls their exit status and
+ready files every `poll_interval`, feeds what it saw to the machine and carries out its
+actions. Runs are rows of `training_runs`, so after a restart they are records, and the
+process groups a dead daemon left behind are killed on `start()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from p2pdata.catalog.manifest import Manifest
+from p2pdata.errors import NotFound, TrainingError
+from p2pdata.training import procs, worker
+from p2pdata.training.machine import Action, RunMachine, RunState
+from p2pdata.training.spec import JobSpec
+from p2pdata.training.triggers import matching_jobs
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS training_runs (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    dataset_uri TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    exit_code INTEGER,
+    exit_codes TEXT NOT NULL DEFAULT '{}',
+    workers INTEGER NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    run_dir TEXT NOT NULL,
+    output_dir TEXT NOT NULL,
+    processes TEXT NOT NULL DEFAULT '[]',
+    spec TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS training_runs_by_state ON training_runs(state);
+CREATE INDEX IF NOT EXISTS training_runs_by_job ON training_runs(job, created);
+"""
+
+_FRAMEWORK_VARS = ("TF_CONFIG", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
+                   "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+@dataclass
+class RunRecord:
+    """One run as stored; times are wall-clock seconds."""
+
+    id: str
+    job: str
+    dataset: str  # NAME@VERSION
+    dataset_uri: str
+    state: RunState
+    workers: int
+    created: float
+    run_dir: Path
+    output_dir: Path
+    spec: dict[str, Any]
+    reason: str = ""
+    exit_code: int | None = None
+    exit_codes: dict[int, int] = field(default_factory=dict)  # per worker
+    attempt: int = 0
+    started: float | None = None
+    finished: float | None = None
+    processes: list[procs.WorkerProcess] = field(default_factory=list)
+
+    @property
+    def log_paths(self) -> list[Path]:
+        return [self.run_dir / f"worker-{index}.log" for index in range(self.workers)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "job": self.job, "dataset": self.dataset,
+            "dataset_uri": self.dataset_uri, "state": str(self.state), "reason": self.reason,
+            "exit_code": self.exit_code,
+            "exit_codes": {str(k): v for k, v in sorted(self.exit_codes.items())},
+            "workers": self.workers, "attempt": self.attempt, "created": self.created,
+            "started": self.started, "finished": self.finished,
+            "run_dir": str(self.run_dir), "output_dir": str(self.output_dir),
+            "logs": [str(path) for path in self.log_paths],
+            "pids": [p.pid for p in self.processes],
+        }
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        return cls(
+            id=row["id"], job=row["job"], dataset=row["dataset"],
+            dataset_uri=row["dataset_uri"], state=RunState(row["state"]),
+            workers=row["workers"], created=row["created"], run_dir=Path(row["run_dir"]),
+            output_dir=Path(row["output_dir"]), spec=json.loads(row["spec"]),
+            reason=row["reason"], exit_code=row["exit_code"],
+            exit_codes={int(k): v for k, v in json.loads(row["exit_codes"]).items()},
+            attempt=row["attempt"], started=row["started"], finished=row["finished"],
+            processes=[procs.WorkerProcess.from_dict(p) for p in json.loads(row["processes"])],
+        )
+
+
+class RunStore:
+    """The training_runs table."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.executescript(_SCHEMA)
+
+    def save(self, run: RunRecord) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO training_runs (id, job, dataset, dataset_uri, state,"
+            " reason, exit_code, exit_codes, workers, attempt, created, started, finished,"
+            " run_dir, output_dir, processes, spec)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run.id, run.job, run.dataset, run.dataset_uri, str(run.state), run.reason,
+             run.exit_code, json.dumps({str(k): v for k, v in run.exit_codes.items()}),
+             run.workers, run.attempt, run.created, run.started, run.finished,
+             str(run.run_dir), str(run.output_dir),
+             json.dumps([p.to_dict() for p in run.processes]), json.dumps(run.spec)),
+        )
+
+    def get(self, run_id: str) -> RunRecord:
+        row = self.db.execute("SELECT * FROM training_runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no training run {run_id!r}")
+        return RunRecord.from_row(row)
+
+    def list(self, *, job: str | None = None, states: Iterable[RunState] | None = None,
+             limit: int = 100) -> list[RunRecord]:
+        sql, args = "SELECT * FROM training_runs WHERE 1=1", []
+        if job is not None:
+            sql += " AND job = ?"
+            args.append(job)
+        if states is not None:
+            wanted = [str(state) for state in states]
+            sql += f" AND state IN ({', '.join('?' * len(wanted))})"
+            args.extend(wanted)
+        sql += " ORDER BY created DESC, id DESC LIMIT ?"
+        args.append(limit)
+        return [RunRecord.from_row(row) for row in self.db.execute(sql, args)]
+
+
+@dataclass
+class _Active:
+    record: RunRecord
+    spec: JobSpec
+    manifest: Manifest
+    machine: RunMachine
+    popens: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    log_offsets: list[int] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+StateCallback = Callable[[RunRecord], None]
+
+
+class Launcher:
+    """Queues runs, runs at most `max_concurrent` at once, supervises their workers."""
+
+    def __init__(
+        self,
+        db: sqlite3.Connection,
+        runs_dir: Path,
+        *,
+        max_concurrent: int = 2,
+        on_state_change: StateCallback | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        poll_interval: float = 0.1,
+        kill_grace: float = 5.0,
+        port_retries: int = 3,
+        host: str = "localhost",
+    ) -> None:
+        self.store = RunStore(db)
+        self.runs_dir = Path(runs_dir)
+        self.max_concurrent = max_concurrent
+        self.on_state_change = on_state_change
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.kill_grace = kill_grace
+        self.port_retries = port_retries
+        self.host = host
+        self._queue: deque[_Active] = deque()
+        self._active: dict[str, _Active] = {}
+        self._closed = False
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    async def start(self) -> list[RunRecord]:
+        """Turn runs a previous daemon left open into records; kill what they left running.
+
+        Returns the runs it closed.
+        """
+        closed = []
+        for run in self.store.list(states=(RunState.QUEUED, RunState.RUNNING), limit=1_000_000):
+            killed = procs.kill_leftovers(run.id, run.processes)
+            if killed:
+                log.warning("run %s: killed leftover workers %s", run.id, killed)
+            run.reason = f"abandoned: the daemon stopped while the run was {run.state}"
+            run.state = RunState.FAILED
+            run.finished = time.time()
+            self._save(run, notify=True)
+            closed.append(run)
+        return closed
+
+    async def close(self) -> None:
+        """Cancel queued and running runs and wait until every worker is gone."""
+        self._closed = True
+        while self._queue:
+            self._cancel_queued(self._queue.popleft(), "cancelled: the daemon stopped")
+        for active in list(self._active.values()):
+            active.machine.cancel("cancelled: the daemon stopped")
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- starting runs ------------------------------------------------------------------
+
+    async def submit(self, spec: JobSpec, manifest: Manifest, uri: str) -> RunRecord:
+        """Queue a run of `spec` on the dataset at `uri`; it starts when a slot is free."""
+        if self._closed:
+            raise TrainingError("the launcher is stopped")
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        run_dir = self.runs_dir / run_id
+        output = spec.output_dir or str(run_dir / "output")
+        output = output.format(run_id=run_id, job=spec.name, dataset=manifest.name,
+                               version=manifest.version)
+        record = RunRecord(
+            id=run_id, job=spec.name, dataset=manifest.ref, dataset_uri=uri,
+            state=RunState.QUEUED, workers=spec.workers, created=time.time(),
+            run_dir=run_dir, output_dir=Path(output), spec=spec.to_dict(),
+        )
+        machine = RunMachine(spec.workers, startup_timeout=spec.startup_timeout,
+                             timeout=spec.timeout, retries=spec.retries,
+                             port_retries=self.port_retries, kill_grace=self.kill_grace)
+        self._save(record, notify=True)
+        self._queue.append(_Active(record, spec, manifest, machine))
+        self._pump()
+        return record
+
+    async def trigger(self, specs: Iterable[JobSpec], manifest: Manifest,
+                      uri: str) -> list[RunRecord]:
+        """A dataset landed at `uri`: submit every job whose trigger matches it."""
+        return [await self.submit(spec, manifest, uri)
+                for spec in matching_jobs(specs, manifest)]
+
+    def _pump(self) -> None:
+        while self._queue and len(self._active) < self.max_concurrent and not self._closed:
+            active = self._queue.popleft()
+            self._active[active.record.id] = active
+            active.task = asyncio.create_task(self._supervise(active),
+                                              name=f"training-run-{active.record.id}")
+
+    # --- queries ------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> RunRecord:
+        for active in (*self._active.values(), *self._queue):
+            if active.record.id == run_id:
+                return active.record
+        return self.store.get(run_id)
+
+    def runs(self, *, job: str | None = None, limit: int = 100) -> list[RunRecord]:
+        return self.store.list(job=job, limit=limit)
+
+    def logs(self, run_id: str) -> list[Path]:
+        """The log file of each worker (all attempts appended, each after a header line)."""
+        return self.get(run_id).log_paths
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
+        """The run's record once it is over."""
+        for active in (*self._active.values(), *self._queue):
+            if active.record.id == run_id:
+                await asyncio.wait_for(active.done.wait(), timeout)
+                break
+        return self.get(run_id)
+
+    async def follow(self, run_id: str, worker_index: int = 0) -> AsyncIterator[str]:
+        """A worker's log as it is written, until the run is over."""
+        path = self.logs(run_id)[worker_index]
+        async for chunk in follow_file(path, lambda: self.get(run_id).state.terminal,
+                                       self.poll_interval):
+            yield chunk
+
+    # --- cancel -------------------------------------------------------------------------
+
+    async def cancel(self, run_id: str, reason: str = "cancelled") -> RunRecord:
+        """Cancel a run: a queued one ends at once, a running one once its workers are gone."""
+        for active in self._queue:
+            if active.record.id == run_id:
+                self._queue.remove(active)
+                self._cancel_queued(active, reason)
+                return active.record
+        active = self._active.get(run_id)
+        if active is not None:
+            active.machine.cancel(reason)
+            return active.record
+        record = self.store.get(run_id)
+        if not record.state.terminal:
+            raise TrainingError(f"run {run_id} is not supervised by this launcher")
+        return record
+
+    def _cancel_queued(self, active: _Active, reason: str) -> None:
+        active.machine.cancel(reason)
+        active.record.state = RunState.CANCELLED
+        active.record.reason = reason
+        active.record.finished = time.time()
+        self._save(active.record, notify=True)
+        active.done.set()
+
+    # --- supervision --------------------------------------------------------------------
+
+    async def _supervise(self, active: _Active) -> None:
+        record, machine = active.record, active.machine
+        try:
+            record.run_dir.mkdir(parents=True, exist_ok=True)
+            record.output_dir.mkdir(parents=True, exist_ok=True)
+            (record.run_dir / "manifest.json").write_text(
+                worker.manifest_json(active.manifest.to_dict()))
+            self._spawn_attempt(active)
+            machine.start(self.clock())
+            record.state = RunState.RUNNING
+            record.started = time.time()
+            self._save(record, notify=True)
+            while True:
+                self._observe(active)
+                for action in machine.tick(self.clock()):
+                    if action is Action.TERMINATE:
+                        self._signal(active, signal.SIGTERM)
+                    elif action is Action.KILL:
+                        self._signal(active, signal.SIGKILL)
+                    elif action is Action.RELAUNCH:
+                        log.info("run %s: %s; attempt %d", record.id, machine.reason,
+                                 machine.attempt)
+                        self._reap(active)
+                        self._spawn_attempt(active)
+                    elif action is Action.FINISH:
+                        self._reap(active)
+                        record.state = machine.state
+                        record.reason = machine.reason
+                        record.exit_code = machine.exit_code
+                        record.finished = time.time()
+                        self._save(record, notify=True)
+                        return
+                await asyncio.sleep(self.poll_interval)
+        except BaseException as exc:
+            # Whatever went wrong here, no worker may outlive its supervisor.
+            self._signal(active, signal.SIGKILL)
+            self._reap(active)
+            cancelled = isinstance(exc, asyncio.CancelledError)
+            record.state = RunState.CANCELLED if cancelled else RunState.FAILED
+            record.reason = ("cancelled: the launcher stopped" if cancelled
+                             else f"launcher error: {exc}")
+            record.finished = time.time()
+            self._save(record, notify=True)
+            if cancelled or not isinstance(exc, Exception):
+                raise
+            log.exception("run %s failed in the launcher", record.id)
+        finally:
+            self._active.pop(record.id, None)
+            active.done.set()
+            self._pump()
+
+    def _spawn_attempt(self, active: _Active) -> None:
+        record, spec, machine = active.record, active.spec, active.machine
+        busy = {port for other in self._active.values() for port in other.ports}
+        count = {"tensorflow": spec.workers, "torch": 1}.get(spec.framework, 0)
+        active.ports = procs.free_ports(count, avoid=busy)
+        (record.run_dir / "ready").mkdir(parents=True, exist_ok=True)
+        argv = spec.entry.argv(spec.python or sys.executable)
+        record.processes, active.popens, active.log_offsets = [], [], []
+        record.exit_codes = {}
+        record.attempt = machine.attempt
+        for index in range(spec.workers):
+            header = (f"--- p2pdata run {record.id} attempt {machine.attempt} worker {index} "
+                      f"at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(argv)}\n")
+            popen, process, offset = procs.spawn(
+                argv, index=index, env=self._env(active, index), cwd=spec.workdir or
+                record.run_dir, log_path=record.log_paths[index], header=header)
+            active.popens.append(popen)
+            active.log_offsets.append(offset)
+            record.processes.append(process)
+            # Saved after each spawn so a crash between two spawns still leaves a record.
+            self._save(record, notify=False)
+
+    def _ready_file(self, active: _Active, index: int) -> Path:
+        return active.record.run_dir / "ready" / f"worker-{index}.attempt-{active.machine.attempt}"
+
+    def _env(self, active: _Active, index: int) -> dict[str, str]:
+        record, spec = active.record, active.spec
+        env = {k: v for k, v in os.environ.items() if k not in _FRAMEWORK_VARS}
+        env.update(PYTHONUNBUFFERED="1", TF_ENABLE_ONEDNN_OPTS="0")
+        env.update(spec.env)
+        manifest = active.manifest.to_dict()
+        if "torrent" in manifest:
+            # The torrent bytes can exceed the kernel's limit for one variable (128 KiB).
+            manifest["torrent"] = {"info_hash": manifest["torrent"]["info_hash"]}
+        env.update({
+            worker.DATASET_URI: record.dataset_uri,
+            worker.DATASET: record.dataset,
+            worker.MANIFEST: worker.manifest_json(manifest),
+            worker.MANIFEST_FILE: str(record.run_dir / "manifest.json"),
+            worker.OUTPUT_DIR: str(record.output_dir),
+            worker.RUN_ID: record.id,
+            worker.JOB: record.job,
+            worker.WORKER_INDEX: str(index),
+            worker.NUM_WORKERS: str(spec.workers),
+            worker.ATTEMPT: str(active.machine.attempt),
+            worker.READY_FILE: str(self._ready_file(active, index)),
+        })
+        if spec.framework == "tensorflow":
+            env["TF_CONFIG"] = json.dumps({
+                "cluster": {"worker": [f"{self.host}:{port}" for port in active.ports]},
+                "task": {"type": "worker", "index": index},
+            })
+        elif spec.framework == "torch":
+            env.update(MASTER_ADDR=self.host, MASTER_PORT=str(active.ports[0]),
+                       RANK=str(index), WORLD_SIZE=str(spec.workers), LOCAL_RANK=str(index),
+                       LOCAL_WORLD_SIZE=str(spec.workers))
+        return env
+
+    def _observe(self, active: _Active) -> None:
+        machine = active.machine
+        for index, popen in enumerate(active.popens):
+            if index in machine.exit_codes:
+                continue
+            if self._ready_file(active, index).exists():
+                machine.ready(index)
+            code = procs.exit_status(popen.pid)
+            if code is not None:
+                bind_failed = code != 0 and procs.log_shows_bind_failure(
+                    active.record.log_paths[index], active.log_offsets[index])
+                machine.exited(index, code, bind_failed=bind_failed)
+                active.record.exit_codes[index] = code
+
+    def _signal(self, active: _Active, sig: signal.Signals) -> None:
+        for process in active.record.processes:
+            procs.signal_group(process.pgid, sig)
+
+    def _reap(self, active: _Active) -> None:
+        """Kill whatever is left in the groups (a worker's own children), then reap."""
+        self._signal(active, signal.SIGKILL)
+        for popen in active.popens:
+            popen.wait()
+
+    def _save(self, record: RunRecord, *, notify: bool) -> None:
+        self.store.save(record)
+        if notify and self.on_state_change is not None:
+            try:
+                self.on_state_change(record)
+            except Exception:
+                log.exception("on_state_change callback failed for run %s", record.id)
+
+
+async def follow_file(path: Path, done: Callable[[], bool],
+                      poll_interval: float = 0.2) -> AsyncIterator[str]:
+    """Yield text appended to `path` until `done()` is true and everything is read."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    position = 0
+    while True:
+        finished = done()  # asked before reading, so nothing written before the end is lost
+        with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
+            handle.seek(position)
+            data = handle.read()
+            position += len(data)
+            if data:
+                yield decoder.decode(data)
+        if finished:
+            tail = decoder.decode(b"", final=True)
+            if tail:
+                yield tail
+            return
+        await asyncio.sleep(poll_interval)

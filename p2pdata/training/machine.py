@@ -1,0 +1,175 @@
+"""The decisions of one training run, as a plain state machine fed with events and a clock.
+
+The launcher reports what it saw (a worker became ready, a worker exited, cancel was asked
+for) and calls `tick(now)`; the machine answers with actions (terminate or kill the process
+groups, relaunch on fresh ports, finish). It does no I/O, so every deadline is testable
+without sleeping.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class RunState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunState.QUEUED, RunState.RUNNING)
+
+
+class Action(enum.Enum):
+    TERMINATE = "terminate"  # SIGTERM every worker's process group
+    KILL = "kill"  # SIGKILL them: the grace period is over
+    RELAUNCH = "relaunch"  # every worker is gone; start a new attempt on fresh ports
+    FINISH = "finish"  # every worker is gone; the run is over (see state, reason, exit_code)
+
+
+@dataclass
+class _Verdict:
+    state: RunState
+    reason: str
+    exit_code: int | None
+
+
+class RunMachine:
+    """One run of `workers` processes, possibly over several attempts."""
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        startup_timeout: float | None = None,
+        timeout: float | None = None,
+        retries: int = 0,
+        port_retries: int = 3,
+        kill_grace: float = 5.0,
+    ) -> None:
+        self.workers = workers
+        self.startup_timeout = startup_timeout
+        self.timeout = timeout
+        self.retries_left = retries
+        self.port_retries_left = port_retries
+        self.kill_grace = kill_grace
+        self.state = RunState.QUEUED
+        self.reason = ""
+        self.exit_code: int | None = None
+        self.attempt = 0
+        self.exit_codes: dict[int, int] = {}
+        self._started_at = 0.0
+        self._attempt_at = 0.0
+        self._ready: set[int] = set()
+        self._bind_failed: set[int] = set()
+        self._cancel_reason: str | None = None
+        self._verdict: _Verdict | None = None
+        self._relaunch_reason: str | None = None
+        self._term_at: float | None = None
+        self._killed = False
+
+    # --- events -------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """The workers of the first attempt have just been spawned."""
+        if self.state is not RunState.QUEUED:
+            raise ValueError(f"cannot start a run that is {self.state}")
+        self.state = RunState.RUNNING
+        self._started_at = self._attempt_at = now
+
+    def ready(self, index: int) -> None:
+        self._ready.add(index)
+
+    def exited(self, index: int, code: int, *, bind_failed: bool = False) -> None:
+        """Worker `index` exited with `code` (negative: killed by that signal)."""
+        self.exit_codes.setdefault(index, code)
+        if bind_failed and code != 0:
+            self._bind_failed.add(index)
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if self.state is RunState.QUEUED:
+            self.state = RunState.CANCELLED
+            self.reason = reason
+        elif self._cancel_reason is None:
+            self._cancel_reason = reason
+
+    # --- decisions ----------------------------------------------------------------------
+
+    @property
+    def all_exited(self) -> bool:
+        return len(self.exit_codes) == self.workers
+
+    def tick(self, now: float) -> list[Action]:
+        if self.state is not RunState.RUNNING:
+            return []
+        if self._verdict is None and self._relaunch_reason is None:
+            self._decide(now)
+        if self._verdict is None and self._relaunch_reason is None:
+            return []
+        if not self.all_exited:
+            if self._term_at is None:
+                self._term_at = now
+                return [Action.TERMINATE]
+            if not self._killed and now - self._term_at >= self.kill_grace:
+                self._killed = True
+                return [Action.KILL]
+            return []
+        if self._verdict is not None:
+            self.state = self._verdict.state
+            self.reason = self._verdict.reason
+            self.exit_code = self._verdict.exit_code
+            return [Action.FINISH]
+        self._new_attempt(now)
+        return [Action.RELAUNCH]
+
+    def _decide(self, now: float) -> None:
+        if self._cancel_reason is not None:
+            self._verdict = _Verdict(RunState.CANCELLED, self._cancel_reason, None)
+            return
+        if self._bind_failed and self.port_retries_left > 0:
+            # A port we chose was taken between choosing and binding: not the job's fault.
+            self.port_retries_left -= 1
+            self._relaunch_reason = f"worker {min(self._bind_failed)} could not bind its port"
+            return
+        failed = sorted(i for i, code in self.exit_codes.items() if code != 0)
+        if failed:
+            code = self.exit_codes[failed[0]]
+            self._fail(f"worker {failed[0]} exited with code {code}", code)
+            return
+        if self.all_exited:
+            self._verdict = _Verdict(RunState.SUCCEEDED, "", 0)
+            return
+        if self.timeout is not None and now - self._started_at >= self.timeout:
+            self._verdict = _Verdict(RunState.TIMED_OUT,
+                                     f"timeout: still running after {self.timeout:g}s", None)
+            return
+        # A worker that already finished cleanly has certainly started.
+        started = self._ready | set(self.exit_codes)
+        if (self.startup_timeout is not None and len(started) < self.workers
+                and now - self._attempt_at >= self.startup_timeout):
+            missing = sorted(set(range(self.workers)) - started)
+            self._fail(f"start-up deadline: worker(s) {missing} not started after "
+                       f"{self.startup_timeout:g}s", None)
+
+    def _fail(self, reason: str, code: int | None) -> None:
+        if self.retries_left > 0:
+            self.retries_left -= 1
+            self._relaunch_reason = reason
+        else:
+            self._verdict = _Verdict(RunState.FAILED, reason, code)
+
+    def _new_attempt(self, now: float) -> None:
+        self.reason = f"attempt {self.attempt} ended: {self._relaunch_reason}"
+        self.attempt += 1
+        self._attempt_at = now
+        self.exit_codes = {}
+        self._ready = set()
+        self._bind_failed = set()
+        self._relaunch_reason = None
+        self._term_at = None
+        self._killed = False

@@ -1,0 +1,57 @@
+"""What a training script sees: the environment contract between launcher and worker.
+
+Every worker gets these variables (and, by framework, TF_CONFIG or the torch rendezvous):
+
+- P2PDATA_DATASET_URI   where the landed dataset is (`hdfs://HOST:PORT/path` or `file:///path`)
+- P2PDATA_DATASET       the dataset as NAME@VERSION
+- P2PDATA_MANIFEST      the manifest as JSON, bytes as hex, without the torrent bytes
+- P2PDATA_MANIFEST_FILE the full manifest as JSON in a file
+- P2PDATA_OUTPUT_DIR    where to write the model and metrics (shared by all workers)
+- P2PDATA_RUN_ID, P2PDATA_JOB, P2PDATA_WORKER_INDEX, P2PDATA_NUM_WORKERS, P2PDATA_ATTEMPT
+- P2PDATA_READY_FILE    touch this file once the worker is up (see `worker_started`)
+
+Start-up: a worker counts as started once its ready file exists. A Python script calls
+`p2pdata.training.worker_started()`; anything else may `touch "$P2PDATA_READY_FILE"`.
+A TensorFlow script should call it after its distribution strategy is built, because that
+is where a worker whose peer never came up hangs. Jobs with a `startup_timeout` fail when
+some worker is not started by then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+DATASET_URI = "P2PDATA_DATASET_URI"
+DATASET = "P2PDATA_DATASET"
+MANIFEST = "P2PDATA_MANIFEST"
+MANIFEST_FILE = "P2PDATA_MANIFEST_FILE"
+OUTPUT_DIR = "P2PDATA_OUTPUT_DIR"
+RUN_ID = "P2PDATA_RUN_ID"
+JOB = "P2PDATA_JOB"
+WORKER_INDEX = "P2PDATA_WORKER_INDEX"
+NUM_WORKERS = "P2PDATA_NUM_WORKERS"
+ATTEMPT = "P2PDATA_ATTEMPT"
+READY_FILE = "P2PDATA_READY_FILE"
+
+
+def worker_started() -> bool:
+    """Tell the launcher this worker is up. False when not run by the launcher."""
+    path = os.environ.get(READY_FILE)
+    if not path:
+        return False
+    Path(path).touch()
+    return True
+
+
+def manifest_json(manifest: dict[str, Any]) -> str:
+    """JSON for a manifest dict: bytes become hex."""
+    return json.dumps(manifest, default=_hex, sort_keys=True)
+
+
+def _hex(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).hex()
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")

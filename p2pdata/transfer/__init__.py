@@ -1,0 +1,34 @@
+"""Swarm transfer: v2 torrents for datasets, one libtorrent session, swarm jobs.
+
+Publish: `make_torrent(manifest.files, data_dir)` then `manifest.with_torrent(...)`.
+Fetch: `job = await session.fetch(manifest, peers)`, then
+`async for entry, path in job.completed_files()` to land files as they verify.
+Seed: a finished fetch keeps seeding from staging; `session.seed(manifest, dir)`
+serves landed data.
+"""
+
+from p2pdata.transfer.session import (
+    JobCancelled,
+    Seed,
+    SwarmJob,
+    TransferSession,
+    TransferSettings,
+)
+from p2pdata.transfer.staging import Staging, StagingLedger
+from p2pdata.transfer.state import FileProgress, JobState, Progress
+from p2pdata.transfer.torrents import choose_piece_size, make_torrent
+
+__all__ = [
+    "FileProgress",
+    "JobCancelled",
+    "JobState",
+    "Progress",
+    "Seed",
+    "Staging",
+    "StagingLedger",
+    "SwarmJob",
+    "TransferSession",
+    "TransferSettings",
+    "choose_piece_size",
+    "make_torrent",
+]

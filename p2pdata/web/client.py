@@ -1,0 +1,70 @@
+"""The CLI's side of the control API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from p2pdata.config import Config
+from p2pdata.errors import DaemonNotRunning, P2pdataError
+
+
+class ControlClient:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        try:
+            self.token = config.token_file.read_text().strip()
+        except FileNotFoundError:
+            raise DaemonNotRunning(
+                f"no daemon has run in {config.home} (no {config.token_file.name}); start one with `p2pdata daemon`"
+            ) from None
+        self.socket = config.control.socket
+        self.base = f"http://{config.control.host}:{config.control.port}"
+        # A running daemon records what it really bound (the port may have been 0).
+        runtime = config.home / "daemon.json"
+        if runtime.exists():
+            bound = json.loads(runtime.read_text()).get("control_url", "")
+            if bound.startswith("unix:"):
+                self.socket = bound.removeprefix("unix:")
+            elif bound:
+                self.base = bound
+        if self.socket:
+            self.base = "http://localhost"
+
+    def _session(self, timeout: float | None) -> aiohttp.ClientSession:
+        connector = aiohttp.UnixConnector(path=self.socket) if self.socket else None
+        return aiohttp.ClientSession(
+            connector=connector,
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        )
+
+    async def call(self, method: str, path: str, payload: dict[str, Any] | None = None, **query: Any) -> Any:
+        params = {k: str(v) for k, v in query.items() if v is not None}
+        try:
+            async with (
+                self._session(600) as session,
+                session.request(method, self.base + path, json=payload, params=params) as response,
+            ):
+                data = await response.json(content_type=None)
+        except aiohttp.ClientConnectionError:
+            raise DaemonNotRunning(
+                f"no daemon is answering at {self.base} for {self.config.home}; start one with `p2pdata daemon`"
+            ) from None
+        if response.status >= 400:
+            message = data.get("message") if isinstance(data, dict) else str(data)
+            raise P2pdataError(message or f"control API answered HTTP {response.status}")
+        return data
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Server-sent events from the daemon, decoded."""
+        try:
+            async with self._session(None) as session, session.get(self.base + "/v1/events") as response:
+                async for line in response.content:
+                    if line.startswith(b"data: "):
+                        yield json.loads(line[6:])
+        except aiohttp.ClientConnectionError:
+            raise DaemonNotRunning(f"lost the daemon at {self.base}") from None

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Everything p2pdata needs on a fresh Debian machine: system packages, the venv, the HDFS jars.
+set -euo pipefail
+venv=${1:-.venv}
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v chromium >/dev/null || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need_apt[@]}"
+  else
+    echo "setup: please install ${need_apt[*]} (sudo apt-get install ${need_apt[*]})" >&2
+  fi
+fi
+
+python=$(command -v python3.11 || command -v python3)
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/pip" install -q --upgrade pip
+"$venv/bin/pip" install -q -e '.[test,tf]'
+
+# Hadoop 2.7.3 jars (PyPI pyspark sdist) and Jersey 1 (Debian) for the local HDFS; cached.
+"$venv/bin/python" -m p2pdata.hdfs.localcluster fetch

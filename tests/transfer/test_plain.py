@@ -1,0 +1,99 @@
+"""The I/O-free decision classes: staging ledger, job state, rates, file verification."""
+
+import hashlib
+
+import pytest
+
+from p2pdata.catalog.manifest import FileEntry
+from p2pdata.errors import StagingFull, TransferError
+from p2pdata.transfer import StagingLedger, choose_piece_size
+from p2pdata.transfer.state import FileVerifier, JobMachine, JobState, RateMeter
+from p2pdata.transfer.torrents import MAX_PIECE, MIN_PIECE, FileSpan
+
+MIB = 1024 * 1024
+
+
+def test_piece_size_grows_with_the_dataset() -> None:
+    assert choose_piece_size(1) == MIN_PIECE
+    assert choose_piece_size(1536 * MIB) == MIB
+    assert choose_piece_size(10**15) == MAX_PIECE
+
+
+def test_ledger_refuses_what_cannot_fit_with_a_clear_message() -> None:
+    ledger = StagingLedger(budget=100)
+    ledger.reserve("a", 60, now=0)
+    with pytest.raises(StagingFull, match=r"budget is 0\.0 MiB.*held by fetches in progress"):
+        ledger.reserve("b", 50, now=1, what="demo@1")
+    assert "b" not in ledger and ledger.used == 60
+
+
+def test_ledger_evicts_idle_seeds_least_recently_used_first() -> None:
+    ledger = StagingLedger(budget=100)
+    ledger.add_seed("old", 30, now=0)
+    ledger.add_seed("new", 30, now=5)
+    ledger.reserve("busy", 30, now=6)
+    ledger.touch("old", now=10)  # used since: now "new" is the least recently used
+    assert ledger.reserve("x", 30, now=11) == ["new"]
+    assert ledger.reserve("y", 30, now=12) == ["old"]
+    assert ledger.used == 90
+
+
+def test_ledger_never_evicts_active_entries_and_respects_disk_space() -> None:
+    ledger = StagingLedger(budget=100)
+    ledger.reserve("busy", 80, now=0)
+    with pytest.raises(StagingFull):
+        ledger.reserve("x", 30, now=1)
+    ledger.release("busy", now=2)
+    assert ledger.reserve("x", 30, now=3) == ["busy"]
+    with pytest.raises(StagingFull, match="only 0.0 MiB free"):
+        ledger.reserve("y", 50, now=4, disk_free=10)
+    assert ledger.reserve("y", 50, now=5, disk_free=10, on_disk=45) == []
+
+
+def test_job_machine_transitions() -> None:
+    machine = JobMachine()
+    machine.pause()
+    machine.checked()
+    assert machine.state is JobState.PAUSED
+    machine.resume()
+    assert machine.state is JobState.DOWNLOADING
+    assert machine.fail("disk full") and not machine.fail("again")
+    assert machine.error == "disk full" and not machine.cancel()
+    with pytest.raises(TransferError):
+        machine.resume()
+
+
+def test_rate_meter_uses_a_sliding_window() -> None:
+    meter = RateMeter(window=2.0)
+    assert meter.rate == 0 and meter.eta(10) is None
+    for second in range(10):
+        meter.add(float(second), second * 100 if second < 5 else 400 + (second - 4) * 10)
+    assert meter.rate == pytest.approx(10, rel=0.01)
+    assert meter.eta(100) == pytest.approx(10, rel=0.01)
+
+
+def test_file_verifier_hashes_pieces_in_order_whatever_order_they_finish() -> None:
+    data = bytes(range(256)) * 10  # 2560 bytes, pieces of 1024: 3 pieces
+    span = FileSpan(7, FileEntry("f", len(data), hashlib.sha256(data).digest()), 4, 3, 1024)
+    verifier = FileVerifier(span)
+    verifier.piece_done(6)
+    assert verifier.next_read() is None  # piece 4 is not there yet
+    verifier.piece_done(4)
+    assert verifier.next_read() == 4 and verifier.next_read() is None  # one read at a time
+    with pytest.raises(TransferError):
+        verifier.consume(5, data[1024:2048])
+    verifier.consume(4, data[:1024])
+    verifier.piece_done(5)
+    assert verifier.next_read() == 5
+    verifier.consume(5, data[1024:2048])
+    assert verifier.next_read() == 6 and verifier.piece_bytes(6) == 512
+    verifier.consume(6, data[2048:] + b"\0" * 512)  # padding past the file end is ignored
+    assert verifier.finished and verifier.matches()
+
+
+def test_file_verifier_spots_a_mismatch() -> None:
+    span = FileSpan(0, FileEntry("f", 4, hashlib.sha256(b"good").digest()), 0, 1, 1024)
+    verifier = FileVerifier(span)
+    verifier.piece_done(0)
+    verifier.consume(verifier.next_read() or 0, b"evil")
+    assert not verifier.matches()

@@ -1,0 +1,163 @@
+"""Real libtorrent sessions moving real bytes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from p2pdata.errors import StagingFull, TransferError
+from p2pdata.transfer import JobState, Progress, SwarmJob
+from tests.plugins.transfer import MIB, sha256_file
+
+LOCAL = "127.0.0.1"
+
+
+async def land_all(job: SwarmJob, timeout: float = 60) -> dict[str, Path]:
+    """Consume completed_files within a deadline, checking every file handed on."""
+    landed: dict[str, Path] = {}
+
+    async def consume() -> None:
+        async for entry, path in job.completed_files():
+            assert sha256_file(path) == entry.sha256
+            landed[entry.path] = path
+
+    await asyncio.wait_for(consume(), timeout)
+    return landed
+
+
+async def test_one_seed_to_one_leecher(dataset, transfer_session) -> None:
+    manifest, source = dataset({"big.bin": 6 * MIB + 7, "dir/small.csv": 1000, "empty": 0})
+    seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
+    await seeder.seed(manifest, source)
+    job = await leecher.fetch(manifest, [(LOCAL, seeder.listen_port)])
+    events: list[Progress] = []
+    job.subscribe(events.append)
+    landed = await land_all(job)
+    assert sorted(landed) == ["big.bin", "dir/small.csv", "empty"]
+    final = await job.wait()
+    assert final.state is JobState.COMPLETE and final.done == final.total == manifest.total_size
+    assert all(f.verified for f in final.files)
+    assert events and events[-1].state is JobState.COMPLETE
+
+
+async def test_two_seeds_to_one_leecher_both_used(dataset, transfer_session) -> None:
+    manifest, source = dataset({"a.bin": 4 * MIB, "b.bin": 4 * MIB})
+    seeds = [await transfer_session(f"seed{i}") for i in range(2)]
+    for seeder in seeds:
+        # Capped so neither seed can serve the whole dataset before the other joins.
+        await seeder.seed(manifest, source, upload_limit=2 * MIB)
+    leecher = await transfer_session("leech")
+    job = await leecher.fetch(manifest, [(LOCAL, s.listen_port) for s in seeds])
+    job.subscribe(lambda progress: None)  # ticks sample the per-peer counters
+    await land_all(job)
+    for seeder in seeds:
+        assert job.peer_bytes.get((LOCAL, seeder.listen_port), 0) > MIB
+
+
+async def test_three_peers_at_once(dataset, transfer_session) -> None:
+    manifest, source = dataset({"a.bin": 3 * MIB, "b.bin": 3 * MIB})
+    seeder = await transfer_session("seed")
+    await seeder.seed(manifest, source, upload_limit=4 * MIB)
+    first, second = await transfer_session("l1"), await transfer_session("l2")
+    job1 = await first.fetch(manifest, [(LOCAL, seeder.listen_port)])
+    job2 = await second.fetch(manifest, [(LOCAL, seeder.listen_port), (LOCAL, first.listen_port)])
+    job1.add_peers([(LOCAL, second.listen_port)])
+    results = await asyncio.gather(land_all(job1), land_all(job2))
+    assert all(sorted(r) == ["a.bin", "b.bin"] for r in results)
+
+
+async def test_partial_fetch_by_glob(dataset, transfer_session) -> None:
+    manifest, source = dataset({"train/1.bin": MIB, "train/2.bin": MIB, "test/1.bin": 2 * MIB})
+    seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
+    await seeder.seed(manifest, source)
+    job = await leecher.fetch(manifest, [(LOCAL, seeder.listen_port)], files=["train/*"])
+    assert sorted(await land_all(job)) == ["train/1.bin", "train/2.bin"]
+    progress = await job.wait()
+    assert progress.total == 2 * MIB
+    assert not (job.folder / "test/1.bin").exists() or \
+        (job.folder / "test/1.bin").stat().st_blocks == 0
+    with pytest.raises(TransferError, match="no file"):
+        await leecher.fetch(manifest, [], files=["nothing/*"])
+
+
+async def test_download_limit_holds_within_20_percent(dataset, transfer_session) -> None:
+    limit = 3 * MIB
+    manifest, source = dataset({"a.bin": 10 * MIB})
+    seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
+    await seeder.seed(manifest, source)
+    job = await leecher.fetch(manifest, [(LOCAL, seeder.listen_port)], download_limit=limit)
+    start: tuple[float, int] | None = None
+
+    def watch(progress: Progress) -> None:
+        nonlocal start
+        # Measure past the first MiB: the limiter starts with a burst allowance.
+        if start is None and progress.downloaded >= MIB:
+            start = (time.monotonic(), progress.downloaded)
+
+    job.subscribe(watch)
+    await land_all(job)
+    assert start is not None
+    rate = (manifest.total_size - start[1]) / (time.monotonic() - start[0])
+    assert 0.8 * limit <= rate <= 1.2 * limit, f"{rate / MIB:.2f} MiB/s against {limit / MIB}"
+
+
+async def test_corrupt_peer_is_banned_and_fetch_completes(dataset, transfer_session,
+                                                          tmp_path) -> None:
+    manifest, source = dataset({"a.bin": 4 * MIB, "b.bin": 4 * MIB})
+    bad_copy = tmp_path / "bad"
+    bad_copy.mkdir()
+    for entry in manifest.files:
+        (bad_copy / entry.path).write_bytes((source / entry.path).read_bytes())
+    good, bad = await transfer_session("good"), await transfer_session("bad")
+    await good.seed(manifest, source, upload_limit=2 * MIB)
+    bad_seed = await bad.seed(manifest, bad_copy, verify=True)
+    await asyncio.wait_for(bad_seed.ready(), 30)
+    # Corrupt the files after the check: the bad peer now serves wrong bytes as good.
+    for entry in manifest.files:
+        (bad_copy / entry.path).write_bytes(bytes(entry.size))
+    leecher = await transfer_session("leech")
+    job = await leecher.fetch(manifest, [(LOCAL, bad.listen_port), (LOCAL, good.listen_port)])
+    await land_all(job)
+    assert job.hash_failures > 0
+    assert (LOCAL, bad.listen_port) in job.banned
+
+
+async def test_pause_resume_cancel(dataset, transfer_session) -> None:
+    manifest, source = dataset({"a.bin": 6 * MIB})
+    seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
+    await seeder.seed(manifest, source, upload_limit=2 * MIB)
+    job = await leecher.fetch(manifest, [(LOCAL, seeder.listen_port)])
+    await job.ready()
+    job.pause()
+    assert job.progress().state is JobState.PAUSED
+    job.resume()
+    assert job.state is JobState.DOWNLOADING
+    await job.cancel()
+    with pytest.raises(TransferError, match="cancelled"):
+        await land_all(job)
+    assert not job.folder.exists()
+
+
+async def test_staging_budget_exceeded_is_refused(dataset, transfer_session) -> None:
+    manifest, _ = dataset({"a.bin": 3 * MIB})
+    leecher = await transfer_session("leech", budget=2 * MIB)
+    with pytest.raises(StagingFull, match=r"demo@1 needs 3\.0 MiB of staging.*budget is 2\.0"):
+        await leecher.fetch(manifest, [])
+
+
+async def test_fetch_evicts_least_recently_used_seed(dataset, transfer_session) -> None:
+    one, source_one = dataset({"a.bin": 2 * MIB}, name="one")
+    two, source_two = dataset({"b.bin": 2 * MIB}, name="two")
+    seeder = await transfer_session("seed")
+    await seeder.seed(one, source_one)
+    await seeder.seed(two, source_two)
+    leecher = await transfer_session("leech", budget=3 * MIB)
+    job = await leecher.fetch(one, [(LOCAL, seeder.listen_port)])
+    await land_all(job)
+    job.release()  # landed: now an idle seed
+    job2 = await leecher.fetch(two, [(LOCAL, seeder.listen_port)])
+    assert not job.folder.exists()
+    await land_all(job2)
