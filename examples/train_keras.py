@@ -18,10 +18,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import tensorflow as tf  # noqa: E402
-from tensorflow import keras  # noqa: E402
+import tensorflow as tf
+from tensorflow import keras
 
-from p2pdata.training import open_dataset, to_numpy, worker_started  # noqa: E402
+from p2pdata.training import open_dataset, to_numpy, worker_started
 
 
 def parse_args() -> argparse.Namespace:

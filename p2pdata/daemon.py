@@ -31,15 +31,23 @@ from p2pdata.catalog import (
     TrustStore,
     encode_public_key,
     scan_dataset,
-    verify_catalog,
 )
 from p2pdata.config import Config
 from p2pdata.db import open_db
-from p2pdata.errors import CatalogError, NotFound, P2pdataError, PeerError
+from p2pdata.errors import NotFound, P2pdataError, PeerError
 from p2pdata.events import EventHub
 from p2pdata.fetching import FetchJob, FetchJobTable
 from p2pdata.hdfs import open_store
-from p2pdata.peers import PeerClient, PeerHealth, Source, ZeroconfDiscovery, normalize_peer_url
+from p2pdata.peers import (
+    PeerClient,
+    PeerHealth,
+    Source,
+    SyncResult,
+    ZeroconfDiscovery,
+    catalog_verifier,
+    normalize_peer_url,
+    sync_peer,
+)
 from p2pdata.training import JobRegistry, Launcher, matching_jobs
 from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
 from p2pdata.web import control_app, peer_app, status_routes
@@ -160,6 +168,7 @@ class Daemon:
         self._reseed()
         self.client = PeerClient()
         self.health = PeerHealth(sync_interval=config.discovery.sync_interval)
+        self._verify = catalog_verifier(self.trust.is_trusted, self.catalogs.held, time.time)
         now = time.time()
         for url in config.discovery.static_peers:
             self.health.add(url, Source.STATIC, now)
@@ -338,38 +347,32 @@ class Daemon:
 
     async def sync_peer(self, url: str) -> None:
         """One round with one peer: info, catalog (304 when unchanged), what it seeds."""
-        try:
-            info = await self.client.info(url)
-            if info.cluster_id == self.identity.cluster_id:
-                self.health.forget(url)  # our own advertisement, seen through another address
-                return
-            fetched = await self.client.catalog(url, etag=self._etags.get(url))
-            if fetched.data is not None:
-                verified = verify_catalog(
-                    fetched.data,
-                    trusted=self.trust.is_trusted,
-                    now=int(time.time()),
-                    held=self.catalogs.held(info.cluster_id),
-                )
-                self.catalogs.store(verified, source=url)
-                self.events.emit(
-                    "catalog.updated", url=url, cluster_id=info.cluster_id, version=verified.catalog.version
-                )
-            self._etags[url] = fetched.etag
-            have = set(await self.client.have(url))
-        except CatalogError as exc:
-            self._etags.pop(url, None)
-            self.health.rejected(url, time.time(), f"{type(exc).__name__}: {exc}")
-            self.events.emit("peer.rejected", url=url, reason=type(exc).__name__, message=str(exc))
-            log.warning("rejected catalog from %s: %s", url, exc)
+        outcome = await sync_peer(self.client, self.health, url, self._verify, etag=self._etags.get(url),
+                                  clock=time.time)
+        if outcome.info is not None and outcome.info.cluster_id == self.identity.cluster_id:
+            self.health.forget(url)  # our own advertisement, seen through another address
             return
+        if outcome.result is SyncResult.UNREACHABLE:
+            self.events.emit("peer.failed", url=url, message=outcome.error)
+            return
+        if outcome.result is SyncResult.REJECTED:
+            self._etags.pop(url, None)
+            reason = (outcome.error or "").partition("(")[2].partition(")")[0] or "unknown"
+            self.events.emit("peer.rejected", url=url, reason=reason, message=outcome.error)
+            log.warning("rejected catalog from %s: %s", url, outcome.error)
+        if outcome.result is SyncResult.UPDATED and outcome.verified is not None:
+            self.catalogs.store(outcome.verified, source=url)
+            self.events.emit("catalog.updated", url=url, cluster_id=outcome.verified.catalog.cluster,
+                             version=outcome.verified.catalog.version)
+        if outcome.etag:
+            self._etags[url] = outcome.etag
+        assert outcome.info is not None
+        self._peer_info[url] = outcome.info
+        try:
+            self._peer_have[url] = set(await self.client.have(url))
         except PeerError as exc:
             self.health.failed(url, time.time(), str(exc))
-            self.events.emit("peer.failed", url=url, message=str(exc))
             return
-        self._peer_info[url] = info
-        self._peer_have[url] = have
-        self.health.succeeded(url, time.time(), cluster_id=info.cluster_id)
         for job_id, swarm in self._swarms.items():
             swarm.add_peers(self._endpoints_for(self.fetch_jobs.get(job_id).manifest_id))
 

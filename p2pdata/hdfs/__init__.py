@@ -1,0 +1,64 @@
+"""HDFS room: the async WebHDFS client, dataset stores (HDFS and local), tiers, landing."""
+
+from p2pdata.hdfs.client import FileStatus, WebHdfsClient
+from p2pdata.hdfs.errors import (
+    HdfsAlreadyExists,
+    HdfsClusterError,
+    HdfsConnectionError,
+    HdfsError,
+    HdfsFileNotFound,
+    HdfsPermissionDenied,
+    HdfsRemoteError,
+    HdfsUnsupportedOperation,
+    TierError,
+)
+from p2pdata.hdfs.hdfs_store import HdfsStore
+from p2pdata.hdfs.landing import (
+    HashMismatch,
+    LandingConflict,
+    LandingPlan,
+    LandingProgress,
+    LandingState,
+)
+from p2pdata.hdfs.local_store import LocalStore
+from p2pdata.hdfs.store import (
+    LandedDataset,
+    LandingResult,
+    Source,
+    Store,
+    TierReport,
+    open_store,
+)
+from p2pdata.hdfs.tiers import POLICY_IDS, TIERS, parse_fsck, policy_name, resolve_tier
+
+__all__ = [
+    "POLICY_IDS",
+    "TIERS",
+    "FileStatus",
+    "HashMismatch",
+    "HdfsAlreadyExists",
+    "HdfsClusterError",
+    "HdfsConnectionError",
+    "HdfsError",
+    "HdfsFileNotFound",
+    "HdfsPermissionDenied",
+    "HdfsRemoteError",
+    "HdfsStore",
+    "HdfsUnsupportedOperation",
+    "LandedDataset",
+    "LandingConflict",
+    "LandingPlan",
+    "LandingProgress",
+    "LandingResult",
+    "LandingState",
+    "LocalStore",
+    "Source",
+    "Store",
+    "TierError",
+    "TierReport",
+    "WebHdfsClient",
+    "open_store",
+    "parse_fsck",
+    "policy_name",
+    "resolve_tier",
+]

@@ -194,8 +194,11 @@ def classpath(cache: Path | None = None) -> str:
 class LocalHdfs:
     """One NameNode and one DataNode in a JVM; restartable on the same dirs and ports."""
 
-    def __init__(self, base_dir: Path | str, *, start_timeout: float = 90.0) -> None:
+    def __init__(self, base_dir: Path | str, *, permissions: bool = False,
+                 start_timeout: float = 90.0) -> None:
         self.base_dir = Path(base_dir).absolute()
+        # With permissions on, the user running the JVM is HDFS's superuser.
+        self.permissions = permissions
         self.start_timeout = start_timeout
         self._classpath = classpath()
         self._java = java_binary()
@@ -214,7 +217,8 @@ class LocalHdfs:
         ports = [self._ports.get(k, 0) for k in ("nn_rpc", "nn_http", "dn_xfer", "dn_ipc", "dn_http")]
         log = open(self._log_path, "a")  # noqa: SIM115 - the JVM owns it until stop()
         self._proc = subprocess.Popen(
-            [self._java, *JVM_FLAGS, "-cp", self._classpath, LAUNCHER, str(self.base_dir),
+            [self._java, *JVM_FLAGS, f"-Dp2pdata.permissions={str(self.permissions).lower()}",
+             "-cp", self._classpath, LAUNCHER, str(self.base_dir),
              *map(str, ports)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -238,6 +242,9 @@ class LocalHdfs:
             "fs.defaultFS": self.namenode_address,
             # fsck asks the NameNode over HTTP.
             "dfs.namenode.http-address": f"127.0.0.1:{self._port('nn_http')}",
+            # The mover waits 2 heartbeats + 1 replication interval between rounds.
+            "dfs.heartbeat.interval": "1",
+            "dfs.namenode.replication.interval": "1",
         }
         body = "".join(
             f"<property><name>{k}</name><value>{v}</value></property>\n"

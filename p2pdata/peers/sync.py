@@ -64,7 +64,7 @@ async def sync_peer(
     try:
         verified = verify(fetched.data, info)
     except CatalogError as exc:
-        error = f"catalog refused: {exc}"
+        error = f"catalog refused ({type(exc).__name__}): {exc}"
         status = health.rejected(url, clock(), error)
         return SyncOutcome(status.url, SyncResult.REJECTED, status, info, error=error)
     status = health.succeeded(url, clock(), info.cluster_id)

@@ -6,7 +6,14 @@ until `to_tf_dataset` is called.
 """
 
 from p2pdata.training.data import open_dataset, to_numpy, to_tf_dataset
-from p2pdata.training.launcher import Launcher, RunRecord, RunStore, follow_file
+from p2pdata.training.launcher import (
+    Launcher,
+    LogTail,
+    RunRecord,
+    RunStore,
+    follow_file,
+    follow_logs,
+)
 from p2pdata.training.machine import Action, RunMachine, RunState
 from p2pdata.training.spec import Entry, JobRegistry, JobSpec, Trigger
 from p2pdata.training.triggers import matches, matching_jobs
@@ -18,12 +25,14 @@ __all__ = [
     "JobRegistry",
     "JobSpec",
     "Launcher",
+    "LogTail",
     "RunMachine",
     "RunRecord",
     "RunState",
     "RunStore",
     "Trigger",
     "follow_file",
+    "follow_logs",
     "matches",
     "matching_jobs",
     "open_dataset",

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,8 +234,9 @@ class Launcher:
 
     # --- starting runs ------------------------------------------------------------------
 
-    async def submit(self, spec: JobSpec, manifest: Manifest, uri: str) -> RunRecord:
-        """Queue a run of `spec` on the dataset at `uri`; it starts when a slot is free."""
+    async def submit(self, spec: JobSpec, manifest: Manifest, dataset_uri: str) -> RunRecord:
+        """Queue a run of `spec` on the dataset at `dataset_uri`; it starts when a slot is
+        free. The record returned is live: the launcher keeps updating it."""
         if self._closed:
             raise TrainingError("the launcher is stopped")
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
@@ -244,7 +245,7 @@ class Launcher:
         output = output.format(run_id=run_id, job=spec.name, dataset=manifest.name,
                                version=manifest.version)
         record = RunRecord(
-            id=run_id, job=spec.name, dataset=manifest.ref, dataset_uri=uri,
+            id=run_id, job=spec.name, dataset=manifest.ref, dataset_uri=dataset_uri,
             state=RunState.QUEUED, workers=spec.workers, created=time.time(),
             run_dir=run_dir, output_dir=Path(output), spec=spec.to_dict(),
         )
@@ -257,9 +258,9 @@ class Launcher:
         return record
 
     async def trigger(self, specs: Iterable[JobSpec], manifest: Manifest,
-                      uri: str) -> list[RunRecord]:
-        """A dataset landed at `uri`: submit every job whose trigger matches it."""
-        return [await self.submit(spec, manifest, uri)
+                      dataset_uri: str) -> list[RunRecord]:
+        """A dataset landed at `dataset_uri`: submit every job whose trigger matches it."""
+        return [await self.submit(spec, manifest, dataset_uri)
                 for spec in matching_jobs(specs, manifest)]
 
     def _pump(self) -> None:
@@ -271,7 +272,7 @@ class Launcher:
 
     # --- queries ------------------------------------------------------------------------
 
-    def get(self, run_id: str) -> RunRecord:
+    def run(self, run_id: str) -> RunRecord:
         for active in (*self._active.values(), *self._queue):
             if active.record.id == run_id:
                 return active.record
@@ -282,7 +283,7 @@ class Launcher:
 
     def logs(self, run_id: str) -> list[Path]:
         """The log file of each worker (all attempts appended, each after a header line)."""
-        return self.get(run_id).log_paths
+        return self.run(run_id).log_paths
 
     async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
         """The run's record once it is over."""
@@ -290,12 +291,12 @@ class Launcher:
             if active.record.id == run_id:
                 await asyncio.wait_for(active.done.wait(), timeout)
                 break
-        return self.get(run_id)
+        return self.run(run_id)
 
     async def follow(self, run_id: str, worker_index: int = 0) -> AsyncIterator[str]:
         """A worker's log as it is written, until the run is over."""
         path = self.logs(run_id)[worker_index]
-        async for chunk in follow_file(path, lambda: self.get(run_id).state.terminal,
+        async for chunk in follow_file(path, lambda: self.run(run_id).state.terminal,
                                        self.poll_interval):
             yield chunk
 
@@ -330,6 +331,9 @@ class Launcher:
     async def _supervise(self, active: _Active) -> None:
         record, machine = active.record, active.machine
         try:
+            if machine.state is RunState.CANCELLED:  # cancelled before this task first ran
+                self._cancel_queued(active, machine.reason)
+                return
             record.run_dir.mkdir(parents=True, exist_ok=True)
             record.output_dir.mkdir(parents=True, exist_ok=True)
             (record.run_dir / "manifest.json").write_text(
@@ -469,22 +473,57 @@ class Launcher:
                 log.exception("on_state_change callback failed for run %s", record.id)
 
 
+class LogTail:
+    """Reads what was appended to a log file since the last call, as text."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._position = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def read(self, final: bool = False) -> str:
+        data = b""
+        with contextlib.suppress(FileNotFoundError), open(self.path, "rb") as handle:
+            handle.seek(self._position)
+            data = handle.read()
+            self._position += len(data)
+        return self._decoder.decode(data, final=final)
+
+
 async def follow_file(path: Path, done: Callable[[], bool],
                       poll_interval: float = 0.2) -> AsyncIterator[str]:
     """Yield text appended to `path` until `done()` is true and everything is read."""
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    position = 0
+    tail = LogTail(path)
     while True:
         finished = done()  # asked before reading, so nothing written before the end is lost
-        with contextlib.suppress(FileNotFoundError), open(path, "rb") as handle:
-            handle.seek(position)
-            data = handle.read()
-            position += len(data)
-            if data:
-                yield decoder.decode(data)
+        text = tail.read(final=finished)
+        if text:
+            yield text
         if finished:
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                yield tail
             return
         await asyncio.sleep(poll_interval)
+
+
+def follow_logs(paths: list[Path], *, follow: bool = False, poll_interval: float = 0.5,
+                done: Callable[[], bool] | None = None) -> Iterator[str]:
+    """Lines of the workers' logs, each prefixed with `[worker N]` when there are several.
+
+    Without `follow`, what is there now; with it, keep waiting for more (like `tail -f`)
+    until `done()` is true, or forever without `done`.
+    """
+    tails = [LogTail(path) for path in paths]
+    pending = [""] * len(paths)
+    while True:
+        finished = not follow or (done is not None and done())
+        for index, tail in enumerate(tails):
+            pending[index] += tail.read(final=finished)
+            *lines, pending[index] = pending[index].split("\n")
+            if finished and pending[index]:
+                lines.append(pending[index])
+                pending[index] = ""
+            prefix = f"[worker {index}] " if len(paths) > 1 else ""
+            for line in lines:
+                yield f"{prefix}{line}\n"
+        if finished:
+            return
+        time.sleep(poll_interval)

@@ -244,17 +244,35 @@ class JobRegistry:
     def add(self, path: Path, *, replace: bool = False) -> JobSpec:
         """Validate a spec file and copy it in; relative paths keep meaning what they meant."""
         path = Path(path).absolute()
-        spec = JobSpec.load(path)
-        target = self.directory / f"{spec.name}.toml"
-        if target.exists() and not replace:
-            raise JobSpecError(f"{path}: name: a job called {spec.name!r} already exists "
-                               f"({target}); remove it first or replace it")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        text = path.read_text(encoding="utf-8")
-        if "base_dir" not in tomllib.loads(text):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise JobSpecError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        return self.add_text(text, str(path), base_dir=path.parent, replace=replace)
+
+    def add_text(self, text: str, filename: str = "job.toml", *, base_dir: Path | None = None,
+                 replace: bool = False) -> JobSpec:
+        """Validate spec text (named `filename` in errors) and store it as `<name>.toml`.
+
+        Relative paths in it are resolved against `base_dir` (default: the jobs directory)
+        unless the spec sets `base_dir` itself.
+        """
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise JobSpecError(f"{filename}: not valid TOML: {exc}") from exc
+        base = Path(base_dir or self.directory).absolute()
+        if "base_dir" not in data:
             # Top-level keys must come before any table, so prepending is always valid TOML;
             # a JSON string is a valid TOML basic string.
-            text = f"base_dir = {json.dumps(str(path.parent))}\n{text}"
+            text = f"base_dir = {json.dumps(str(base))}\n{text}"
+            data["base_dir"] = str(base)
+        spec = JobSpec.from_dict(data, source=Path(filename))
+        target = self.directory / f"{spec.name}.toml"
+        if target.exists() and not replace:
+            raise JobSpecError(f"{filename}: name: a job called {spec.name!r} already exists "
+                               f"({target}); remove it first or replace it")
+        self.directory.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".toml.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(target)

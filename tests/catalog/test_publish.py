@@ -148,5 +148,14 @@ def test_unsafe_file_name_rejected(tmp_path: Path) -> None:
 
 def test_corrupt_parquet_names_file(tmp_path: Path) -> None:
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
-    with pytest.raises(PublishError, match="bad.parquet"):
+    with pytest.raises(PublishError, match=r"bad\.parquet"):
+        scan(tmp_path)
+
+
+def test_parquet_schemas_are_unified_or_rejected(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"a": [1]}), tmp_path / "1.parquet")
+    pq.write_table(pa.table({"b": ["x"]}), tmp_path / "2.parquet")
+    assert scan(tmp_path).schema == (Column("a", "int64"), Column("b", "string"))
+    pq.write_table(pa.table({"a": ["text"]}), tmp_path / "3.parquet")
+    with pytest.raises(PublishError, match=r"3\.parquet"):
         scan(tmp_path)

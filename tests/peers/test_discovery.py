@@ -155,16 +155,13 @@ async def test_malformed_adverts_are_ignored(unused_tcp_port_factory) -> None:
     node = make(seen, 0, unused_tcp_port_factory())
     good = make(good_seen, 1, unused_tcp_port_factory())
     try:
-        for info in infos:
-            await (await stranger.async_register_service(info))
-        await node.start()
-        await good.start()
+        # Registration probes take about a second each: do them all at once.
+        registered = [await stranger.async_register_service(info) for info in infos]
+        await asyncio.gather(*registered, node.start(), good.start())
         await wait_for(lambda: cid(1) in seen.found.values())
         assert list(seen.found.values()) == [cid(1)]
         assert list(node.found.values()) == list(seen.found)
     finally:
-        for info in infos:
-            await (await stranger.async_unregister_service(info))
+        await stranger.async_unregister_all_services()
         await stranger.async_close()
-        await good.close()
-        await node.close()
+        await asyncio.gather(good.close(), node.close())

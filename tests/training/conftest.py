@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -65,8 +67,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, what: str =
 
 async def async_wait_until(condition: Callable[[], bool], timeout: float = 10.0,
                            what: str = "") -> None:
-    import asyncio
-
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -84,16 +84,10 @@ async def launcher(tmp_path: Path, events: list[RunRecord]) -> AsyncIterator[Lau
     db = open_db(tmp_path / "state.db")
     launcher = Launcher(db, tmp_path / "runs", max_concurrent=2, poll_interval=0.05,
                         kill_grace=2.0,
-                        on_state_change=lambda run: events.append(_snapshot(run)))
+                        on_state_change=lambda run: events.append(replace(run)))
     await launcher.start()
     try:
         yield launcher
     finally:
         await launcher.close()
         db.close()
-
-
-def _snapshot(run: RunRecord) -> RunRecord:
-    from dataclasses import replace
-
-    return replace(run)

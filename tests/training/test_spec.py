@@ -108,3 +108,23 @@ def test_registry_refuses_invalid_and_reports_broken_files(tmp_path: Path) -> No
     specs, problems = registry.scan()
     assert [spec.name for spec in specs] == ["ok"]
     assert len(problems) == 1 and "broken.toml" in str(problems[0])
+
+
+def test_example_spec_is_valid() -> None:
+    from tests.training.conftest import EXAMPLES
+
+    spec = JobSpec.load(EXAMPLES / "train_keras.toml")
+    assert spec.entry.script == EXAMPLES / "train_keras.py" and spec.entry.script.exists()
+    assert spec.workers == 2 and spec.framework == "tensorflow"
+
+
+def test_registry_add_text_resolves_against_base_dir(tmp_path: Path) -> None:
+    registry = JobRegistry(tmp_path / "jobs")
+    text = 'name = "t"\n[entry]\nscript = "train.py"\n'
+    spec = registry.add_text(text, "t.toml", base_dir=tmp_path / "client")
+    assert spec.entry.script == tmp_path / "client" / "train.py"
+    assert spec.source == tmp_path / "jobs" / "t.toml"
+    with pytest.raises(JobSpecError, match=r"pasted\.toml: workers"):
+        registry.add_text('name = "u"\nworkers = -1\n[entry]\nmodule = "m"\n', "pasted.toml")
+    spec = registry.add_text(text.replace('"t"', '"v"'), "v.toml")
+    assert spec.entry.script == tmp_path / "jobs" / "train.py"

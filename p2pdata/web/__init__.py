@@ -1,0 +1,8 @@
+"""The HTTP faces of the daemon: peer API, control API, status page and metrics, and the CLI's client."""
+
+from p2pdata.web.client import ControlClient
+from p2pdata.web.control_api import control_app
+from p2pdata.web.peer_api import peer_app
+from p2pdata.web.status import status_routes
+
+__all__ = ["ControlClient", "control_app", "peer_app", "status_routes"]

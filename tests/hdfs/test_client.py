@@ -1,0 +1,159 @@
+"""WebHdfsClient against the real local HDFS."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import time
+import tracemalloc
+from collections.abc import AsyncIterator
+
+import pytest
+
+from p2pdata.errors import StoreError
+from p2pdata.hdfs import (
+    HdfsAlreadyExists,
+    HdfsConnectionError,
+    HdfsFileNotFound,
+    HdfsPermissionDenied,
+    HdfsRemoteError,
+    HdfsUnsupportedOperation,
+    WebHdfsClient,
+)
+from p2pdata.hdfs.localcluster import LocalHdfs
+
+pytestmark = pytest.mark.hdfs
+
+
+@pytest.fixture
+async def client(hdfs_cluster: LocalHdfs) -> AsyncIterator[WebHdfsClient]:
+    async with WebHdfsClient(hdfs_cluster.webhdfs_url, user=getpass.getuser(),
+                             storagepolicy_command=hdfs_cluster.storagepolicy_command) as c:
+        yield c
+
+
+async def test_files_and_directories(client: WebHdfsClient, unique: str) -> None:
+    base = f"/{unique}"
+    assert await client.mkdirs(f"{base}/dir", permission="750")
+    await client.create(f"{base}/dir/f", b"hello", replication=1, blocksize=1 << 20,
+                        permission="640")
+    await client.append(f"{base}/dir/f", b" world")
+    assert await client.read(f"{base}/dir/f") == b"hello world"
+    assert await client.read(f"{base}/dir/f", offset=6, length=3) == b"wor"
+
+    status = await client.status(f"{base}/dir/f")
+    assert (status.type, status.length, status.permission, status.block_size) == \
+        ("FILE", 11, "640", 1 << 20)
+    assert (await client.status(f"{base}/dir")).is_dir
+    listing = await client.list(f"{base}/dir")
+    assert [s.path for s in listing] == [f"{base}/dir/f"]
+
+    await client.create(f"{base}/dir/f", b"new", overwrite=True)
+    assert await client.read(f"{base}/dir/f") == b"new"
+
+    # concat needs the target's last block full: use 512-byte blocks.
+    await client.create(f"{base}/dir/a", b"a" * 512, blocksize=512)
+    await client.create(f"{base}/dir/b", b"b" * 100, blocksize=512)
+    await client.concat(f"{base}/dir/a", [f"{base}/dir/b"])
+    assert await client.read(f"{base}/dir/a") == b"a" * 512 + b"b" * 100
+    assert not await client.exists(f"{base}/dir/b")
+
+    summary = await client.content_summary(base)
+    assert (summary["fileCount"], summary["directoryCount"], summary["length"]) == (2, 2, 615)
+    checksum = await client.checksum(f"{base}/dir/a")
+    assert checksum["algorithm"].startswith("MD5-of-") and checksum["length"] == 28
+
+    await client.set_permission(f"{base}/dir/a", "600")
+    await client.set_owner(f"{base}/dir/a", group="staff")
+    assert await client.set_replication(f"{base}/dir/a", 1)
+    await client.set_times(f"{base}/dir/a", modification_time=1_000_000)
+    status = await client.status(f"{base}/dir/a")
+    assert (status.permission, status.group, status.modification_time) == \
+        ("600", "staff", 1_000_000)
+
+    assert await client.rename(f"{base}/dir/a", f"{base}/moved")
+    assert not await client.rename(f"{base}/nothing", f"{base}/x")
+    assert await client.delete(f"{base}/dir", recursive=True)
+    assert not await client.delete(f"{base}/dir")
+    assert [s.path for s in await client.list(base)] == [f"{base}/moved"]
+
+
+async def test_xattrs(client: WebHdfsClient, unique: str) -> None:
+    path = f"/{unique}/x"
+    await client.create(path, b"")
+    await client.set_xattr(path, "user.a", b"\x00binary\xff")
+    await client.set_xattr(path, "user.b", b"text")
+    assert await client.get_xattrs(path) == {"user.a": b"\x00binary\xff", "user.b": b"text"}
+    assert await client.get_xattrs(path, ["user.b"]) == {"user.b": b"text"}
+    assert sorted(await client.list_xattrs(path)) == ["user.a", "user.b"]
+    with pytest.raises(HdfsRemoteError):
+        await client.set_xattr(path, "user.a", b"again", flag="CREATE")
+    await client.set_xattr(path, "user.a", b"replaced", flag="REPLACE")
+    await client.remove_xattr(path, "user.a")
+    assert await client.get_xattrs(path) == {"user.b": b"text"}
+
+
+async def test_streaming_create_and_open_keep_memory_bounded(
+        client: WebHdfsClient, unique: str) -> None:
+    chunk = bytes(range(256)) * 4096  # 1 MiB, reused so only the client's buffers count
+    total = 100 * len(chunk)
+    expected = hashlib.sha256()
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            expected.update(chunk)
+            yield chunk
+
+    path = f"/{unique}/big"
+    tracemalloc.start()
+    try:
+        await client.create(path, body())
+        _, write_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        got = hashlib.sha256()
+        size = 0
+        async with contextlib.aclosing(client.open(path, chunk_size=1 << 20)) as chunks:
+            async for part in chunks:
+                got.update(part)
+                size += len(part)
+        _, read_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert size == total and got.digest() == expected.digest()
+    assert write_peak < 16 << 20, f"write peaked at {write_peak / 2**20:.1f} MiB"
+    assert read_peak < 16 << 20, f"read peaked at {read_peak / 2**20:.1f} MiB"
+
+
+async def test_typed_errors(hdfs_cluster: LocalHdfs, client: WebHdfsClient,
+                            unique: str) -> None:
+    with pytest.raises(HdfsFileNotFound, match="File does not exist") as missing:
+        await client.status(f"/{unique}/missing")
+    assert isinstance(missing.value, StoreError)
+    assert missing.value.exception == "FileNotFoundException" and missing.value.status == 404
+    with pytest.raises(HdfsFileNotFound):
+        await client.read(f"/{unique}/missing")
+
+    await client.create(f"/{unique}/exists", b"1")
+    with pytest.raises(HdfsAlreadyExists):
+        await client.create(f"/{unique}/exists", b"2")
+
+    await client.mkdirs(f"/{unique}/private", permission="700")
+    async with WebHdfsClient(hdfs_cluster.webhdfs_url, user="mallory") as other:
+        with pytest.raises(HdfsPermissionDenied, match="Permission denied"):
+            await other.create(f"/{unique}/private/f", b"x")
+        with pytest.raises(HdfsPermissionDenied):
+            await other.list(f"/{unique}/private")
+        # Without a command line, the missing WebHDFS op is reported as such.
+        with pytest.raises(HdfsUnsupportedOperation, match="storagepolicy_command"):
+            await other.set_storage_policy(f"/{unique}", "ssd")
+
+
+async def test_connection_errors_are_retried_then_typed() -> None:
+    async with WebHdfsClient("http://127.0.0.1:9", retries=2, backoff=0.01) as dead:
+        started = time.monotonic()
+        with pytest.raises(HdfsConnectionError):
+            await dead.status("/")
+        assert time.monotonic() - started >= 0.03  # two backoffs: 0.01 + 0.02
+        with pytest.raises(HdfsConnectionError):
+            await dead.rename("/a", "/b")  # not idempotent: one attempt only
