@@ -579,9 +579,12 @@ class TransferSession:
     def _write_resume(self, key: str, params: lt.add_torrent_params) -> None:
         path = self._resume_path(key)
         tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(lt.write_resume_data_buf(params))
-        os.replace(tmp, path)  # never leave a torn file behind
-        self._fresh_resume.add(key)
+        try:
+            tmp.write_bytes(lt.write_resume_data_buf(params))
+            os.replace(tmp, path)  # never leave a torn file behind
+            self._fresh_resume.add(key)
+        except OSError as exc:  # e.g. a full disk: a later save or a recheck covers it
+            log.warning("cannot save resume data to %s: %s", path, exc)
         waiter = self._resume_waiters.pop(key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

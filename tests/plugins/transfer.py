@@ -56,8 +56,8 @@ async def transfer_session(tmp_path: Path) -> AsyncIterator[Callable[..., Awaita
     sessions: list[TransferSession] = []
 
     async def make(name: str, budget: int = 512 * MIB, **options: Any) -> TransferSession:
-        settings = TransferSettings(staging_dir=tmp_path / f"staging-{name}",
-                                    staging_budget=budget, **options)
+        options.setdefault("staging_dir", tmp_path / f"staging-{name}")
+        settings = TransferSettings(staging_budget=budget, **options)
         session = TransferSession(settings)
         await session.start()
         sessions.append(session)
