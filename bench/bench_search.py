@@ -73,7 +73,7 @@ def main() -> None:
         build(store, rng, args.manifests, args.publishers, vocab, common)
         print(f"indexed {args.manifests} manifests from {args.publishers} publishers "
               f"in {time.perf_counter() - start:.1f} s")
-        publishers = [info for info in conn.execute("SELECT DISTINCT cluster FROM catalog_datasets")]
+        publishers = conn.execute("SELECT DISTINCT cluster FROM catalog_datasets").fetchall()
 
         def query() -> tuple[str, dict[str, Any]]:
             kind = rng.random()

@@ -402,7 +402,9 @@ def catalog_verify(ctx: Context, file: str) -> None:
     trust_store = TrustStore(conn, trust_on_first_use=False)
     blob = Path(file).read_bytes()
     held = CatalogStore(conn)
-    verified = verify_catalog(blob, trusted=trust_store.is_trusted, now=int(time.time()), held_for=held.held)
+    # The held version of the signer comes from the blob itself; a lying blob fails the signature.
+    signer = verify_catalog(blob, trusted=trust_store.is_trusted, now=int(time.time())).catalog.cluster
+    verified = verify_catalog(blob, trusted=trust_store.is_trusted, now=int(time.time()), held=held.held(signer))
     catalog_ = verified.catalog
     click.echo(
         f"ok: catalog of cluster {catalog_.cluster}, version {catalog_.version}, "
@@ -465,7 +467,8 @@ def jobs_cancel(ctx: Context, job_id: str) -> None:
 def jobs_add(ctx: Context, spec: str) -> None:
     """Add a training job spec (TOML)."""
     path = Path(spec)
-    _emit_json(ctx.call("POST", "/v1/training/jobs", {"spec": path.read_text(), "filename": path.name}))
+    payload = {"spec": path.read_text(), "filename": path.name, "base_dir": str(path.absolute().parent)}
+    _emit_json(ctx.call("POST", "/v1/training/jobs", payload))
 
 
 @jobs.command("logs")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -16,7 +17,8 @@ import secrets
 import signal
 import socket
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +26,25 @@ from aiohttp import web
 
 from p2pdata import __version__
 from p2pdata.catalog import (
-    CatalogStore,
+    Access,
     Identity,
     LocalCatalog,
     Manifest,
     TrustStore,
     encode_public_key,
+    parse_ref,
     scan_dataset,
 )
 from p2pdata.config import Config
 from p2pdata.db import open_db
-from p2pdata.errors import NotFound, P2pdataError, PeerError
+from p2pdata.errors import NotFound, P2pdataError, PeerError, TransferError
 from p2pdata.events import EventHub
 from p2pdata.fetching import FetchJob, FetchJobTable
 from p2pdata.hdfs import open_store
 from p2pdata.peers import (
     PeerClient,
     PeerHealth,
+    PeerInfo,
     Source,
     SyncResult,
     ZeroconfDiscovery,
@@ -121,11 +125,11 @@ class Daemon:
         self._runners: list[web.AppRunner] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_wakeup = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._swarms: dict[str, Any] = {}  # fetch job id -> swarm job
-        self._peer_info: dict[str, Any] = {}  # peer url -> PeerInfo
+        self._swarms: dict[str, Any] = {}  # fetch job id -> SwarmJob
+        self._peer_info: dict[str, PeerInfo] = {}  # peer url -> what /v1/info said
         self._peer_have: dict[str, set[str]] = {}  # peer url -> manifest ids it seeds
-        self._etags: dict[str, str] = {}
+        self._etags: dict[str, str] = {}  # peer url -> catalog ETag held
+        self.discovery: ZeroconfDiscovery | None = None
         self.peer_url = ""
         self.control_url = ""
 
@@ -137,9 +141,8 @@ class Daemon:
         self.identity = Identity.load(config.home)
         self.conn = open_db(config.database)
         self.local_catalog = LocalCatalog(self.conn, self.identity)
+        self.catalogs = self.local_catalog.index  # every verified catalog held, ours included
         self.trust = TrustStore(self.conn, trust_on_first_use=config.cluster.trust_on_first_use)
-        self.catalogs = CatalogStore(self.conn)
-        self.catalogs.store_own(self.local_catalog.datasets())
         self.fetch_jobs = FetchJobTable(self.conn)
         self.published = _Table(self.conn, "published_sources")
         self.landed = _Table(self.conn, "landed_datasets")
@@ -148,9 +151,9 @@ class Daemon:
         self.store = self._open_store(config.store_root)
         self.transfer = TransferSession(
             TransferSettings(
-                listen_interfaces=config.transfer.listen,
                 staging_dir=config.staging_dir,
                 staging_budget=config.transfer.staging_budget,
+                listen_interfaces=",".join(config.transfer.listen),
                 download_limit=config.transfer.download_limit,
                 upload_limit=config.transfer.upload_limit,
             )
@@ -159,13 +162,15 @@ class Daemon:
         self.registry = JobRegistry(config.jobs_dir)
         self.launcher = Launcher(
             self.conn,
-            runs_dir=config.runs_dir,
+            config.runs_dir,
             max_concurrent=config.training.max_concurrent_runs,
-            on_state_change=lambda run: self.events.emit("run.state", run=run.id, state=str(run.state)),
+            on_state_change=lambda run: self.events.emit(
+                "run.state", run=run.id, job=run.job, state=str(run.state)
+            ),
         )
         await self.launcher.start()
         await self._start_web()
-        self._reseed()
+        await self._reseed()
         self.client = PeerClient()
         self.health = PeerHealth(sync_interval=config.discovery.sync_interval)
         self._verify = catalog_verifier(self.trust.is_trusted, self.catalogs.held, time.time)
@@ -174,7 +179,6 @@ class Daemon:
             self.health.add(url, Source.STATIC, now)
         for url in self.added_peers.items():
             self.health.add(url, Source.ADDED, now)
-        self.discovery: ZeroconfDiscovery | None = None
         if config.discovery.zeroconf:
             self.discovery = ZeroconfDiscovery(
                 interfaces=config.discovery.interfaces,
@@ -183,6 +187,7 @@ class Daemon:
                 cluster_id=self.identity.cluster_id,
                 on_found=self._on_peer_found,
                 on_lost=self._on_peer_lost,
+                scheme="https" if config.peer_api.tls_cert else "http",
             )
             await self.discovery.start()
         self._spawn(self._sync_loop())
@@ -191,14 +196,14 @@ class Daemon:
             self._spawn(self._run_fetch(job))
         self._write_runtime_file()
         log.info(
-            "daemon for cluster %s ready: peer API %s, control %s",
+            "cluster %s ready: peer API %s, control %s",
             self.identity.cluster_id,
             self.peer_url,
             self.control_url,
         )
 
     async def stop(self) -> None:
-        self._stopping.set()
+        # Background work first: fetches stay active in SQLite, landings stay parked in .incoming.
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -208,7 +213,7 @@ class Daemon:
         for runner in self._runners:
             await runner.cleanup()
         await self.launcher.close()
-        await self.transfer.close()
+        await self.transfer.close()  # saves resume data
         await self.store.close()
         (self.config.home / RUNTIME_FILE).unlink(missing_ok=True)
         self.conn.close()
@@ -222,8 +227,10 @@ class Daemon:
 
     def _open_store(self, root: str) -> Any:
         store = self.config.store
+        if store.kind == "local":
+            return open_store("local", root)
         return open_store(
-            store.kind,
+            "hdfs",
             root,
             webhdfs_url=store.webhdfs_url,
             user=store.user or None,
@@ -234,10 +241,9 @@ class Daemon:
         config = self.config
         peer_runner = web.AppRunner(peer_app(self, requests_per_minute=config.peer_api.requests_per_minute))
         await peer_runner.setup()
-        peer_site = web.TCPSite(
-            peer_runner, config.peer_api.host, config.peer_api.port, ssl_context=self._peer_ssl_context()
-        )
-        await peer_site.start()
+        await web.TCPSite(
+            peer_runner, config.peer_api.host, config.peer_api.port, ssl_context=self._peer_tls()
+        ).start()
         self._runners.append(peer_runner)
         self._peer_port = _bound_port(peer_runner)
         scheme = "https" if config.peer_api.tls_cert else "http"
@@ -251,17 +257,15 @@ class Daemon:
         control_runner = web.AppRunner(app)
         await control_runner.setup()
         if config.control.socket:
-            site: web.BaseSite = web.UnixSite(control_runner, config.control.socket)
-            await site.start()
+            await web.UnixSite(control_runner, config.control.socket).start()
             os.chmod(config.control.socket, 0o600)
             self.control_url = f"unix:{config.control.socket}"
         else:
-            site = web.TCPSite(control_runner, config.control.host, config.control.port)
-            await site.start()
+            await web.TCPSite(control_runner, config.control.host, config.control.port).start()
             self.control_url = f"http://{config.control.host}:{_bound_port(control_runner)}"
         self._runners.append(control_runner)
 
-    def _peer_ssl_context(self) -> Any:
+    def _peer_tls(self) -> Any:
         if not self.config.peer_api.tls_cert:
             return None
         import ssl
@@ -271,6 +275,7 @@ class Daemon:
         return context
 
     def _write_runtime_file(self) -> None:
+        """Where this daemon really listens (ports may be 0 in config): for the CLI and tests."""
         data = {
             "pid": os.getpid(),
             "cluster_id": self.identity.cluster_id,
@@ -278,20 +283,27 @@ class Daemon:
             "control_url": self.control_url,
             "torrent_port": self.transfer.listen_port,
         }
-        path = self.config.home / RUNTIME_FILE
-        path.write_text(json.dumps(data))
+        (self.config.home / RUNTIME_FILE).write_text(json.dumps(data))
 
-    def _reseed(self) -> None:
-        """Seed every published and landed dataset we still have bytes for."""
-        own = {m.id: m for m in self.local_catalog.datasets()}
-        for manifest_id, record in self.published.items().items():
-            if manifest_id in own and Path(record["directory"]).is_dir():
-                self.transfer.seed(own[manifest_id], Path(record["directory"]))
-        for manifest_id, record in self.landed.items().items():
-            manifest = self.catalogs.by_id(manifest_id)
-            staged = record.get("staging")
-            if manifest is not None and staged and Path(staged).is_dir():
-                self.transfer.seed(manifest, Path(staged))
+    async def _reseed(self) -> None:
+        """Seed every published and landed dataset we still have the bytes of."""
+        for table, folder in ((self.published, "directory"), (self.landed, "staging")):
+            for record in table.items().values():
+                manifest = self._manifest(record)
+                if manifest is not None and Path(record[folder]).is_dir():
+                    await self._seed(manifest, Path(record[folder]))
+
+    async def _seed(self, manifest: Manifest, folder: Path) -> None:
+        try:
+            await self.transfer.seed(manifest, folder)
+        except TransferError as exc:  # the same files published and fetched: one swarm serves both
+            log.info("not seeding %s from %s: %s", manifest.ref, folder, exc)
+
+    def _manifest(self, record: dict[str, Any]) -> Manifest | None:
+        try:
+            return self.catalogs.get(record["cluster"], record["name"], record["version"])
+        except NotFound:
+            return None
 
     # ---- peer API view ----------------------------------------------------------------------
 
@@ -309,26 +321,22 @@ class Daemon:
         signed = self.local_catalog.signed(
             now=int(time.time()), lifetime=self.config.cluster.catalog_lifetime
         )
-        import hashlib
-
         return signed, hashlib.sha256(signed).hexdigest()
 
     def torrent(self, manifest_id: str) -> bytes | None:
-        if manifest_id not in self.have():
-            return None
-        manifest = self.catalogs.by_id(manifest_id)
+        record = self.published.items().get(manifest_id) or self.landed.items().get(manifest_id)
+        manifest = self._manifest(record) if record else None
         return manifest.torrent.data if manifest and manifest.torrent else None
 
     def have(self) -> list[str]:
         return sorted(set(self.published.items()) | set(self.landed.items()))
 
-    # ---- discovery and catalog sync -------------------------------------------------------
+    # ---- discovery and catalog sync ---------------------------------------------------------
 
     def _on_peer_found(self, url: str, cluster_id: str) -> None:
-        if cluster_id != self.identity.cluster_id:
-            self.health.add(url, Source.ZEROCONF, time.time(), cluster_id=cluster_id)
-            self.events.emit("peer.found", url=url, cluster_id=cluster_id)
-            self._sync_wakeup.set()
+        self.health.add(url, Source.ZEROCONF, time.time(), cluster_id=cluster_id)
+        self.events.emit("peer.found", url=url, cluster_id=cluster_id)
+        self._sync_wakeup.set()
 
     def _on_peer_lost(self, url: str) -> None:
         self.health.withdraw(url, Source.ZEROCONF, time.time())
@@ -336,8 +344,7 @@ class Daemon:
 
     async def _sync_loop(self) -> None:
         while True:
-            now = time.time()
-            due = self.health.due(now)
+            due = self.health.due(time.time())
             await asyncio.gather(*(self.sync_peer(url) for url in due))
             next_at = self.health.next_attempt()
             delay = 60.0 if next_at is None else max(0.05, next_at - time.time())
@@ -346,13 +353,14 @@ class Daemon:
                 await asyncio.wait_for(self._sync_wakeup.wait(), timeout=delay)
 
     async def sync_peer(self, url: str) -> None:
-        """One round with one peer: info, catalog (304 when unchanged), what it seeds."""
-        outcome = await sync_peer(self.client, self.health, url, self._verify, etag=self._etags.get(url),
-                                  clock=time.time)
+        """One round with one peer: info, catalog (a 304 when unchanged), what it seeds."""
+        outcome = await sync_peer(
+            self.client, self.health, url, self._verify, etag=self._etags.get(url), clock=time.time
+        )
         if outcome.info is not None and outcome.info.cluster_id == self.identity.cluster_id:
-            self.health.forget(url)  # our own advertisement, seen through another address
+            self.health.forget(url)  # our own advertisement, seen at another address
             return
-        if outcome.result is SyncResult.UNREACHABLE:
+        if outcome.result is SyncResult.UNREACHABLE or outcome.info is None:
             self.events.emit("peer.failed", url=url, message=outcome.error)
             return
         if outcome.result is SyncResult.REJECTED:
@@ -360,30 +368,36 @@ class Daemon:
             reason = (outcome.error or "").partition("(")[2].partition(")")[0] or "unknown"
             self.events.emit("peer.rejected", url=url, reason=reason, message=outcome.error)
             log.warning("rejected catalog from %s: %s", url, outcome.error)
-        if outcome.result is SyncResult.UPDATED and outcome.verified is not None:
+        elif outcome.result is SyncResult.UPDATED and outcome.verified is not None:
             self.catalogs.store(outcome.verified, source=url)
-            self.events.emit("catalog.updated", url=url, cluster_id=outcome.verified.catalog.cluster,
-                             version=outcome.verified.catalog.version)
-        if outcome.etag:
+            catalog = outcome.verified.catalog
+            self.events.emit("catalog.updated", url=url, cluster_id=catalog.cluster, version=catalog.version)
+        if outcome.etag and outcome.result is not SyncResult.REJECTED:
             self._etags[url] = outcome.etag
-        assert outcome.info is not None
         self._peer_info[url] = outcome.info
         try:
             self._peer_have[url] = set(await self.client.have(url))
         except PeerError as exc:
             self.health.failed(url, time.time(), str(exc))
             return
-        for job_id, swarm in self._swarms.items():
-            swarm.add_peers(self._endpoints_for(self.fetch_jobs.get(job_id).manifest_id))
+        for swarm in self._swarms.values():
+            swarm.add_peers(self._endpoints_for(swarm.manifest))
 
-    def _endpoints_for(self, manifest_id: str) -> list[tuple[str, int]]:
+    def _endpoints_for(self, manifest: Manifest) -> list[tuple[str, int]]:
+        """Torrent endpoints of every peer seeding these very files, whoever published them."""
+        info_hash = manifest.torrent.info_hash if manifest.torrent else None
+        same_files = {
+            m.id
+            for m in self.catalogs.manifests(name=manifest.name)
+            if m.torrent and m.torrent.info_hash == info_hash
+        }
         endpoints: list[tuple[str, int]] = []
         for url, have in self._peer_have.items():
-            if manifest_id in have:
-                endpoints.extend(tuple(e) for e in self._peer_info[url].torrent_endpoints)
+            if have & same_files:
+                endpoints.extend(self._peer_info[url].torrent_endpoints)
         return endpoints
 
-    # ---- control API ------------------------------------------------------------------------
+    # ---- control API: publish, search, fetch ------------------------------------------------
 
     async def publish(
         self,
@@ -408,22 +422,23 @@ class Daemon:
             description=description,
             tags=tags or [],
             license=license,
-            access=access,
-            allow=allow or [],
+            access=Access(access, tuple(allow or ())),
         )
-        torrent = await asyncio.to_thread(make_torrent, manifest.files, root)
-        manifest = manifest.with_torrent(torrent)
+        manifest = manifest.with_torrent(await asyncio.to_thread(make_torrent, manifest.files, root))
         manifest = self.local_catalog.add(manifest)
-        self.catalogs.store_own(self.local_catalog.datasets())
-        self.published.put(manifest.id, {"directory": str(root)})
-        self.transfer.seed(manifest, root)
+        self.published.put(manifest.id, {**_record_key(manifest), "directory": str(root)})
+        await self._seed(manifest, root)
         self.events.emit("dataset.published", ref=manifest.ref, manifest=manifest.id)
         return manifest_summary(manifest)
 
     async def search(self, query: str, **filters: Any) -> list[dict[str, Any]]:
-        sizes = {k: int(v) for k, v in filters.items() if k in ("min_size", "max_size")}
-        others = {k: v for k, v in filters.items() if k in ("format", "publisher", "tag")}
-        hits = self.catalogs.search(query, **others, **sizes)
+        try:
+            sizes = {k: int(v) for k, v in filters.items() if k in ("min_size", "max_size")}
+        except ValueError as exc:
+            raise P2pdataError(f"size filters take a number of bytes: {exc}") from None
+        others = {k: v for k, v in filters.items() if k in ("format", "publisher")}
+        tags = [filters["tag"]] if filters.get("tag") else []
+        hits = self.catalogs.search(query, **others, **sizes, tags=tags, now=int(time.time()))
         return [{**manifest_summary(hit.manifest), "score": hit.score} for hit in hits]
 
     async def fetch(
@@ -435,11 +450,11 @@ class Daemon:
         train: str | None = None,
         files: list[str] | None = None,
     ) -> dict[str, Any]:
-        manifest = self.catalogs.resolve(ref)
+        manifest = self.catalogs.resolve(ref, now=int(time.time()))
         if manifest.torrent is None:
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
         if train:
-            self.registry.get(train)  # fail now, not after the download, when the job is unknown
+            self.registry.get(train)  # an unknown job fails now, not after the download
         now = int(time.time())
         job = self.fetch_jobs.new(
             ref=f"{manifest.owner}/{manifest.ref}",
@@ -458,56 +473,64 @@ class Daemon:
         return job.to_dict()
 
     async def _run_fetch(self, job: FetchJob) -> None:
-        manifest = self.catalogs.by_id(job.manifest_id)
+        swarm = None
         try:
+            cluster, name, version = parse_ref(job.ref)
+            manifest = self._manifest({"cluster": cluster, "name": name, "version": version})
             if manifest is None:
-                raise NotFound(f"manifest {job.manifest_id} is no longer in any verified catalog")
-            if job.files:
-                manifest = _subset(manifest, job.files)
+                raise NotFound(f"{job.ref} is no longer in any verified catalog")
             if job.state != "queued":
                 job.move("queued", int(time.time()))  # resumed after a restart
             store = self._open_store(job.to) if job.to else self.store
-            swarm = self.transfer.fetch(manifest, peers=self._endpoints_for(job.manifest_id))
-            self._swarms[job.id] = swarm
-            self._set_state(job, "transferring")
-            progress = self._spawn(self._report_progress(job, swarm))
-            result = await store.land(manifest, swarm.completed_files(), job.tier)
-            await swarm.wait()
-            progress.cancel()
-            job.uri = result.uri
+            landing = _subset(manifest, job.files) if job.files else manifest
+            if await store.is_landed(landing):
+                self._set_state(job, "transferring")
+            else:
+                swarm = await self.transfer.fetch(
+                    manifest, peers=self._endpoints_for(manifest), files=job.files or None
+                )
+                self._swarms[job.id] = swarm
+                self._set_state(job, "transferring")
+                progress = self._spawn(self._report_progress(job, swarm))
+                await store.land(landing, swarm.completed_files(), job.tier)
+                await swarm.wait()
+                swarm.release()  # landed: the staged copy is now an evictable seed
+                progress.cancel()
+                self.landed.put(
+                    manifest.id,
+                    {
+                        **_record_key(manifest),
+                        "ref": job.ref,
+                        "uri": store.uri(landing),
+                        "tier": job.tier,
+                        "staging": str(swarm.folder),
+                        "landed": int(time.time()),
+                    },
+                )
+            job.uri = store.uri(landing)
             job.done_bytes = job.total_bytes
-            self.landed.put(
-                job.manifest_id,
-                {
-                    "ref": job.ref,
-                    "uri": result.uri,
-                    "tier": job.tier,
-                    "staging": str(swarm.save_path),
-                    "landed": int(time.time()),
-                },
-            )
             self._set_state(job, "landed")
-            self.events.emit("dataset.landed", job=job.id, ref=job.ref, uri=result.uri)
-            await self._trigger_training(manifest, result.uri, job.train)
-        except asyncio.CancelledError:
-            # Daemon shutdown: the job stays active in SQLite and resumes on the next start.
-            raise
+            self.events.emit("dataset.landed", job=job.id, ref=job.ref, uri=job.uri)
+            await self._trigger_training(landing, job.uri, job.train)
         except P2pdataError as exc:
             log.warning("fetch job %s failed: %s", job.id, exc)
+            if swarm is not None:
+                await swarm.cancel()
             if job.state not in ("failed", "cancelled", "landed"):
                 self._set_state(job, "failed", error=str(exc))
         finally:
+            # On daemon shutdown (CancelledError) the job stays active and resumes on the next start.
             self._swarms.pop(job.id, None)
 
     async def _report_progress(self, job: FetchJob, swarm: Any) -> None:
         async for progress in swarm.progress_events():
-            job.done_bytes = progress.done_bytes
+            job.done_bytes = progress.done
             self.fetch_jobs.save(job)
             self.events.emit(
                 "fetch.progress",
                 job=job.id,
-                done_bytes=progress.done_bytes,
-                total_bytes=progress.total_bytes,
+                done_bytes=progress.done,
+                total_bytes=progress.total,
                 rate=progress.rate,
                 eta=progress.eta,
                 peers=progress.peers,
@@ -523,8 +546,7 @@ class Daemon:
         if requested and all(spec.name != requested for spec in specs):
             specs.append(self.registry.get(requested))
         for spec in specs:
-            run = await self.launcher.submit(spec, dataset_uri=uri, manifest=manifest)
-            self.events.emit("run.state", run=run.id, job=spec.name, state=str(run.state))
+            await self.launcher.submit(spec, manifest, uri)
 
     def jobs(self) -> list[dict[str, Any]]:
         return [job.to_dict() for job in self.fetch_jobs.all()]
@@ -535,11 +557,13 @@ class Daemon:
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
         job = self.fetch_jobs.get(job_id)
         swarm = self._swarms.get(job_id)
-        if swarm is not None:
-            swarm.cancel()
         if job.state not in ("landed", "failed", "cancelled"):
             self._set_state(job, "cancelled")
+        if swarm is not None:
+            await swarm.cancel()
         return job.to_dict()
+
+    # ---- control API: peers, trust, status ---------------------------------------------------
 
     def peers(self) -> list[dict[str, Any]]:
         rows = []
@@ -550,7 +574,7 @@ class Daemon:
                     "url": status.url,
                     "cluster_id": status.cluster_id,
                     "state": str(status.state),
-                    "source": ",".join(sorted(str(s) for s in status.sources)),
+                    "source": ",".join(sorted(str(source) for source in status.sources)),
                     "last_seen": status.last_seen,
                     "failures": status.failures,
                     "error": status.last_error,
@@ -572,15 +596,20 @@ class Daemon:
         return {"url": url, "removed": self.health.forget(url)}
 
     def trust_list(self) -> list[dict[str, Any]]:
-        return [entry.to_dict() for entry in self.trust.list()]
+        return [asdict(entry) for entry in self.trust.list()]
 
     def trust_add(self, key_or_id: str, name: str | None) -> dict[str, Any]:
-        entry = self.trust.add(key_or_id, name=name)
+        cluster_id = self.trust.add(key_or_id, name=name)
+        # Peers whose catalog was refused as untrusted are worth asking again at once.
+        for status in self.health.peers():
+            if status.cluster_id == cluster_id and status.sources:
+                self.health.add(status.url, next(iter(status.sources)), time.time())
         self._sync_wakeup.set()
-        return entry.to_dict()
+        return {"cluster_id": cluster_id, "trusted": True}
 
     def trust_remove(self, cluster_id: str) -> dict[str, Any]:
-        return {"cluster_id": cluster_id, "removed": self.trust.remove(cluster_id)}
+        self.trust.remove(cluster_id)
+        return {"cluster_id": cluster_id, "removed": True}
 
     def status(self) -> dict[str, Any]:
         return {
@@ -591,18 +620,24 @@ class Daemon:
                 "root": self.config.store_root,
                 "peer_url": self.peer_url,
                 "tiers_enforced": self.config.store.kind == "hdfs",
-                "staging": self.transfer.staging_usage(),
+                "staging": {
+                    "used": self.transfer.staging.ledger.used,
+                    "budget": self.config.transfer.staging_budget,
+                    "path": str(self.config.staging_dir),
+                },
             },
             "peers": self.peers(),
             "jobs": self.jobs(),
-            "landed": [{"manifest_id": k, **v} for k, v in self.landed.items().items()],
+            "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),
             "published": [manifest_summary(m) for m in self.local_catalog.datasets()],
         }
 
+    # ---- control API: tiers and training ------------------------------------------------------
+
     async def set_tier(self, ref: str, tier: str, move: bool) -> dict[str, Any]:
         manifest = self._landed_manifest(ref)
-        return await self.store.set_tier(manifest.name, manifest.version, tier, move=move)
+        return asdict(await self.store.set_tier(manifest.name, manifest.version, tier, move=move))
 
     def _landed_manifest(self, ref: str) -> Manifest:
         manifest = self.catalogs.resolve(ref)
@@ -613,8 +648,7 @@ class Daemon:
     async def train(self, job_name: str, ref: str) -> dict[str, Any]:
         manifest = self._landed_manifest(ref)
         uri = self.landed.items()[manifest.id]["uri"]
-        run = await self.launcher.submit(self.registry.get(job_name), dataset_uri=uri, manifest=manifest)
-        return run.to_dict()
+        return (await self.launcher.submit(self.registry.get(job_name), manifest, uri)).to_dict()
 
     def runs(self) -> list[dict[str, Any]]:
         return [run.to_dict() for run in self.launcher.runs()]
@@ -625,8 +659,10 @@ class Daemon:
     async def cancel_run(self, run_id: str) -> dict[str, Any]:
         return (await self.launcher.cancel(run_id)).to_dict()
 
-    def add_training_job(self, spec_toml: str, filename: str) -> dict[str, Any]:
-        return self.registry.add_text(spec_toml, filename).to_dict()
+    def add_training_job(self, spec_toml: str, filename: str, base_dir: str | None = None) -> dict[str, Any]:
+        return self.registry.add_text(
+            spec_toml, filename, base_dir=Path(base_dir) if base_dir else None, replace=True
+        ).to_dict()
 
     def training_jobs(self) -> list[dict[str, Any]]:
         return [spec.to_dict() for spec in self.registry.specs()]
@@ -651,9 +687,11 @@ def manifest_summary(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def _subset(manifest: Manifest, globs: list[str]) -> Manifest:
-    from fnmatch import fnmatchcase
+def _record_key(manifest: Manifest) -> dict[str, str]:
+    return {"cluster": manifest.owner, "name": manifest.name, "version": manifest.version}
 
+
+def _subset(manifest: Manifest, globs: list[str]) -> Manifest:
     files = tuple(f for f in manifest.files if any(fnmatchcase(f.path, g) for g in globs))
     if not files:
         raise NotFound(f"no file of {manifest.ref} matches {', '.join(globs)}")
@@ -661,8 +699,7 @@ def _subset(manifest: Manifest, globs: list[str]) -> Manifest:
 
 
 def _bound_port(runner: web.AppRunner) -> int:
-    server = runner.addresses[0]
-    return int(server[1])
+    return int(runner.addresses[0][1])
 
 
 def _advertised_host(host: str) -> str:
@@ -689,7 +726,7 @@ def run_daemon(config: Config, *, verbose: bool = False) -> None:
         await daemon.start()
         print(f"p2pdata daemon {daemon.identity.cluster_id} ready; control {daemon.control_url}", flush=True)
         await stop.wait()
-        log.info("stopping: saving resume data and parking landings")
+        log.info("stopping: saving resume data, parking landings")
         await daemon.stop()
 
     asyncio.run(main())

@@ -188,7 +188,7 @@ class SwarmJob(_Swarm):
 
     def progress(self) -> Progress:
         now = self.session.clock()
-        if self.handle is None or self.state.terminal and self.state is not JobState.COMPLETE:
+        if self.handle is None or (self.state.terminal and self.state is not JobState.COMPLETE):
             return Progress(self.state, 0, self.total, 0.0, None, 0, 0, error=self.machine.error)
         status = self.handle.status()
         per_file = self.handle.file_progress(flags=lt.torrent_handle.piece_granularity)
@@ -292,6 +292,9 @@ class SwarmJob(_Swarm):
 
     def on_alert(self, alert: lt.alert) -> None:
         super().on_alert(alert)
+        if isinstance(alert, lt.save_resume_data_alert):
+            self.session._write_resume(self.key, alert.params)
+            return
         if self.state.terminal and self.state is not JobState.COMPLETE:
             return
         if isinstance(alert, lt.piece_finished_alert):
@@ -313,8 +316,6 @@ class SwarmJob(_Swarm):
                       " (is the staging disk full?)")
         elif isinstance(alert, lt.torrent_error_alert):
             self.fail(f"torrent error: {alert.error.message()}")
-        elif isinstance(alert, lt.save_resume_data_alert):
-            self.session._write_resume(self.key, alert.params)
 
     def tick(self) -> None:
         if not self._subscribers or self.handle is None:
@@ -525,9 +526,8 @@ class TransferSession:
                    verify: bool = False) -> Seed:
         """Serve `manifest` from `data_dir` (files at data_dir/<path>).
 
-        verify=False trusts the data (landed data was verified) and libtorrent
-        checks each piece the first time it serves it; verify=True checks
-        everything before serving.
+        verify=False trusts the data (landed data was verified against the
+        manifest); verify=True reads and checks everything before serving.
         """
         ses = self._session()
         seed = Seed(self, manifest, Path(data_dir))
@@ -535,9 +535,12 @@ class TransferSession:
             raise TransferError(f"{manifest.ref} is already in the transfer session")
         flags = lt.torrent_flags.default_flags & ~lt.torrent_flags.auto_managed \
             & ~lt.torrent_flags.paused
+        params = seed._params(None, flags)
         if not verify:
-            flags |= lt.torrent_flags.seed_mode
-        self._add(seed, ses, seed._params(None, flags))
+            # Claim every piece instead of seed_mode: libtorrent 2.1.1's lazy seed-mode
+            # check fails good v2 pieces (short last pieces of files) and stops the torrent.
+            params.have_pieces = [True] * seed.layout.num_pieces
+        self._add(seed, ses, params)
         assert seed.handle is not None
         seed.handle.set_upload_limit(upload_limit)
         return seed
@@ -585,6 +588,9 @@ class TransferSession:
             self._fresh_resume.add(key)
         except OSError as exc:  # e.g. a full disk: a later save or a recheck covers it
             log.warning("cannot save resume data to %s: %s", path, exc)
+        self._resume_saved(key)
+
+    def _resume_saved(self, key: str) -> None:
         waiter = self._resume_waiters.pop(key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -616,9 +622,7 @@ class TransferSession:
 
     def _dispatch(self, alert: lt.alert) -> None:
         if isinstance(alert, lt.save_resume_data_failed_alert):
-            waiter = self._resume_waiters.pop(_key(alert.handle), None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)  # e.g. nothing changed; not an error
+            self._resume_saved(_key(alert.handle))  # e.g. nothing changed; not an error
         elif isinstance(alert, lt.torrent_alert):
             handle = alert.handle
             if handle.is_valid():

@@ -43,7 +43,7 @@ class ControlService(Protocol):
     def runs(self) -> list[dict[str, Any]]: ...
     def run(self, run_id: str) -> dict[str, Any]: ...
     async def cancel_run(self, run_id: str) -> dict[str, Any]: ...
-    def add_training_job(self, spec_toml: str, filename: str) -> dict[str, Any]: ...
+    def add_training_job(self, spec_toml: str, filename: str, base_dir: str | None = None) -> dict[str, Any]: ...
     def training_jobs(self) -> list[dict[str, Any]]: ...
 
 
@@ -161,9 +161,8 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
     @routes.post("/v1/training/jobs")
     async def add_training_job(request: web.Request) -> web.Response:
         data = await body(request)
-        return reply(
-            service.add_training_job(str(data.get("spec", "")), str(data.get("filename", "job.toml")))
-        )
+        spec, filename = str(data.get("spec", "")), str(data.get("filename", "job.toml"))
+        return reply(service.add_training_job(spec, filename, data.get("base_dir")))
 
     @routes.post("/v1/train")
     async def train(request: web.Request) -> web.Response:

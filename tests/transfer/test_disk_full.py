@@ -36,7 +36,7 @@ async def test_fetch_larger_than_free_disk_is_refused(small_disk, dataset,
                                                       transfer_session) -> None:
     manifest, _ = dataset({"a.bin": 8 * MIB})
     leecher = await transfer_session("leech", staging_dir=small_disk / "staging")
-    with pytest.raises(StagingFull, match="only .* MiB free"):
+    with pytest.raises(StagingFull, match=r"only .* MiB free"):
         await leecher.fetch(manifest, [])
 
 

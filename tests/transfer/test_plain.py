@@ -45,7 +45,7 @@ def test_ledger_never_evicts_active_entries_and_respects_disk_space() -> None:
         ledger.reserve("x", 30, now=1)
     ledger.release("busy", now=2)
     assert ledger.reserve("x", 30, now=3) == ["busy"]
-    with pytest.raises(StagingFull, match="only 0.0 MiB free"):
+    with pytest.raises(StagingFull, match=r"only 0\.0 MiB free"):
         ledger.reserve("y", 50, now=4, disk_free=10)
     assert ledger.reserve("y", 50, now=5, disk_free=10, on_disk=45) == []
 

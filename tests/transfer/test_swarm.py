@@ -89,18 +89,18 @@ async def test_download_limit_holds_within_20_percent(dataset, transfer_session)
     seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
     await seeder.seed(manifest, source)
     job = await leecher.fetch(manifest, [(LOCAL, seeder.listen_port)], download_limit=limit)
-    start: tuple[float, int] | None = None
+    marks: list[tuple[float, int]] = []
 
     def watch(progress: Progress) -> None:
-        nonlocal start
-        # Measure past the first MiB: the limiter starts with a burst allowance.
-        if start is None and progress.downloaded >= MIB:
-            start = (time.monotonic(), progress.downloaded)
+        # Measure past the first MiB (the limiter starts with a burst allowance)
+        # up to the last byte received (not the verification after it).
+        if progress.downloaded >= MIB and (not marks or marks[-1][1] < manifest.total_size):
+            marks.append((time.monotonic(), progress.downloaded))
 
     job.subscribe(watch)
     await land_all(job)
-    assert start is not None
-    rate = (manifest.total_size - start[1]) / (time.monotonic() - start[0])
+    (t0, b0), (t1, b1) = marks[0], marks[-1]
+    rate = (b1 - b0) / (t1 - t0)
     assert 0.8 * limit <= rate <= 1.2 * limit, f"{rate / MIB:.2f} MiB/s against {limit / MIB}"
 
 

@@ -1,0 +1,128 @@
+"""Swarm benchmarks on loopback (issue 4).
+
+1. One seed to one leecher against aiohttp serving the same files with
+   sendfile to an aiohttp client, in the same run.
+2. N = 1, 2, 3 seeds, each capped at the same upload rate C.
+
+The dataset is 20 files plus one large file holding a third of the total
+(1.5 GiB by default, as in the issue; pass --size-mib 48 for a quick run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from p2pdata.catalog.manifest import FileEntry, Manifest
+from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
+
+MIB = 1024 * 1024
+LOCAL = "127.0.0.1"
+
+
+def write_dataset(folder: Path, total: int) -> Manifest:
+    big = total // 3
+    small = (total - big) // 20
+    sizes = {f"part-{i:02d}.bin": small for i in range(20)} | {"big.bin": big}
+    entries = []
+    block = os.urandom(MIB)
+    for path, size in sizes.items():
+        digest = hashlib.sha256()
+        with (folder / path).open("wb") as handle:
+            left = size
+            while left:
+                chunk = block[: min(left, MIB)]
+                handle.write(chunk)
+                digest.update(chunk)
+                left -= len(chunk)
+        entries.append(FileEntry(path, size, digest.digest()))
+    manifest = Manifest(name="bench", version="1", owner="bench", created=0, format="files",
+                        files=tuple(entries))
+    return manifest.with_torrent(make_torrent(manifest.files, folder))
+
+
+async def aiohttp_rate(manifest: Manifest, source: Path, target: Path) -> float:
+    async def serve(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(source / request.match_info["path"])  # sendfile
+
+    app = web.Application()
+    app.router.add_get("/{path}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, LOCAL, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    target.mkdir()
+    try:
+        start = time.monotonic()
+        async with aiohttp.ClientSession() as client:
+            for entry in manifest.files:
+                async with client.get(f"http://{LOCAL}:{port}/{entry.path}") as response:
+                    with (target / entry.path).open("wb") as out:
+                        async for chunk in response.content.iter_chunked(MIB):
+                            out.write(chunk)
+        return manifest.total_size / (time.monotonic() - start)
+    finally:
+        await runner.cleanup()
+
+
+async def swarm_rate(manifest: Manifest, source: Path, work: Path, seeds: int,
+                     upload_limit: int = 0) -> float:
+    sessions = []
+    try:
+        for index in range(seeds):
+            session = TransferSession(TransferSettings(work / f"seed{index}", 1 << 40))
+            await session.start()
+            sessions.append(session)
+            await session.seed(manifest, source, upload_limit=upload_limit)
+        leecher = TransferSession(TransferSettings(work / "leech", 1 << 40))
+        await leecher.start()
+        sessions.append(leecher)
+        start = time.monotonic()
+        job = await leecher.fetch(manifest, [(LOCAL, s.listen_port) for s in sessions[:-1]])
+        async for _entry, _path in job.completed_files():
+            pass
+        return manifest.total_size / (time.monotonic() - start)
+    finally:
+        for session in sessions:
+            await session.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=1536)
+    parser.add_argument("--cap-mib", type=float, default=0,
+                        help="per-seed upload cap C for the scaling run (default: size/8 per s)")
+    args = parser.parse_args()
+    total = args.size_mib * MIB
+    cap = int(args.cap_mib * MIB) if args.cap_mib else max(MIB, total // 8)
+    with tempfile.TemporaryDirectory(prefix="bench-swarm-") as tmp:
+        work = Path(tmp)
+        source = work / "source"
+        source.mkdir()
+        manifest = write_dataset(source, total)
+        http = await aiohttp_rate(manifest, source, work / "http")
+        swarm = await swarm_rate(manifest, source, work / "one", 1)
+        print(f"aiohttp {http / MIB:.0f} MiB/s, swarm one seed {swarm / MIB:.0f} MiB/s")
+        ratio = swarm / http
+        print(f"RESULT swarm_one_seed ratio={ratio:.2f} target=0.45 "
+              f"ok={'yes' if ratio >= 0.45 else 'no'}")
+        worst = float("inf")
+        for seeds in (1, 2, 3):
+            rate = await swarm_rate(manifest, source, work / f"cap{seeds}", seeds, cap)
+            print(f"{seeds} seeds capped at {cap / MIB:.1f} MiB/s each: {rate / MIB:.1f} MiB/s")
+            worst = min(worst, rate / (seeds * cap))
+        print(f"RESULT swarm_scaling ratio={worst:.2f} target=0.8 "
+              f"ok={'yes' if worst >= 0.8 else 'no'}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
