@@ -126,9 +126,12 @@ class PeerHealth:
         """The peer did not answer usefully (refused, timeout, garbage): back off."""
         return self._setback(url, now, error, PeerState.UNREACHABLE, seen=False)
 
-    def rejected(self, url: str, now: float, error: str) -> PeerStatus:
+    def rejected(self, url: str, now: float, error: str, cluster_id: str | None = None) -> PeerStatus:
         """The peer answered but what it served was refused (bad signature, rollback...)."""
-        return self._setback(url, now, error, PeerState.REJECTED, seen=True)
+        status = self._setback(url, now, error, PeerState.REJECTED, seen=True)
+        if cluster_id:
+            status = self._peers[status.url] = replace(status, cluster_id=cluster_id)
+        return status
 
     def _setback(self, url: str, now: float, error: str, state: PeerState, seen: bool) -> PeerStatus:
         old = self._get(url)

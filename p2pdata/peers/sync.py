@@ -65,7 +65,7 @@ async def sync_peer(
         verified = verify(fetched.data, info)
     except CatalogError as exc:
         error = f"catalog refused ({type(exc).__name__}): {exc}"
-        status = health.rejected(url, clock(), error)
+        status = health.rejected(url, clock(), error, info.cluster_id)
         return SyncOutcome(status.url, SyncResult.REJECTED, status, info, error=error)
     status = health.succeeded(url, clock(), info.cluster_id)
     return SyncOutcome(status.url, SyncResult.UPDATED, status, info, verified, fetched.etag)
