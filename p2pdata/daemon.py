@@ -712,6 +712,8 @@ def setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="time=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)r",
     )
+    # One line per HTTP request drowns what matters; errors still come through.
+    logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def run_daemon(config: Config, *, verbose: bool = False) -> None:

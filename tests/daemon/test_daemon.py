@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
 import json
 import signal
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 import requests
 
 from p2pdata.devcluster import wait_for
+from p2pdata.hdfs import WebHdfsClient
 
 
 def make_dataset(directory: Path, files: int = 4, rows: int = 20000) -> dict[str, bytes]:
@@ -101,6 +104,8 @@ def test_zeroconf_on_loopback_finds_peers(make_daemon):
     zeroconf = {"zeroconf": True, "interfaces": ["127.0.0.1"]}
     alpha = make_daemon("zc-alpha", discovery=zeroconf)
     beta = make_daemon("zc-beta", discovery=zeroconf)
+    alpha.cli("trust", "add", beta.cluster_id)
+    beta.cli("trust", "add", alpha.cluster_id)
 
     def sees(daemon, other) -> bool:
         return any(p["cluster_id"] == other.cluster_id and p["state"] == "healthy"
@@ -134,3 +139,34 @@ def test_fetching_daemon_killed_mid_transfer_resumes_and_never_shows_a_partial_d
     assert landed["uri"].startswith("file://")
     assert landed_files(gamma.home / "datasets", "big", "1") == expected
     assert not (gamma.home / "datasets" / ".incoming" / "big" / "1").exists()
+
+
+@pytest.mark.hdfs
+def test_fetch_lands_in_real_hdfs_with_the_chosen_tier(make_daemon, hdfs_cluster, tmp_path):
+    source = tmp_path / "source"
+    expected = make_dataset(source, files=3, rows=5000)
+    alpha = make_daemon("alpha")
+    _publish(alpha, source, name="tiered")
+    root = f"/p2pdata-{tmp_path.name}"
+    gamma = make_daemon(
+        "gamma",
+        discovery={"static_peers": [alpha.peer_url]},
+        store={"kind": "hdfs", "webhdfs_url": hdfs_cluster.webhdfs_url, "root": root, "user": getpass.getuser(),
+               "storagepolicy_command": hdfs_cluster.storagepolicy_command},
+    )
+    gamma.cli("trust", "add", alpha.cluster_id)
+    wait_for(lambda: gamma.cli_json("search", "tiered"), what="gamma to hold alpha's catalog")
+
+    job = gamma.cli_json("fetch", "tiered@1", "--tier", "ssd")
+    assert job["state"] == "landed", job
+
+    async def check() -> None:
+        async with WebHdfsClient(hdfs_cluster.webhdfs_url, user=getpass.getuser()) as client:
+            final = f"{root}/tiered/1"
+            assert await client.get_storage_policy(final) == "ALL_SSD"
+            for name, data in expected.items():
+                assert await client.read(f"{final}/{name}") == data
+            assert not await client.exists(f"{root}/.incoming/tiered/1")
+
+    asyncio.run(check())
+    assert any(hdfs_cluster.block_files("ssd"))
