@@ -34,6 +34,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=64, help="per worker")
     parser.add_argument("--learning-rate", type=float, default=0.05)
+    parser.add_argument("--max-rows", type=int, default=None, help="train on the first N rows only")
     args = parser.parse_args()
     if not args.data:
         parser.error("no dataset: pass --data or set P2PDATA_DATASET_URI")
@@ -57,7 +58,7 @@ def main() -> None:
         strategy = tf.distribute.get_strategy()
     worker_started()
 
-    x, y = to_numpy(open_dataset(args.data), args.label)
+    x, y = to_numpy(open_dataset(args.data), args.label, max_rows=args.max_rows)
     global_batch = args.batch_size * workers
     data = (tf.data.Dataset.from_tensor_slices((x, y.astype("float32")))
             .shuffle(len(x), seed=0).batch(global_batch))

@@ -49,6 +49,10 @@ def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = N
     console.print(table)
 
 
+def _ago(when: float | None) -> str:
+    return "never" if when is None else f"{max(0, time.time() - when):.0f} s ago"
+
+
 class Context:
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -302,6 +306,8 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
         _emit_json(data)
         return
     cluster = data["cluster"]
+    for peer in data["peers"]:
+        peer["last_seen"] = _ago(peer["last_seen"])
     click.echo(f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
     _table(data["peers"], ["url", "cluster_id", "state", "last_seen", "catalog_version", "error"], "peers")
     _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "error"], "fetch jobs")

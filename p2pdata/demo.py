@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         if args.keep_running:
             print("Ctrl-C to stop the clusters and clean up")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        else:
+            print("(the clusters stop now; run with --keep-running to keep the page up)")
         ok = run_record["state"] == "succeeded"
         print("\ndemo " + ("complete" if ok else "FAILED"))
         return 0 if ok else 1

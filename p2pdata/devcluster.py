@@ -42,6 +42,7 @@ class DaemonProcess:
     def init(self, name: str) -> None:
         self.cli("init", "--name", name)
         lines = []
+        self.config.setdefault("cluster", {}).setdefault("name", name)
         for section, values in self.config.items():
             lines.append(f"[{section}]")
             lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]

@@ -91,12 +91,12 @@ def _hidden(path: str, root: str) -> bool:
 
 
 def to_numpy(
-    dataset: pads.Dataset, label: str, features: list[str] | None = None
+    dataset: pads.Dataset, label: str, features: list[str] | None = None, max_rows: int | None = None
 ) -> tuple[Any, Any]:
-    """(features as a float32 matrix, labels) from a tabular dataset."""
+    """(features as a float32 matrix, labels) from a tabular dataset (its first `max_rows` rows)."""
     import numpy as np
 
-    table = dataset.to_table()
+    table = dataset.head(max_rows) if max_rows else dataset.to_table()
     if label not in table.column_names:
         raise TrainingError(f"label column {label!r} not in {table.column_names}")
     names = features or [name for name in table.column_names if name != label]
