@@ -226,6 +226,7 @@ def search(
 @click.option("--train", "train", help="A training job to start once the data has landed.")
 @click.option("--files", "files", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs show`.")
+@click.option("--timeout", type=float, help="Stop waiting after this many seconds (the fetch goes on).")
 @json_option
 @pass_context
 def fetch(
@@ -236,6 +237,7 @@ def fetch(
     train: str | None,
     files: tuple[str, ...],
     detach: bool,
+    timeout: float | None,
     as_json: bool,
 ) -> None:
     """Fetch NAME[@VERSION] (or CLUSTER/NAME@VERSION) from every peer that has it and land it."""
@@ -243,7 +245,10 @@ def fetch(
         "POST", "/v1/fetch", {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files)}
     )
     if not detach:
-        job = asyncio.run(_follow_fetch(ctx, job, quiet=as_json))
+        try:
+            job = asyncio.run(asyncio.wait_for(_follow_fetch(ctx, job, quiet=as_json), timeout))
+        except TimeoutError:
+            job = ctx.call("GET", f"/v1/jobs/{job['id']}")
     if as_json:
         _emit_json(job)
     elif job["state"] == "landed":

@@ -329,7 +329,14 @@ class Daemon:
         return manifest.torrent.data if manifest and manifest.torrent else None
 
     def have(self) -> list[str]:
-        return sorted(set(self.published.items()) | set(self.landed.items()))
+        """Manifest ids this cluster can seed, including every other publisher's manifest of the same files,
+        so a peer that trusts only one of several publishers still finds us."""
+        seeded = [r for t in (self.published, self.landed) for r in t.items().values()]
+        hashes = {m.torrent.info_hash for r in seeded if (m := self._manifest(r)) and m.torrent}
+        names = {r["name"] for r in seeded}
+        return sorted(
+            m.id for name in names for m in self.catalogs.manifests(name=name) if m.torrent and m.torrent.info_hash in hashes
+        )
 
     # ---- discovery and catalog sync ---------------------------------------------------------
 

@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         print(gamma.cli("search", "clicks"))
 
         step(f"gamma fetches {DATASET} from every peer that has it")
-        fetch_args = ["fetch", f"{alpha.cluster_id}/{DATASET}@1"]
+        fetch_args = ["fetch", f"{alpha.cluster_id}/{DATASET}@1", "--timeout", "600"]
         if args.hdfs:
             fetch_args += ["--tier", args.tier]
         if gamma.cli_shown(*fetch_args) != 0:

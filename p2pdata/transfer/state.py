@@ -129,16 +129,22 @@ class RateMeter:
 class FileVerifier:
     """Hashes one file's pieces in order as libtorrent finishes them.
 
-    Pieces arrive in any order; the verifier asks for the next one (by
-    read_piece) only once it has passed libtorrent's hash check, so the
-    SHA-256 of the whole file is built from data still in the page cache
-    while the download goes on, instead of reading the file again at the end.
+    Pieces arrive in any order; the verifier asks for a piece (by read_piece)
+    only once it has passed libtorrent's hash check, so the SHA-256 of the
+    whole file is built from data still in the page cache while the download
+    goes on, instead of reading the file again at the end. Up to `window`
+    reads are out at once: one at a time, the read-back round trip, not the
+    hashing, set the pace. Reads may come back in any order; `take_ready`
+    hands them over in piece order, one batch at a time.
     """
 
     span: FileSpan
+    window: int = 1  # reads out at once
     _have: set[int] = field(default_factory=set)
     _next: int = 0  # offset (in pieces) of the next piece to hash
-    _reading: bool = False
+    _requested: int = 0  # offset of the next piece to read
+    _read: dict[int, bytes] = field(default_factory=dict)  # read back, not hashed yet
+    _hashing: bool = False  # a batch from take_ready is being hashed
     _hasher: Any = field(default_factory=hashlib.sha256)
 
     @property
@@ -157,11 +163,36 @@ class FileVerifier:
         self._have.add(piece - self.span.first_piece)
 
     def next_read(self) -> int | None:
-        """The next piece to read, or None if it is not there yet (or a read is out)."""
-        if self._reading or self.finished or self._next not in self._have:
+        """The next piece to read, or None if it is not there yet (or the window is full)."""
+        if self._requested >= self.span.num_pieces or self._requested not in self._have \
+                or self._requested - self._next >= self.window:
             return None
-        self._reading = True
-        return self.span.first_piece + self._next
+        self._requested += 1
+        return self.span.first_piece + self._requested - 1
+
+    def received(self, piece: int, data: bytes) -> None:
+        """Keep a piece read back until the pieces before it are hashed."""
+        self._read[piece] = data
+
+    def take_ready(self) -> list[tuple[int, bytes]]:
+        """The received pieces that are next in order; [] while a batch is being hashed."""
+        if self._hashing:
+            return []
+        batch = []
+        piece = self.span.first_piece + self._next
+        while piece in self._read:
+            batch.append((piece, self._read.pop(piece)))
+            piece += 1
+        self._hashing = bool(batch)
+        return batch
+
+    def consume_batch(self, batch: list[tuple[int, bytes]]) -> None:
+        """Hash a batch from take_ready. CPU-bound: run it off the event loop."""
+        try:
+            for piece, data in batch:
+                self.consume(piece, data)
+        finally:
+            self._hashing = False
 
     def piece_bytes(self, piece: int) -> int:
         """How many bytes of `piece` belong to the file (the last one is short)."""
@@ -169,15 +200,14 @@ class FileVerifier:
         return min(self.span.piece_length, self.span.entry.size - offset)
 
     def consume(self, piece: int, data: bytes) -> None:
-        """Hash the piece read back. CPU-bound; run it off the event loop for big pieces."""
-        if not self._reading or piece != self.span.first_piece + self._next:
+        """Hash the next piece in order (one that next_read asked for)."""
+        if piece != self.span.first_piece + self._next or self._next >= self._requested:
             raise TransferError(f"{self.path}: piece {piece} read out of order")
         expected = self.piece_bytes(piece)
         if len(data) < expected:
             raise TransferError(f"{self.path}: piece {piece} read back short")
         self._hasher.update(memoryview(data)[:expected])
         self._next += 1
-        self._reading = False
 
     def matches(self) -> bool:
         if not self.finished:

@@ -82,7 +82,7 @@ def test_static_peers_search_fetch_and_reseed(make_daemon, tmp_path):
     assert {r["publisher"] for r in results} == {alpha.cluster_id, beta.cluster_id}
     assert gamma.cli_json("search", "click", "--publisher", alpha.cluster_id)[0]["publisher"] == alpha.cluster_id
 
-    job = gamma.cli_json("fetch", "clicks@1")  # same content from both publishers: not ambiguous
+    job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")  # same content from both publishers: not ambiguous
     assert job["state"] == "landed", job
     assert landed_files(gamma.home / "datasets", "clicks", "1") == expected
     assert not (gamma.home / "datasets" / ".incoming" / "clicks" / "1").exists()
@@ -95,7 +95,7 @@ def test_static_peers_search_fetch_and_reseed(make_daemon, tmp_path):
     wait_for(lambda: any(p["cluster_id"] == gamma.cluster_id for p in delta.cli_json("peers")), what="delta to sync gamma")
     alpha.stop()
     beta.stop()
-    job = delta.cli_json("fetch", f"{alpha.cluster_id}/clicks@1")
+    job = delta.cli_json("fetch", f"{alpha.cluster_id}/clicks@1", "--timeout", "60")
     assert job["state"] == "landed", job
     assert landed_files(delta.home / "datasets", "clicks", "1") == expected
 
@@ -157,7 +157,7 @@ def test_fetch_lands_in_real_hdfs_with_the_chosen_tier(make_daemon, hdfs_cluster
     gamma.cli("trust", "add", alpha.cluster_id)
     wait_for(lambda: gamma.cli_json("search", "tiered"), what="gamma to hold alpha's catalog")
 
-    job = gamma.cli_json("fetch", "tiered@1", "--tier", "ssd")
+    job = gamma.cli_json("fetch", "tiered@1", "--tier", "ssd", "--timeout", "60")
     assert job["state"] == "landed", job
 
     async def check() -> None:
