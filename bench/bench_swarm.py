@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -72,6 +73,8 @@ async def aiohttp_rate(manifest: Manifest, source: Path, target: Path) -> float:
         return manifest.total_size / (time.monotonic() - start)
     finally:
         await runner.cleanup()
+        # Dirty pages of finished runs would be written back during later ones.
+        shutil.rmtree(target, ignore_errors=True)
 
 
 async def swarm_rate(manifest: Manifest, source: Path, work: Path, seeds: int,
@@ -94,16 +97,20 @@ async def swarm_rate(manifest: Manifest, source: Path, work: Path, seeds: int,
     finally:
         for session in sessions:
             await session.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int, default=1536)
     parser.add_argument("--cap-mib", type=float, default=0,
-                        help="per-seed upload cap C for the scaling run (default: size/8 per s)")
+                        help="per-seed upload cap C for the scaling run (default: size/8 per s,"
+                        " at most 64 MiB/s)")
     args = parser.parse_args()
     total = args.size_mib * MIB
-    cap = int(args.cap_mib * MIB) if args.cap_mib else max(MIB, total // 8)
+    # At most 64 MiB/s: 3*C must stay well below what one leecher takes in (it hashes
+    # everything twice on a small machine), or the run measures the leecher, not scaling.
+    cap = int(args.cap_mib * MIB) if args.cap_mib else max(MIB, min(total // 8, 64 * MIB))
     with tempfile.TemporaryDirectory(prefix="bench-swarm-") as tmp:
         work = Path(tmp)
         source = work / "source"

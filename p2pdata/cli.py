@@ -346,6 +346,24 @@ def peers_remove(ctx: Context, url: str) -> None:
     click.echo(json.dumps(ctx.call("POST", "/v1/peers/remove", {"url": url})))
 
 
+@main.command()
+@click.argument("name")
+@click.argument("cluster")
+@pass_context
+def grant(ctx: Context, name: str, cluster: str) -> None:
+    """Let CLUSTER fetch the restricted dataset NAME (every version)."""
+    click.echo(json.dumps(ctx.call("POST", "/v1/grants", {"name": name, "cluster": cluster})))
+
+
+@main.command()
+@click.argument("name")
+@click.argument("cluster")
+@pass_context
+def revoke(ctx: Context, name: str, cluster: str) -> None:
+    """Stop CLUSTER's new access to NAME; copies it already fetched stay with it."""
+    click.echo(json.dumps(ctx.call("POST", "/v1/grants/revoke", {"name": name, "cluster": cluster})))
+
+
 @main.group()
 def trust() -> None:
     """Which publishers' catalogs this cluster accepts."""

@@ -81,6 +81,14 @@ class TrainingSection:
     max_concurrent_runs: int = 2
 
 
+@dataclass
+class RestrictedSection:
+    show: str = "stub"  # how the public catalog shows restricted datasets: stub | hidden
+    # Seconds a swarm certificate for a granted cluster lives: the longest a revoked
+    # cluster can still open new swarm connections with the certificate it holds.
+    certificate_lifetime: int = 3600
+
+
 _SECTIONS: dict[str, type] = {
     "cluster": ClusterSection,
     "peer_api": PeerApiSection,
@@ -89,6 +97,7 @@ _SECTIONS: dict[str, type] = {
     "transfer": TransferSection,
     "store": StoreSection,
     "training": TrainingSection,
+    "restricted": RestrictedSection,
 }
 
 
@@ -102,6 +111,7 @@ class Config:
     transfer: TransferSection = field(default_factory=TransferSection)
     store: StoreSection = field(default_factory=StoreSection)
     training: TrainingSection = field(default_factory=TrainingSection)
+    restricted: RestrictedSection = field(default_factory=RestrictedSection)
 
     @property
     def database(self) -> Path:
@@ -186,6 +196,10 @@ def _check_choices(config: Config, path: Path) -> None:
         raise ConfigError(f"{path}: store.kind: expected 'local' or 'hdfs', got {config.store.kind!r}")
     if config.store.kind == "hdfs" and not config.store.webhdfs_url:
         raise ConfigError(f"{path}: store.webhdfs_url: expected a URL when store.kind is 'hdfs'")
+    if config.restricted.show not in ("stub", "hidden"):
+        raise ConfigError(f"{path}: restricted.show: expected 'stub' or 'hidden', got {config.restricted.show!r}")
+    if config.restricted.certificate_lifetime < 5:
+        raise ConfigError(f"{path}: restricted.certificate_lifetime: expected at least 5 seconds")
     for section, key in (("peer_api", "port"), ("control", "port")):
         if getattr(getattr(config, section), key) > 65535:
             raise ConfigError(f"{path}: {section}.{key}: expected a port number 0-65535")
@@ -224,6 +238,10 @@ default_tier = "hot"
 
 [training]
 max_concurrent_runs = 2
+
+[restricted]                     # datasets published with --access restricted
+show = "stub"                    # public catalog shows name, publisher, size; or "hidden"
+certificate_lifetime = 3600      # seconds; bounds how long a revoked cluster keeps joining swarms
 """
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from p2pdata import __version__
+from p2pdata import __version__, restricted
 from p2pdata.catalog import (
     Access,
     Identity,
@@ -141,6 +141,10 @@ class Daemon:
         self.identity = Identity.load(config.home)
         self.conn = open_db(config.database)
         self.local_catalog = LocalCatalog(self.conn, self.identity)
+        self.restricted = restricted.Restricted(
+            self.conn, self.identity, self.local_catalog, config.home,
+            show=config.restricted.show, certificate_lifetime=config.restricted.certificate_lifetime,
+        )
         self.catalogs = self.local_catalog.index  # every verified catalog held, ours included
         self.trust = TrustStore(self.conn, trust_on_first_use=config.cluster.trust_on_first_use)
         self.fetch_jobs = FetchJobTable(self.conn)
@@ -153,7 +157,7 @@ class Daemon:
             TransferSettings(
                 staging_dir=config.staging_dir,
                 staging_budget=config.transfer.staging_budget,
-                listen_interfaces=",".join(config.transfer.listen),
+                listen_interfaces=restricted.with_ssl_listen(config.transfer.listen),
                 download_limit=config.transfer.download_limit,
                 upload_limit=config.transfer.upload_limit,
             )
@@ -191,6 +195,7 @@ class Daemon:
             )
             await self.discovery.start()
         self._spawn(self._sync_loop())
+        self._spawn(restricted.renew_loop(self))
         for job in self.fetch_jobs.unfinished():
             log.info("resuming fetch job %s (%s)", job.id, job.ref)
             self._spawn(self._run_fetch(job))
@@ -210,6 +215,7 @@ class Daemon:
         if self.discovery is not None:
             await self.discovery.close()
         await self.client.close()
+        self.events.close()
         for runner in self._runners:
             await runner.cleanup()
         await self.launcher.close()
@@ -239,7 +245,9 @@ class Daemon:
 
     async def _start_web(self) -> None:
         config = self.config
-        peer_runner = web.AppRunner(peer_app(self, requests_per_minute=config.peer_api.requests_per_minute))
+        peer_runner = web.AppRunner(peer_app(
+            self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted
+        ))
         await peer_runner.setup()
         await web.TCPSite(
             peer_runner, config.peer_api.host, config.peer_api.port, ssl_context=self._peer_tls()
@@ -295,13 +303,18 @@ class Daemon:
 
     async def _seed(self, manifest: Manifest, folder: Path) -> None:
         try:
-            await self.transfer.seed(manifest, folder)
+            await self.transfer.seed(
+                manifest, folder, certificate=self.restricted.seed_certificate(manifest)
+            )
         except TransferError as exc:  # the same files published and fetched: one swarm serves both
             log.info("not seeding %s from %s: %s", manifest.ref, folder, exc)
 
     def _manifest(self, record: dict[str, Any]) -> Manifest | None:
         try:
-            return self.catalogs.get(record["cluster"], record["name"], record["version"])
+            # A restricted stub becomes the full manifest once we hold it.
+            return self.restricted.full(
+                self.catalogs.get(record["cluster"], record["name"], record["version"])
+            )
         except NotFound:
             return None
 
@@ -315,18 +328,25 @@ class Daemon:
             "software_version": __version__,
             "peer_api": self.peer_url,
             "torrent_endpoints": [[_advertised_host(self.config.peer_api.host), self.transfer.listen_port]],
+            "ssl_torrent_endpoints": [
+                [_advertised_host(self.config.peer_api.host), self.transfer.ssl_listen_port]
+            ],
         }
 
     def catalog(self) -> tuple[bytes, str]:
         signed = self.local_catalog.signed(
-            now=int(time.time()), lifetime=self.config.cluster.catalog_lifetime
+            now=int(time.time()),
+            lifetime=self.config.cluster.catalog_lifetime,
+            public=self.restricted.public_view,
         )
         return signed, hashlib.sha256(signed).hexdigest()
 
     def torrent(self, manifest_id: str) -> bytes | None:
         record = self.published.items().get(manifest_id) or self.landed.items().get(manifest_id)
         manifest = self._manifest(record) if record else None
-        return manifest.torrent.data if manifest and manifest.torrent else None
+        if manifest is None or restricted.is_restricted(manifest):  # only via its signed door
+            return None
+        return manifest.torrent.data if manifest.torrent else None
 
     def have(self) -> list[str]:
         """Manifest ids this cluster can seed, including every other publisher's manifest of the same files,
@@ -392,6 +412,8 @@ class Daemon:
 
     def _endpoints_for(self, manifest: Manifest) -> list[tuple[str, int]]:
         """Torrent endpoints of every peer seeding these very files, whoever published them."""
+        if restricted.is_restricted(manifest):
+            return restricted.endpoints(self, manifest)
         info_hash = manifest.torrent.info_hash if manifest.torrent else None
         same_files = {
             m.id
@@ -431,8 +453,11 @@ class Daemon:
             license=license,
             access=Access(access, tuple(allow or ())),
         )
-        manifest = manifest.with_torrent(await asyncio.to_thread(make_torrent, manifest.files, root))
-        manifest = self.local_catalog.add(manifest)
+        torrent = await asyncio.to_thread(
+            make_torrent, manifest.files, root, **self.restricted.torrent_options(manifest)
+        )
+        manifest = self.local_catalog.add(manifest.with_torrent(torrent))
+        self.restricted.on_publish(manifest)
         self.published.put(manifest.id, {**_record_key(manifest), "directory": str(root)})
         await self._seed(manifest, root)
         self.events.emit("dataset.published", ref=manifest.ref, manifest=manifest.id)
@@ -458,7 +483,7 @@ class Daemon:
         files: list[str] | None = None,
     ) -> dict[str, Any]:
         manifest = self.catalogs.resolve(ref, now=int(time.time()))
-        if manifest.torrent is None:
+        if manifest.torrent is None and not restricted.is_stub(manifest):
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
         if train:
             self.registry.get(train)  # an unknown job fails now, not after the download
@@ -488,13 +513,19 @@ class Daemon:
                 raise NotFound(f"{job.ref} is no longer in any verified catalog")
             if job.state != "queued":
                 job.move("queued", int(time.time()))  # resumed after a restart
+            certificate = None
+            if restricted.is_restricted(manifest) and manifest.owner != self.identity.cluster_id:
+                manifest, certificate = await restricted.prepare_fetch(self, manifest)
             store = self._open_store(job.to) if job.to else self.store
             landing = _subset(manifest, job.files) if job.files else manifest
             if await store.is_landed(landing):
                 self._set_state(job, "transferring")
             else:
                 swarm = await self.transfer.fetch(
-                    manifest, peers=self._endpoints_for(manifest), files=job.files or None
+                    manifest,
+                    peers=self._endpoints_for(manifest),
+                    files=job.files or None,
+                    certificate=certificate,
                 )
                 self._swarms[job.id] = swarm
                 self._set_state(job, "transferring")
@@ -601,6 +632,12 @@ class Daemon:
         url = normalize_peer_url(url)
         self.added_peers.delete(url)
         return {"url": url, "removed": self.health.forget(url)}
+
+    def grant(self, name: str, cluster: str) -> dict[str, Any]:
+        return self.restricted.grant(name, cluster)
+
+    def revoke(self, name: str, cluster: str) -> dict[str, Any]:
+        return self.restricted.revoke(name, cluster)
 
     def trust_list(self) -> list[dict[str, Any]]:
         return [asdict(entry) for entry in self.trust.list()]

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +84,10 @@ class DaemonProcess:
 
     def cli(self, *args: str, ok: bool = True) -> str:
         """Run a p2pdata command against this home, in this process, and return its output."""
-        result = CliRunner().invoke(cli_main, ["--home", str(self.home), *args], catch_exceptions=False)
+        # In a thread of its own: the CLI runs its own event loop, and the caller may be inside one.
+        with ThreadPoolExecutor(1) as thread:
+            invoke = partial(CliRunner().invoke, cli_main, ["--home", str(self.home), *args], catch_exceptions=False)
+            result = thread.submit(invoke).result()
         if ok and result.exit_code != 0:
             raise AssertionError(f"p2pdata {' '.join(args)} exited {result.exit_code}: {result.output}")
         return result.output

@@ -16,7 +16,7 @@ class EventHub:
     """Fan-out of events to subscribers; a slow subscriber loses old events, never blocks us."""
 
     def __init__(self, history: int = 200) -> None:
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
         self._ids = itertools.count(1)
         self.recent: deque[dict[str, Any]] = deque(maxlen=history)
 
@@ -30,10 +30,18 @@ class EventHub:
         return event
 
     async def subscribe(self) -> AsyncIterator[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(_QUEUE_LIMIT)
+        """Events from now on, until close()."""
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(_QUEUE_LIMIT)
         self._subscribers.add(queue)
         try:
-            while True:
-                yield await queue.get()
+            while (event := await queue.get()) is not None:
+                yield event
         finally:
             self._subscribers.discard(queue)
+
+    def close(self) -> None:
+        """End every subscription (open event streams would otherwise hold up shutdown)."""
+        for queue in self._subscribers:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 
 from p2pdata.catalog._sql import transaction
@@ -105,7 +106,8 @@ class LocalCatalog:
         row = self.conn.execute("SELECT version FROM catalog_local_state").fetchone()
         return 0 if row is None else row["version"]
 
-    def signed(self, now: int, lifetime: int) -> bytes:
+    def signed(self, now: int, lifetime: int,
+               public: Callable[[Manifest], Manifest | None] | None = None) -> bytes:
         """This cluster's signed catalog, valid from `now` for `lifetime` seconds.
 
         Peers reject a version they hold with other bytes, so every new
@@ -114,6 +116,8 @@ class LocalCatalog:
         it on every request costs nothing and does not inflate the version.
         """
         datasets = self.datasets()
+        if public is not None:  # e.g. restricted datasets as stubs, or left out
+            datasets = [shown for m in datasets if (shown := public(m)) is not None]
         content = hashlib.sha256(encode([m.to_dict() for m in datasets])).digest()
         with transaction(self.conn):
             state = self.conn.execute("SELECT * FROM catalog_local_state").fetchone()

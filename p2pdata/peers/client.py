@@ -58,6 +58,8 @@ class PeerInfo:
     software_version: str
     peer_api: str
     torrent_endpoints: tuple[tuple[str, int], ...]
+    # SSL listen endpoints, for restricted datasets' swarms (empty from older daemons).
+    ssl_torrent_endpoints: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,18 @@ class PeerClient:
                     base, f"/v1/have: datasets[{index}] is not a manifest id (64 hex digits)"
                 )
         return tuple(dict.fromkeys(datasets))
+
+    async def signed_get(self, url: str, path: str, headers: dict[str, str],
+                         limit: int) -> tuple[bytes, dict[str, str]]:
+        """GET a restricted door with request-signature headers; the body and response headers.
+
+        `path` (with its query) must be exactly what was signed, so it is sent as is.
+        """
+        base = normalize_peer_url(url)
+        async with self._request(base, path, self.limits.transfer_timeout, headers,
+                                 expect=(200,)) as response:
+            body = await _read(base, path, response, limit)
+            return body, dict(response.headers)
 
     async def _get(self, base: str, path: str, limit: int, timeout: float) -> bytes:
         async with self._request(base, path, timeout, {}, expect=(200,)) as response:
@@ -288,14 +302,25 @@ def _parse_info(base: str, data: Any) -> PeerInfo:
         peer_api = normalize_peer_url(_text(base, data, "peer_api", 2048))
     except InvalidPeerUrl as exc:
         raise PeerBadResponse(base, f"/v1/info: peer_api: {exc}") from exc
-    raw_endpoints = data.get("torrent_endpoints")
+    return PeerInfo(
+        cluster_id=cluster_id,
+        public_key=public_key,
+        name=_text(base, data, "name"),
+        software_version=_text(base, data, "software_version", 64),
+        peer_api=peer_api,
+        torrent_endpoints=_endpoints(base, data, "torrent_endpoints"),
+        ssl_torrent_endpoints=_endpoints(base, data, "ssl_torrent_endpoints", default=[]),
+    )
+
+
+def _endpoints(base: str, data: dict[str, Any], key: str,
+               default: list[Any] | None = None) -> tuple[tuple[str, int], ...]:
+    raw_endpoints = data.get(key, default)
     if not isinstance(raw_endpoints, list):
-        raise PeerBadResponse(
-            base, f"/v1/info: torrent_endpoints: expected a list, got {_kind(raw_endpoints)}"
-        )
+        raise PeerBadResponse(base, f"/v1/info: {key}: expected a list, got {_kind(raw_endpoints)}")
     if len(raw_endpoints) > _MAX_ENDPOINTS:
         raise PeerBadResponse(
-            base, f"/v1/info: {len(raw_endpoints)} torrent endpoints, over {_MAX_ENDPOINTS}"
+            base, f"/v1/info: {len(raw_endpoints)} {key}, over {_MAX_ENDPOINTS}"
         )
     endpoints = []
     for index, item in enumerate(raw_endpoints):
@@ -309,14 +334,7 @@ def _parse_info(base: str, data: Any) -> PeerInfo:
         )
         if not ok:
             raise PeerBadResponse(
-                base, f"/v1/info: torrent_endpoints[{index}]: expected [host, port], got {item!r:.80}"
+                base, f"/v1/info: {key}[{index}]: expected [host, port], got {item!r:.80}"
             )
         endpoints.append((item[0], item[1]))
-    return PeerInfo(
-        cluster_id=cluster_id,
-        public_key=public_key,
-        name=_text(base, data, "name"),
-        software_version=_text(base, data, "software_version", 64),
-        peer_api=peer_api,
-        torrent_endpoints=tuple(endpoints),
-    )
+    return tuple(endpoints)

@@ -28,6 +28,20 @@ _SKEW = 300  # seconds a leaf is valid before its issue time, for clocks a littl
 MAX_PUBLIC_KEY_DER = 512
 
 
+# RFC 7919's ffdhe2048 group. libtorrent wants a DH parameter file beside every SSL
+# certificate (without one it raises a torrent error); a published standard group is
+# as good as a generated one and costs nothing.
+FFDHE2048_PEM = b"""-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+"""
+
+
 class CertificateError(P2pdataError):
     pass
 

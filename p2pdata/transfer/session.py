@@ -37,9 +37,13 @@ from p2pdata.transfer.torrents import Layout
 log = logging.getLogger(__name__)
 
 Peer = tuple[str, int]
+Certificate = tuple[Path, Path, Path]  # PEM files: certificate, private key, DH parameters
 _MIB = 1024 * 1024
 _DIRTY_MARKER = ".session-running"  # present while a session runs: absent after a clean close
 _RESUME_DIR = ".resume"
+# Read-back bytes out at once per file while hashing: enough to hide the
+# read_piece round trip, small enough to stay in memory.
+_HASH_WINDOW = 16 * _MIB
 
 
 class JobCancelled(TransferError):
@@ -73,6 +77,12 @@ def _lt_settings(s: TransferSettings) -> dict[str, Any]:
         "enable_upnp": False,
         "enable_natpmp": False,
         "enable_ip_notifier": False,
+        # Rate-limited peers get bandwidth only on ticks, and every handshake step of a
+        # capped seed waits for one: the default 500 ms made capped swarms start slowly.
+        "tick_interval": 50,
+        # Obfuscating the handshake costs a round trip (a tick when capped) and hides
+        # nothing on a LAN; incoming obfuscated handshakes are still accepted.
+        "out_enc_policy": int(lt.enc_policy.disabled),
         "send_buffer_watermark": 8 * _MIB,
         "send_buffer_low_watermark": _MIB,
         "max_out_request_queue": 1000,
@@ -168,7 +178,8 @@ class SwarmJob(_Swarm):
         super().__init__(session, manifest, folder)
         wanted_paths = {entry.path for entry in wanted}
         self.machine = JobMachine()
-        self.verifiers = {s.index: FileVerifier(s) for s in self.layout.spans
+        window = max(2, _HASH_WINDOW // self.layout.piece_length)
+        self.verifiers = {s.index: FileVerifier(s, window) for s in self.layout.spans
                           if s.entry.path in wanted_paths}
         self.total = sum(entry.size for entry in wanted)
         self._meter = RateMeter()
@@ -303,9 +314,14 @@ class SwarmJob(_Swarm):
                 self.verifiers[span.index].piece_done(alert.piece_index)
                 self._read_next(self.verifiers[span.index])
         elif isinstance(alert, lt.read_piece_alert):
-            self._spawn(self._hash_piece(alert.piece, alert.buffer, alert.error))
+            self._received(alert.piece, alert.buffer, alert.error)
         elif isinstance(alert, lt.torrent_checked_alert):
             self.machine.checked()
+            if self.state is JobState.DOWNLOADING and self.handle is not None:
+                # libtorrent connects to the peers it knows at once only when a torrent
+                # resumes ("connect boost"); otherwise on its next one-second tick.
+                self.handle.pause()
+                self.handle.resume()
             self._sync_pieces()
         elif isinstance(alert, lt.cache_flushed_alert):
             if self._flushes:
@@ -349,10 +365,9 @@ class SwarmJob(_Swarm):
 
     def _read_next(self, verifier: FileVerifier) -> None:
         assert self.handle is not None
-        piece = verifier.next_read()
-        if piece is not None:
+        while (piece := verifier.next_read()) is not None:
             self.handle.read_piece(piece)
-        elif verifier.finished and verifier.span.index not in self._delivered \
+        if verifier.finished and verifier.span.index not in self._delivered \
                 and verifier.span.index not in self._unflushed \
                 and not any(verifier.span.index in b for b in self._flushes):
             if not verifier.matches():
@@ -365,16 +380,33 @@ class SwarmJob(_Swarm):
             self._unflushed = []
             self.handle.flush_cache()
 
-    async def _hash_piece(self, piece: int, buffer: bytes, error: Any) -> None:
+    def _received(self, piece: int, buffer: bytes, error: Any) -> None:
         span = self.layout.span_of_piece(piece)
-        if span is None or span.index not in self.verifiers or self.state is JobState.FAILED:
+        if span is None or span.index not in self.verifiers:
             return
         if error.value():
             self.fail(f"reading back piece {piece}: {error.message()}")
             return
         verifier = self.verifiers[span.index]
-        await asyncio.to_thread(verifier.consume, piece, buffer)
+        verifier.received(piece, buffer)
+        self._hash_ready(verifier)
+
+    def _hash_ready(self, verifier: FileVerifier) -> None:
+        batch = verifier.take_ready()
+        if batch:
+            self._spawn(self._hash_batch(verifier, batch))
+
+    async def _hash_batch(self, verifier: FileVerifier, batch: list[tuple[int, bytes]]) -> None:
+        # Batches of different files hash in parallel threads (hashlib drops the GIL).
+        try:
+            await asyncio.to_thread(verifier.consume_batch, batch)
+        except TransferError as exc:
+            self.fail(str(exc))
+            return
+        if self.state in (JobState.FAILED, JobState.CANCELLED):
+            return
         self._read_next(verifier)
+        self._hash_ready(verifier)
 
     def _deliver(self, index: int) -> None:
         if self.state in (JobState.FAILED, JobState.CANCELLED) or index in self._delivered:
@@ -451,6 +483,12 @@ class TransferSession:
         assert self._ses is not None, "start() the session first"
         return self._ses.listen_port()
 
+    @property
+    def ssl_listen_port(self) -> int:
+        """Port of the SSL listen entry (`IP:PORTs`), 0 without one: restricted swarms use it."""
+        assert self._ses is not None, "start() the session first"
+        return self._ses.ssl_listen_port()
+
     async def close(self) -> None:
         """Save resume data for every job, then shut libtorrent down."""
         if self._ses is None:
@@ -481,7 +519,7 @@ class TransferSession:
 
     async def fetch(self, manifest: Manifest, peers: Iterable[Peer] = (),
                     files: Sequence[str] | None = None, *, download_limit: int = 0,
-                    upload_limit: int = 0) -> SwarmJob:
+                    upload_limit: int = 0, certificate: Certificate | None = None) -> SwarmJob:
         """Start swarming `manifest` into staging from `peers` (more via add_peers).
 
         `files` are glob patterns on the manifest's paths (None: every file).
@@ -517,13 +555,13 @@ class TransferSession:
             except RuntimeError as exc:
                 log.warning("%s: ignoring unreadable resume data (%s)", manifest.ref, exc)
         job.folder.mkdir(parents=True, exist_ok=True)
-        self._add(job, ses, params)
+        self._add(job, ses, params, certificate)
         job.set_limits(download_limit, upload_limit)
         job.add_peers(peers)
         return job
 
     async def seed(self, manifest: Manifest, data_dir: Path, *, upload_limit: int = 0,
-                   verify: bool = False) -> Seed:
+                   verify: bool = False, certificate: Certificate | None = None) -> Seed:
         """Serve `manifest` from `data_dir` (files at data_dir/<path>).
 
         verify=False trusts the data (landed data was verified against the
@@ -540,7 +578,7 @@ class TransferSession:
             # Claim every piece instead of seed_mode: libtorrent 2.1.1's lazy seed-mode
             # check fails good v2 pieces (short last pieces of files) and stops the torrent.
             params.have_pieces = [True] * seed.layout.num_pieces
-        self._add(seed, ses, params)
+        self._add(seed, ses, params, certificate)
         assert seed.handle is not None
         seed.handle.set_upload_limit(upload_limit)
         return seed
@@ -555,12 +593,24 @@ class TransferSession:
             raise TransferError("the transfer session is not running")
         return self._ses
 
-    def _add(self, swarm: _Swarm, ses: lt.session, params: lt.add_torrent_params) -> None:
+    def _add(self, swarm: _Swarm, ses: lt.session, params: lt.add_torrent_params,
+             certificate: Certificate | None = None) -> None:
         try:
             swarm.handle = ses.add_torrent(params)
         except RuntimeError as exc:
             raise TransferError(f"{swarm.manifest.ref}: libtorrent refused it: {exc}") from exc
         self._swarms[swarm.key] = swarm
+        if certificate is not None:
+            self.set_certificate(swarm.key, certificate)
+
+    def set_certificate(self, key: str, certificate: Certificate) -> bool:
+        """Give an SSL torrent's swarm (by info-hash hex) the certificate for new connections."""
+        swarm = self._swarms.get(key)
+        if swarm is None or swarm.handle is None:
+            return False
+        cert, private_key, dh_params = certificate
+        swarm.handle.set_ssl_certificate(str(cert), str(private_key), str(dh_params))
+        return True
 
     def _remove(self, swarm: _Swarm) -> None:
         if self._swarms.get(swarm.key) is swarm:

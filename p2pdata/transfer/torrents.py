@@ -35,11 +35,14 @@ def choose_piece_size(total_size: int) -> int:
 
 
 def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
-                 *, piece_size: int | None = None) -> Torrent:
+                 *, piece_size: int | None = None, root_cert: bytes | None = None,
+                 name: str = TORRENT_ROOT) -> Torrent:
     """Create a v2-only torrent covering exactly `manifest_files` under `data_dir`.
 
     v2-only because hybrid torrents hash everything twice (about 25 % slower).
-    Hashing reads every file once, so call it off the event loop.
+    Hashing reads every file once, so call it off the event loop. With
+    `root_cert` (PEM) it is an SSL torrent: only peers holding a certificate
+    from that root whose DNS name is `name` can join its swarm.
     """
     files = list(manifest_files)
     if not files:
@@ -52,13 +55,15 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
                 f"{entry.path}: manifest says {entry.size} bytes, {root} has {actual}"
             )
     total = sum(entry.size for entry in files)
-    entries = [lt.create_file_entry(f"{TORRENT_ROOT}/{e.path}", e.size) for e in files]
+    entries = [lt.create_file_entry(f"{name}/{e.path}", e.size) for e in files]
     creator = lt.create_torrent(entries, piece_size or choose_piece_size(total),
                                 lt.create_torrent.v2_only)
     creator.set_creator("p2pdata")
-    # set_piece_hashes resolves paths as <parent>/<TORRENT_ROOT>/<path>: point it
+    if root_cert is not None:
+        creator.set_root_cert(root_cert.decode())
+    # set_piece_hashes resolves paths as <parent>/<name>/<path>: point it
     # at a private folder holding one link to data_dir.
-    with _linked_root(root) as parent:
+    with _linked_root(root, name) as parent:
         lt.set_piece_hashes(creator, str(parent))
     data = lt.bencode(creator.generate())
     info = lt.torrent_info(data)
@@ -66,9 +71,9 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
 
 
 @contextmanager
-def _linked_root(data_dir: Path) -> Iterator[Path]:
+def _linked_root(data_dir: Path, name: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="p2pdata-torrent-") as tmp:
-        os.symlink(data_dir.resolve(), Path(tmp) / TORRENT_ROOT)
+        os.symlink(data_dir.resolve(), Path(tmp) / name)
         yield Path(tmp)
 
 

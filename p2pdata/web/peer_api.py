@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from p2pdata.catalog.access import AccessDenied, BadRequestSignature
+from p2pdata.errors import NotFound, P2pdataError
 from p2pdata.web.ratelimit import RateLimiter
 
 _MANIFEST_ID = re.compile(r"[0-9a-f]{64}")
@@ -23,7 +26,33 @@ class PeerView(Protocol):
     def have(self) -> list[str]: ...
 
 
-def peer_app(view: PeerView, *, requests_per_minute: int = 600) -> web.Application:
+class RestrictedDoors(Protocol):
+    """Restricted datasets' doors: each checks the request signature, then the grant."""
+
+    def manifest_door(self, name: str, version: str, method: str, path: str,
+                      headers: Mapping[str, str]) -> tuple[bytes, str]: ...
+    def torrent_door(self, manifest_id: str, method: str, path: str,
+                     headers: Mapping[str, str]) -> bytes: ...
+    def certificate_door(self, manifest_id: str, key: str, method: str, path: str,
+                         headers: Mapping[str, str]) -> bytes: ...
+
+
+def _door(call: Callable[[], Any]) -> Any:
+    """Map a door's refusal to HTTP: 401 unproven caller, 403 not granted (or unknown), 400 bad key."""
+    try:
+        return call()
+    except BadRequestSignature as exc:
+        raise web.HTTPUnauthorized(text=f"{exc}\n") from None
+    except AccessDenied as exc:
+        raise web.HTTPForbidden(text=f"{exc}\n") from None
+    except NotFound as exc:
+        raise web.HTTPNotFound(text=f"{exc}\n") from None
+    except P2pdataError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+
+
+def peer_app(view: PeerView, *, requests_per_minute: int = 600,
+             restricted: RestrictedDoors | None = None) -> web.Application:
     limiter = RateLimiter(requests_per_minute)
 
     @web.middleware
@@ -56,9 +85,45 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600) -> web.Applicati
     async def have(request: web.Request) -> web.Response:
         return web.json_response({"datasets": view.have()})
 
+    def restricted_manifest(request: web.Request) -> web.Response:
+        assert restricted is not None
+        info = request.match_info
+        body, signature = _door(lambda: restricted.manifest_door(
+            info["name"], info["version"], request.method, request.raw_path, request.headers))
+        return web.Response(body=body, content_type="application/octet-stream",
+                            headers={"X-P2pdata-Manifest-Signature": signature})
+
+    def restricted_torrent(request: web.Request) -> web.Response:
+        assert restricted is not None
+        manifest_id = request.match_info["manifest_id"]
+        body = _door(lambda: restricted.torrent_door(
+            manifest_id, request.method, request.raw_path, request.headers))
+        return web.Response(body=body, content_type="application/x-bittorrent")
+
+    def restricted_certificate(request: web.Request) -> web.Response:
+        assert restricted is not None
+        manifest_id = request.match_info["manifest_id"]
+        key = request.query.get("key", "")
+        body = _door(lambda: restricted.certificate_door(
+            manifest_id, key, request.method, request.raw_path, request.headers))
+        return web.Response(body=body, content_type="application/x-pem-file")
+
     app = web.Application(middlewares=[guard], client_max_size=_MAX_REQUEST_BYTES)
     app.router.add_get("/v1/info", info)
     app.router.add_get("/v1/catalog", catalog)
     app.router.add_get("/v1/datasets/{manifest_id}/torrent", torrent)
     app.router.add_get("/v1/have", have)
+    if restricted is not None:
+        app.router.add_get("/v1/restricted/{name}/{version}/manifest", _async(restricted_manifest))
+        app.router.add_get(r"/v1/restricted/{manifest_id:[0-9a-f]{64}}/torrent",
+                           _async(restricted_torrent))
+        app.router.add_get(r"/v1/restricted/{manifest_id:[0-9a-f]{64}}/certificate",
+                           _async(restricted_certificate))
     return app
+
+
+def _async(handler: Callable[[web.Request], web.Response]) -> Any:
+    async def route(request: web.Request) -> web.Response:
+        return handler(request)
+
+    return route

@@ -1,0 +1,98 @@
+"""End-to-end fetch into a real HDFS against its two halves (issue 5).
+
+    python bench/bench_fetch.py [--size-mib 1536]
+
+Measures, in one run on loopback: a plain two-step WebHDFS put of the files,
+a swarm-only transfer (one seed, one leecher, no landing), and a real `p2pdata
+fetch` between two daemons landing into the local HDFS. Landing overlaps the
+swarm, so the end-to-end time should stay close to the slower half. Also
+prints the fetching daemon's start-up time and idle RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from bench_landing import plain_put
+from bench_swarm import swarm_rate, write_dataset
+
+from p2pdata.devcluster import DaemonProcess, daemon_config, wait_for
+from p2pdata.hdfs import LocalHdfs, WebHdfsClient
+
+MIB = 1024 * 1024
+TARGET = 1.2
+
+
+def start_daemon(root: Path, name: str, **sections: dict) -> tuple[DaemonProcess, float]:
+    home = root / name
+    home.mkdir()
+    daemon = DaemonProcess(home, daemon_config(**sections))
+    daemon.init(name)
+    started = time.monotonic()
+    daemon.start()
+    return daemon, time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1536)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="p2pdata-bench-fetch-") as tmp, LocalHdfs(Path(tmp) / "hdfs") as hdfs:
+        root = Path(tmp)
+        source = root / "source"
+        source.mkdir()
+        manifest = write_dataset(source, args.size_mib * MIB)
+        size = manifest.total_size
+
+        swarm_seconds = size / asyncio.run(swarm_rate(manifest, source, root / "swarm", seeds=1))
+        files = [(entry.path, source / entry.path, entry.size) for entry in manifest.files]
+
+        async def put() -> float:
+            async with WebHdfsClient(hdfs.webhdfs_url, user=getpass.getuser()) as client:
+                started = time.monotonic()
+                await plain_put(client, files, "/plain", concurrency=4)
+                return time.monotonic() - started
+
+        put_seconds = asyncio.run(put())
+
+        alpha, _ = start_daemon(root, "alpha")
+        store = {"kind": "hdfs", "webhdfs_url": hdfs.webhdfs_url, "root": "/p2pdata", "user": getpass.getuser(),
+                 "storagepolicy_command": hdfs.storagepolicy_command}
+        gamma, startup = start_daemon(root, "gamma", discovery={"static_peers": [alpha.peer_url]}, store=store)
+        try:
+            alpha.cli("publish", str(source), "--name", "bench", "--version", "1")
+            gamma.cli("trust", "add", alpha.cluster_id)
+            wait_for(lambda: gamma.cli_json("search", "bench"), timeout=60, what="gamma to hold the catalog")
+            idle_rss = psutil.Process(gamma.runtime["pid"]).memory_info().rss
+            started = time.monotonic()
+            job = gamma.cli_json("fetch", "bench@1", "--timeout", "1800")
+            end_to_end = time.monotonic() - started
+            if job["state"] != "landed":
+                print(f"fetch ended {job['state']}: {job.get('error')}")
+                return 1
+        finally:
+            gamma.stop()
+            alpha.stop()
+
+    def rate(seconds: float) -> str:
+        return f"{seconds:.2f} s ({size / MIB / seconds:.0f} MiB/s)"
+
+    print(f"dataset: {len(manifest.files)} files, {size / MIB:.0f} MiB")
+    print(f"plain WebHDFS put:  {rate(put_seconds)}")
+    print(f"swarm only:         {rate(swarm_seconds)}")
+    print(f"p2pdata fetch:      {rate(end_to_end)}")
+    print(f"daemon start-up:    {startup:.2f} s")
+    print(f"daemon idle RSS:    {idle_rss / MIB:.0f} MiB")
+    ratio = end_to_end / max(swarm_seconds, put_seconds)
+    print(f"RESULT fetch_to_hdfs ratio={ratio:.3f} target={TARGET} ok={'yes' if ratio <= TARGET else 'no'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""Who may use a restricted dataset: the grants table, and signed peer requests.
+
+A request to a restricted door carries the caller's cluster id, public key, a
+timestamp, a random nonce and an Ed25519 signature over the canonical bytes of
+(method, path with query, time, nonce, caller, audience). The audience is the
+cluster asked, so a request signed for one owner cannot be replayed to
+another. The verifier is a plain class with a clock: it refuses bad
+signatures, keys that do not match the claimed cluster id, timestamps outside
+the window, and nonces it has already seen inside the window (replays).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from p2pdata.catalog._sql import transaction
+from p2pdata.catalog.encoding import encode
+from p2pdata.catalog.identity import (
+    Identity,
+    decode_public_key,
+    encode_public_key,
+    fingerprint,
+    verify_signature,
+)
+from p2pdata.errors import IdentityError, P2pdataError
+
+H_CLUSTER = "X-P2pdata-Cluster"
+H_KEY = "X-P2pdata-Key"
+H_TIME = "X-P2pdata-Time"
+H_NONCE = "X-P2pdata-Nonce"
+H_SIGNATURE = "X-P2pdata-Signature"
+
+_NONCE = re.compile(r"[0-9a-f]{32}")
+_DOMAIN = "p2pdata-request-v1"
+
+
+class AccessDenied(P2pdataError):
+    """The caller is known but not allowed (HTTP 403)."""
+
+
+class BadRequestSignature(P2pdataError):
+    """The request does not prove who sent it, or not now, or not for the first time (HTTP 401)."""
+
+
+class RequestExpired(BadRequestSignature):
+    pass
+
+
+class RequestReplayed(BadRequestSignature):
+    pass
+
+
+def _canonical(method: str, path: str, time: int, nonce: str, cluster: str, audience: str) -> bytes:
+    return encode({
+        "domain": _DOMAIN,
+        "method": method.upper(),
+        "path": path,
+        "time": time,
+        "nonce": nonce,
+        "cluster": cluster,
+        "audience": audience,
+    })
+
+
+def sign_request(identity: Identity, method: str, path: str, audience: str, *, now: int,
+                 nonce: str | None = None) -> dict[str, str]:
+    """The headers that sign `method path` (path with its query) for the cluster `audience`."""
+    nonce = nonce or secrets.token_hex(16)
+    data = _canonical(method, path, now, nonce, identity.cluster_id, audience)
+    return {
+        H_CLUSTER: identity.cluster_id,
+        H_KEY: encode_public_key(identity.public_key),
+        H_TIME: str(now),
+        H_NONCE: nonce,
+        H_SIGNATURE: base64.b64encode(identity.sign(data)).decode(),
+    }
+
+
+class RequestVerifier:
+    """Checks signed requests addressed to `audience`; remembers nonces so replays fail.
+
+    Nonces are kept only while their timestamp is inside the window: after
+    that the time check refuses the request anyway. The cache is bounded;
+    when it is full of live nonces new requests are refused rather than old
+    nonces forgotten, because forgetting one would let it be replayed.
+    """
+
+    def __init__(self, audience: str, clock: Callable[[], float], *, window: int = 60,
+                 max_nonces: int = 100_000) -> None:
+        self.audience = audience
+        self.clock = clock
+        self.window = window
+        self.max_nonces = max_nonces
+        self._seen: dict[str, int] = {}  # nonce -> when it may be forgotten
+
+    def verify(self, method: str, path: str, headers: Mapping[str, str]) -> str:
+        """Return the caller's cluster id, or raise BadRequestSignature."""
+        try:
+            cluster = headers[H_CLUSTER]
+            key = decode_public_key(headers[H_KEY])
+            raw_time = headers[H_TIME]
+            nonce = headers[H_NONCE]
+            signature = base64.b64decode(headers[H_SIGNATURE], validate=True)
+        except KeyError as exc:
+            raise BadRequestSignature(f"unsigned request: no {exc.args[0]} header") from None
+        except (IdentityError, ValueError) as exc:
+            raise BadRequestSignature(f"malformed request signature: {exc}") from None
+        if not raw_time.isdigit() or len(raw_time) > 12 or not _NONCE.fullmatch(nonce):
+            raise BadRequestSignature("malformed request time or nonce")
+        if fingerprint(key) != cluster:
+            raise BadRequestSignature(f"key is not the key of cluster {cluster}")
+        sent = int(raw_time)
+        if not verify_signature(key, _canonical(method, path, sent, nonce, cluster, self.audience),
+                                signature):
+            raise BadRequestSignature(f"bad request signature from {cluster}")
+        now = int(self.clock())
+        self._forget_old(now)
+        if abs(now - sent) > self.window:
+            raise RequestExpired(f"request from {cluster} is {now - sent} s old "
+                                 f"(window ±{self.window} s): check the clocks")
+        if nonce in self._seen:
+            raise RequestReplayed(f"request from {cluster} replays nonce {nonce}")
+        if len(self._seen) >= self.max_nonces:
+            raise BadRequestSignature("too many signed requests in the window; try again shortly")
+        self._seen[nonce] = sent + self.window
+        return cluster
+
+    def _forget_old(self, now: int) -> None:
+        expired = [nonce for nonce, until in self._seen.items() if until < now]
+        for nonce in expired:
+            del self._seen[nonce]
+
+
+_GRANTS = """
+CREATE TABLE IF NOT EXISTS restricted_grants (
+    dataset TEXT NOT NULL,   -- dataset name: a grant covers every version
+    cluster TEXT NOT NULL,
+    granted INTEGER NOT NULL,
+    PRIMARY KEY (dataset, cluster)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Grant:
+    dataset: str
+    cluster: str
+    granted: int
+
+
+class GrantTable:
+    """The owner's grants, in the daemon's SQLite database."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        conn.executescript(_GRANTS)
+
+    def grant(self, dataset: str, cluster: str, now: int) -> bool:
+        """True if this is a new grant."""
+        with transaction(self.conn):
+            return bool(self.conn.execute(
+                "INSERT OR IGNORE INTO restricted_grants VALUES (?, ?, ?)", (dataset, cluster, now)
+            ).rowcount)
+
+    def revoke(self, dataset: str, cluster: str) -> bool:
+        """True if there was a grant to revoke."""
+        with transaction(self.conn):
+            return bool(self.conn.execute(
+                "DELETE FROM restricted_grants WHERE dataset = ? AND cluster = ?", (dataset, cluster)
+            ).rowcount)
+
+    def allowed(self, dataset: str, cluster: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM restricted_grants WHERE dataset = ? AND cluster = ?", (dataset, cluster)
+        ).fetchone() is not None
+
+    def list(self, dataset: str | None = None) -> list[Grant]:
+        rows = self.conn.execute(
+            "SELECT dataset, cluster, granted FROM restricted_grants"
+            + (" WHERE dataset = ?" if dataset else "") + " ORDER BY dataset, cluster",
+            (dataset,) if dataset else (),
+        ).fetchall()
+        return [Grant(row[0], row[1], row[2]) for row in rows]

@@ -1,0 +1,125 @@
+"""Signed peer requests and the grants table: plain classes, a fake clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2pdata.catalog import Identity
+from p2pdata.catalog.access import (
+    H_CLUSTER,
+    H_KEY,
+    H_SIGNATURE,
+    BadRequestSignature,
+    GrantTable,
+    RequestExpired,
+    RequestReplayed,
+    RequestVerifier,
+    sign_request,
+)
+from p2pdata.db import open_db
+
+PATH = "/v1/restricted/clicks/1/manifest"
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def owner() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture
+def caller() -> Identity:
+    return Identity.generate()
+
+
+def test_a_signed_request_names_its_caller(owner, caller):
+    clock = Clock()
+    verifier = RequestVerifier(owner.cluster_id, clock)
+    headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()))
+    assert verifier.verify("GET", PATH, headers) == caller.cluster_id
+
+
+def test_an_unsigned_request_is_refused(owner):
+    verifier = RequestVerifier(owner.cluster_id, Clock())
+    with pytest.raises(BadRequestSignature, match="unsigned"):
+        verifier.verify("GET", PATH, {})
+
+
+@pytest.mark.parametrize("change", ["path", "method", "signature", "key", "audience", "cluster"])
+def test_forged_requests_are_refused(owner, caller, change):
+    clock = Clock()
+    verifier = RequestVerifier(owner.cluster_id, clock)
+    audience = Identity.generate().cluster_id if change == "audience" else owner.cluster_id
+    headers = sign_request(caller, "GET", PATH, audience, now=int(clock()))
+    method, path = "GET", PATH
+    if change == "path":
+        path = "/v1/restricted/other/1/manifest"
+    elif change == "method":
+        method = "HEAD"
+    elif change == "signature":
+        headers[H_SIGNATURE] = sign_request(Identity.generate(), "GET", PATH, owner.cluster_id,
+                                            now=int(clock()))[H_SIGNATURE]
+    elif change == "key":  # an impostor signs with its own key but claims the caller's id
+        impostor = Identity.generate()
+        headers = sign_request(impostor, "GET", PATH, owner.cluster_id, now=int(clock()))
+        headers[H_CLUSTER] = caller.cluster_id
+    elif change == "cluster":
+        headers[H_KEY] = sign_request(Identity.generate(), "GET", PATH, owner.cluster_id,
+                                      now=int(clock()))[H_KEY]
+    with pytest.raises(BadRequestSignature):
+        verifier.verify(method, path, headers)
+
+
+@pytest.mark.parametrize("skew", [-61, 61, -3600])
+def test_requests_outside_the_window_are_refused(owner, caller, skew):
+    clock = Clock()
+    verifier = RequestVerifier(owner.cluster_id, clock, window=60)
+    headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()) + skew)
+    with pytest.raises(RequestExpired):
+        verifier.verify("GET", PATH, headers)
+
+
+def test_a_replayed_request_is_refused_inside_and_after_the_window(owner, caller):
+    clock = Clock()
+    verifier = RequestVerifier(owner.cluster_id, clock, window=60)
+    headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()))
+    verifier.verify("GET", PATH, headers)
+    clock.now += 30
+    with pytest.raises(RequestReplayed):
+        verifier.verify("GET", PATH, headers)
+    clock.now += 200  # the nonce is forgotten, but the timestamp now fails
+    with pytest.raises(RequestExpired):
+        verifier.verify("GET", PATH, headers)
+    assert verifier._seen == {}
+
+
+def test_a_full_nonce_cache_refuses_rather_than_forgets(owner, caller):
+    clock = Clock()
+    verifier = RequestVerifier(owner.cluster_id, clock, max_nonces=2)
+    for _ in range(2):
+        verifier.verify("GET", PATH, sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock())))
+    with pytest.raises(BadRequestSignature, match="too many"):
+        verifier.verify("GET", PATH, sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock())))
+    clock.now += 61 + 60
+    headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()))
+    assert verifier.verify("GET", PATH, headers) == caller.cluster_id
+
+
+def test_grants_cover_a_dataset_name_until_revoked(tmp_path):
+    grants = GrantTable(open_db(tmp_path / "state.db"))
+    assert grants.grant("clicks", "aaaa", 1)
+    assert not grants.grant("clicks", "aaaa", 2)
+    assert grants.allowed("clicks", "aaaa")
+    assert not grants.allowed("clicks", "bbbb")
+    assert not grants.allowed("views", "aaaa")
+    assert [g.cluster for g in grants.list("clicks")] == ["aaaa"]
+    assert grants.revoke("clicks", "aaaa")
+    assert not grants.revoke("clicks", "aaaa")
+    assert not grants.allowed("clicks", "aaaa")
