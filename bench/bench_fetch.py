@@ -23,7 +23,8 @@ from bench_landing import plain_put
 from bench_swarm import swarm_rate, write_dataset
 
 from p2pdata.devcluster import DaemonProcess, daemon_config, wait_for
-from p2pdata.hdfs import LocalHdfs, WebHdfsClient
+from p2pdata.hdfs import WebHdfsClient
+from p2pdata.hdfs.localcluster import LocalHdfs
 
 MIB = 1024 * 1024
 TARGET = 1.2

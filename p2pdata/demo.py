@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         root = Path(tmp)
         store: dict[str, object] = {}
         if args.hdfs:
-            from p2pdata.hdfs import LocalHdfs
+            from p2pdata.hdfs.localcluster import LocalHdfs
 
             step("starting a local HDFS (NameNode + DataNode, four storage tiers)")
             hdfs = stack.enter_context(LocalHdfs(root / "hdfs"))
