@@ -354,8 +354,10 @@ class Daemon:
         seeded = [r for t in (self.published, self.landed) for r in t.items().values()]
         hashes = {m.torrent.info_hash for r in seeded if (m := self._manifest(r)) and m.torrent}
         names = {r["name"] for r in seeded}
+        restricted_held = {m.id for m in self.restricted.held() if m.torrent and m.torrent.info_hash in hashes}
         return sorted(
-            m.id for name in names for m in self.catalogs.manifests(name=name) if m.torrent and m.torrent.info_hash in hashes
+            {m.id for name in names for m in self.catalogs.manifests(name=name) if m.torrent and m.torrent.info_hash in hashes}
+            | restricted_held  # catalogs hold only the stub of a restricted dataset we fetched
         )
 
     # ---- discovery and catalog sync ---------------------------------------------------------

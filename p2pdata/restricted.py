@@ -29,6 +29,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from p2pdata.catalog import (
     FileEntry,
     Identity,
@@ -297,9 +300,6 @@ class Restricted:
         return [Manifest.from_dict(decode(row[0], max_size=_MAX_MANIFEST)) for row in rows]
 
     def _tls_public(self) -> bytes:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-
         key = serialization.load_pem_private_key(self._tls_key.read_bytes(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         return public_key_der(key)
@@ -344,23 +344,38 @@ def endpoints(daemon: Any, manifest: Manifest) -> list[tuple[str, int]]:
 
 
 async def renew_loop(daemon: Any) -> None:
-    """Renew the swarm certificates of restricted datasets we fetch or re-seed, before they lapse.
+    """Renew the swarm certificates of restricted datasets we fetch or re-seed, half way through.
 
     A revoked cluster's renewal is refused, so its certificate runs out and
     libtorrent on every peer refuses its new connections from then on.
     """
-    restricted: Restricted = daemon.restricted
     while True:
-        await asyncio.sleep(max(1.0, restricted.certificate_lifetime / 3))
-        for manifest in restricted.held():
-            if manifest.torrent is None or not any(
-                s.key == manifest.torrent.info_hash.hex() for s in daemon.transfer.swarms()
-            ):
-                continue
-            try:
-                url, _ = owner_url(daemon, manifest.owner)
-                certificate = await restricted.obtain_certificate(daemon.client, url, manifest)
-            except P2pdataError as exc:
-                log.warning("cannot renew the swarm certificate of %s: %s", manifest.ref, exc)
-                continue
-            daemon.transfer.set_certificate(manifest.torrent.info_hash.hex(), certificate)
+        next_at = await renew_due(daemon)
+        await asyncio.sleep(min(60.0, max(1.0, next_at - daemon.restricted.clock())))
+
+
+async def renew_due(daemon: Any) -> float:
+    """Renew every certificate past half its life; return when the next one will be."""
+    restricted: Restricted = daemon.restricted
+    now = restricted.clock()
+    next_at = now + 60.0
+    swarming = {swarm.key for swarm in daemon.transfer.swarms()}
+    for manifest in restricted.held():
+        path = restricted.certs / f"{manifest.id}.pem"
+        if manifest.torrent is None or manifest.torrent.info_hash.hex() not in swarming \
+                or not path.exists():
+            continue
+        renew_at = Leaf.parse(path.read_bytes()).renew_at
+        if renew_at > now:
+            next_at = min(next_at, renew_at)
+            continue
+        try:
+            url, _ = owner_url(daemon, manifest.owner)
+            certificate = await restricted.obtain_certificate(daemon.client, url, manifest)
+        except P2pdataError as exc:
+            log.warning("cannot renew the swarm certificate of %s: %s", manifest.ref, exc)
+            next_at = min(next_at, now + 30.0)  # try again: the failure may pass
+            continue
+        daemon.transfer.set_certificate(manifest.torrent.info_hash.hex(), certificate)
+        next_at = min(next_at, Leaf.parse(certificate[0].read_bytes()).renew_at)
+    return next_at

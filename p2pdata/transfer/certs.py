@@ -93,7 +93,13 @@ def load_tls_public_key(der: bytes) -> ec.EllipticCurvePublicKey:
 class Leaf:
     cluster_id: str  # the subject's common name
     dns_name: str  # which torrent (libtorrent matches it against the torrent's name)
+    issued: int
     not_after: int
+
+    @property
+    def renew_at(self) -> int:
+        """Half way through its life: time enough to retry before it lapses."""
+        return (self.issued + self.not_after) // 2
 
     @classmethod
     def parse(cls, pem: bytes) -> Leaf:
@@ -103,6 +109,7 @@ class Leaf:
         return cls(
             cluster_id=str(common[0].value) if common else "",
             dns_name=names.get_values_for_type(x509.DNSName)[0],
+            issued=int(cert.not_valid_before_utc.timestamp()) + _SKEW,
             not_after=int(cert.not_valid_after_utc.timestamp()),
         )
 

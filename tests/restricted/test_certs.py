@@ -25,6 +25,7 @@ def test_a_leaf_chains_to_the_root_and_names_cluster_and_torrent(tmp_path):
     pem = ca.issue("granted", public_key_der(new_tls_key()), "p2pdata-abc", now=now, lifetime=600)
     leaf = Leaf.parse(pem)
     assert (leaf.cluster_id, leaf.dns_name, leaf.not_after) == ("granted", "p2pdata-abc", now + 600)
+    assert leaf.renew_at == now + 300
     cert = x509.load_pem_x509_certificate(pem)
     cert.verify_directly_issued_by(ca.cert)
 

@@ -131,6 +131,9 @@ def test_restricted_dataset_every_door(clusters, make_daemon, tmp_path):
     assert job["state"] == "landed", job
     assert landed_files(beta.home / "datasets", "clicks", "1") == expected
 
+    # The re-seeder advertises the full manifest id, so other granted clusters find it.
+    assert full_id in requests.get(f"{beta.peer_url}/v1/have", timeout=10).json()["datasets"]
+
     # The non-granted cluster is refused at each door.
     job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")
     assert job["state"] == "failed" and "403" in job["error"], job
@@ -171,8 +174,11 @@ def test_restricted_dataset_every_door(clusters, make_daemon, tmp_path):
     for n, daemon in enumerate((alpha, beta)):
         endpoint = ssl_endpoint(daemon)
         assert tls_without_certificate_refused(endpoint, lt.torrent_info(torrent))
-        assert not swarm_admits(torrent, endpoint, stranger, tmp_path / f"stranger{n}")
-    assert swarm_admits(torrent, ssl_endpoint(alpha), beta_cert, tmp_path / "beta")
+        assert not swarm_admits(torrent, endpoint, stranger, tmp_path / f"swarm-stranger{n}")
+    assert swarm_admits(torrent, ssl_endpoint(alpha), beta_cert, tmp_path / "swarm-beta")
+    # The re-seeder does serve a certificate from the owner's root (here the owner's own).
+    alpha_cert = (alpha.home / "restricted" / "certs" / f"{full_id}.pem", alpha.home / "restricted" / "tls.key")
+    assert swarm_admits(torrent, ssl_endpoint(beta), alpha_cert, tmp_path / "swarm-alpha-at-beta")
 
     # Revocation: no new manifest or certificate at once; no new swarm connection once
     # beta's certificate lapses (renewal is refused).
@@ -181,7 +187,7 @@ def test_restricted_dataset_every_door(clusters, make_daemon, tmp_path):
     assert signed_get(alpha.peer_url, certificate_path, identities[beta], alpha.cluster_id).status_code == 403
     attempt = iter(range(1000))
     wait_for(lambda: not swarm_admits(torrent, ssl_endpoint(alpha), beta_cert,
-                                      tmp_path / f"revoked{next(attempt)}"),
+                                      tmp_path / f"swarm-revoked{next(attempt)}"),
              timeout=LIFETIME + 30, interval=0.5, what="beta's certificate to lapse")
     # A grant again lets beta back in.
     alpha.cli("grant", "clicks", beta.cluster_id)
