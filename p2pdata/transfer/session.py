@@ -77,9 +77,6 @@ def _lt_settings(s: TransferSettings) -> dict[str, Any]:
         "enable_upnp": False,
         "enable_natpmp": False,
         "enable_ip_notifier": False,
-        # Rate-limited peers get bandwidth only on ticks, and every handshake step of a
-        # capped seed waits for one: the default 500 ms made capped swarms start slowly.
-        "tick_interval": 50,
         # Obfuscating the handshake costs a round trip (a tick when capped) and hides
         # nothing on a LAN; incoming obfuscated handshakes are still accepted.
         "out_enc_policy": int(lt.enc_policy.disabled),
