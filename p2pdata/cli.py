@@ -53,6 +53,11 @@ def _ago(when: float | None) -> str:
     return "never" if when is None else f"{max(0, time.time() - when):.0f} s ago"
 
 
+def _listing(ctx: Context, path: str, columns: list[str], as_json: bool) -> None:
+    rows = ctx.call("GET", path)
+    _emit_json(rows) if as_json else _table(rows, columns)
+
+
 class Context:
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -326,9 +331,11 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
 def peers(click_ctx: click.Context, as_json: bool) -> None:
     """List peers (and add or remove static ones)."""
     if click_ctx.invoked_subcommand is None:
-        rows = click_ctx.obj.call("GET", "/v1/peers")
-        _emit_json(rows) if as_json else _table(
-            rows, ["url", "cluster_id", "source", "state", "last_seen", "error"]
+        _listing(
+            click_ctx.obj,
+            "/v1/peers",
+            ["url", "cluster_id", "source", "state", "last_seen", "error"],
+            as_json,
         )
 
 
@@ -433,7 +440,9 @@ def catalog_verify(ctx: Context, file: str) -> None:
     held = CatalogStore(conn)
     # The held version of the signer comes from the blob itself; a lying blob fails the signature.
     signer = verify_catalog(blob, trusted=trust_store.is_trusted, now=int(time.time())).catalog.cluster
-    verified = verify_catalog(blob, trusted=trust_store.is_trusted, now=int(time.time()), held=held.held(signer))
+    verified = verify_catalog(
+        blob, trusted=trust_store.is_trusted, now=int(time.time()), held=held.held(signer)
+    )
     catalog_ = verified.catalog
     click.echo(
         f"ok: catalog of cluster {catalog_.cluster}, version {catalog_.version}, "
@@ -470,9 +479,8 @@ def train(ctx: Context, job: str, ref: str, as_json: bool) -> None:
 def jobs(click_ctx: click.Context, as_json: bool) -> None:
     """Fetch jobs (list, show, cancel) and training job specs (add) and run logs."""
     if click_ctx.invoked_subcommand is None:
-        rows = click_ctx.obj.call("GET", "/v1/jobs")
-        _emit_json(rows) if as_json else _table(
-            rows, ["id", "ref", "state", "done_bytes", "total_bytes", "error"]
+        _listing(
+            click_ctx.obj, "/v1/jobs", ["id", "ref", "state", "done_bytes", "total_bytes", "error"], as_json
         )
 
 
@@ -519,8 +527,7 @@ def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
 def runs(click_ctx: click.Context, as_json: bool) -> None:
     """Training runs."""
     if click_ctx.invoked_subcommand is None:
-        rows = click_ctx.obj.call("GET", "/v1/runs")
-        _emit_json(rows) if as_json else _table(rows, ["id", "job", "dataset", "state", "exit_code"])
+        _listing(click_ctx.obj, "/v1/runs", ["id", "job", "dataset", "state", "exit_code"], as_json)
 
 
 @runs.command("cancel")
