@@ -498,7 +498,9 @@ class TransferSession:
             if isinstance(swarm, SwarmJob) and not swarm.state.terminal:
                 swarm.fail("the transfer session closed")
         ses, self._ses = self._ses, None
-        ses.set_alert_notify(lambda: None)
+        # No set_alert_notify(None) here: the binding holds the GIL while it waits for the alert
+        # lock, and a libtorrent thread holding that lock waits for the GIL to call us: deadlock.
+        # The notify callback stays harmless once the loop is gone.
         self._swarms.clear()
         holder = [ses]
         del ses
