@@ -17,7 +17,7 @@ from tests.training.conftest import (
 )
 
 WORKER = """
-import json, os, pathlib, signal, subprocess, sys, time
+import json, os, pathlib, signal, subprocess, sys, threading
 index = int(os.environ["P2PDATA_WORKER_INDEX"])
 attempt = int(os.environ["P2PDATA_ATTEMPT"])
 mode = os.environ.get(f"MODE_{index}", "ok")
@@ -31,10 +31,10 @@ if mode == "crash":
 if mode == "ignore-term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if mode == "child":
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    child = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait()"])
     pathlib.Path(os.environ["P2PDATA_OUTPUT_DIR"], f"child-{index}").write_text(str(child.pid))
 if mode in ("sleep", "never-ready", "ignore-term", "child"):
-    time.sleep(600)
+    threading.Event().wait()  # blocks until the launcher kills it
 keys = ["TF_CONFIG", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE"]
 keys += [k for k in os.environ if k.startswith("P2PDATA_")]
 print("ENV " + json.dumps({k: os.environ[k] for k in keys if k in os.environ}), flush=True)

@@ -38,7 +38,7 @@ async def main(db, runs, script):
     child = int(next(run.output_dir.glob("child-*")).read_text())
     print(json.dumps({"run": run.id, "pids": [p.pid for p in run.processes] + [child]}),
           flush=True)
-    await asyncio.sleep(600)
+    await asyncio.Event().wait()  # until the test SIGKILLs this stand-in daemon
 
 asyncio.run(main(*sys.argv[1:]))
 """
@@ -83,7 +83,7 @@ def test_restart_never_kills_an_unrelated_process(tmp_path: Path) -> None:
     """A recorded pid that now belongs to someone else (different start time) survives."""
     from p2pdata.training.procs import WorkerProcess, kill_leftovers
 
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+    other = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait()"],
                              start_new_session=True)
     try:
         impostor = WorkerProcess(0, other.pid, other.pid, create_time=1.0)

@@ -100,9 +100,9 @@ async def test_tensorflow_worker_whose_peer_never_starts_is_killed(
     load_example("make_dataset").make_classification(tmp_path / "toy", rows=200)
     shim = tmp_path / "shim.py"
     shim.write_text(
-        "import os, runpy, sys, time\n"
+        "import os, runpy, sys, threading\n"
         "if os.environ['P2PDATA_WORKER_INDEX'] == '1':\n"
-        "    time.sleep(600)\n"
+        "    threading.Event().wait()\n"
         f"sys.argv[0] = {str(EXAMPLES / 'train_keras.py')!r}\n"
         "runpy.run_path(sys.argv[0], run_name='__main__')\n"
     )
