@@ -181,8 +181,8 @@ async def test_oversized_without_content_length(serve, client: PeerClient) -> No
 
 async def test_slow_answers_time_out(serve, client: PeerClient) -> None:
     async def silent(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
-        return web.json_response(info_doc())
+        await asyncio.Event().wait()  # never answers; the server's shutdown cancels it
+        raise AssertionError("unreachable")
 
     async def trickle(request: web.Request) -> web.StreamResponse:
         # Each chunk arrives within the read timeout, but the whole never finishes in time.
