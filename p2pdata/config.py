@@ -70,7 +70,10 @@ class StoreSection:
     root: str = ""  # local: a directory (default <home>/datasets); hdfs: a path such as /p2pdata
     webhdfs_url: str = ""  # http(s)://namenode:9870
     user: str = ""
+    ca_file: str = ""  # PEM CA certificates to trust for https WebHDFS (default: the system's)
     storagepolicy_command: list[str] = field(default_factory=lambda: ["hdfs", "storagepolicies"])
+    mover_command: list[str] = field(default_factory=lambda: ["hdfs", "mover"])  # tier --move
+    fsck_command: list[str] = field(default_factory=lambda: ["hdfs", "fsck"])  # where blocks are
     default_tier: str = "hot"
 
 
@@ -136,6 +139,11 @@ class Config:
     @property
     def runs_dir(self) -> Path:
         return self.path(self.training.runs_dir, "runs")
+
+    @property
+    def store_ca_file(self) -> Path | None:
+        """``store.ca_file``, relative to home; None when unset (trust the system's CAs)."""
+        return self.home / self.store.ca_file if self.store.ca_file else None
 
     @property
     def store_root(self) -> str:

@@ -7,11 +7,12 @@ import base64
 import contextlib
 import json
 import logging
+import os
 import ssl as ssl_module
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote, urlsplit
+from typing import Any, NoReturn
+from urllib.parse import parse_qs, quote, quote_plus, urlencode, urljoin, urlsplit
 
 import aiohttp
 
@@ -41,6 +42,12 @@ _ERRORS: dict[str, type[HdfsRemoteError]] = {
 }
 # Errors that a retry cannot fix, even when the server sent them with a 5xx status.
 _PERMANENT = (HdfsFileNotFound, HdfsPermissionDenied, HdfsAlreadyExists, HdfsUnsupportedOperation)
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_REDIRECTS = 5
+
+
+class HdfsTlsError(HdfsConnectionError):
+    """No TLS session with WebHDFS, e.g. its certificate is not trusted. Never retried."""
 
 
 @dataclass(frozen=True)
@@ -84,8 +91,12 @@ class WebHdfsClient:
     """WebHDFS over aiohttp.
 
     ``url`` is ``http://``, ``https://``, ``webhdfs://`` or ``swebhdfs://`` (TLS) with the
-    NameNode's HTTP host and port. ``storagepolicy_command`` is the cluster's
-    ``hdfs storagepolicies`` command line, used where WebHDFS lacks SETSTORAGEPOLICY.
+    NameNode's HTTP host and port. ``ca_file`` is a PEM file of the CA certificates to
+    trust for TLS instead of the system's (``ssl`` takes a whole context instead).
+    ``delegation`` is a delegation token, sent instead of ``user`` on every request,
+    the DataNode redirects included; it never appears in logs or error messages.
+    ``storagepolicy_command`` is the cluster's ``hdfs storagepolicies`` command line,
+    used where WebHDFS lacks SETSTORAGEPOLICY.
     """
 
     def __init__(
@@ -96,6 +107,7 @@ class WebHdfsClient:
         delegation: str | None = None,
         storagepolicy_command: Sequence[str] | None = None,
         ssl: ssl_module.SSLContext | bool | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         retries: int = 4,
         backoff: float = 0.2,
         timeout: float = 300.0,
@@ -106,9 +118,15 @@ class WebHdfsClient:
         scheme = {"webhdfs": "http", "swebhdfs": "https"}.get(parts.scheme, parts.scheme)
         if scheme not in ("http", "https") or not parts.netloc:
             raise HdfsError(f"WebHDFS URL {url!r} must look like http://namenode:9870")
+        if ca_file is not None:
+            if scheme != "https":
+                raise HdfsError(f"ca_file is for https:// or swebhdfs:// URLs, not {url!r}")
+            if ssl is not None:
+                raise HdfsError("give either ssl or ca_file, not both")
+            ssl = _trusting(ca_file)
         self.base_url = f"{scheme}://{parts.netloc}/webhdfs/v1"
         self.user = user
-        self.delegation = delegation
+        self.delegation = delegation or None
         self.storagepolicy_command = list(storagepolicy_command or [])
         self.retries = retries
         self.backoff = backoff
@@ -143,23 +161,62 @@ class WebHdfsClient:
             raise HdfsError(f"HDFS path {path!r} must be absolute")
         return self.base_url + quote(path)
 
+    def _auth(self) -> list[tuple[str, str]]:
+        if self.delegation:
+            return [("delegation", self.delegation)]
+        return [("user.name", self.user)] if self.user else []
+
     def _params(self, op: str, extra: Params | None) -> list[tuple[str, str]]:
         # A list of pairs, because some ops repeat a key (GETXATTRS's xattr.name).
-        params = [("op", op)]
-        if self.delegation:
-            params.append(("delegation", self.delegation))
-        elif self.user:
-            params.append(("user.name", self.user))
+        params = [("op", op), *self._auth()]
         pairs = extra.items() if isinstance(extra, Mapping) else (extra or ())
         for key, value in pairs:
             if value is not None:
                 params.append((key, str(value).lower() if isinstance(value, bool) else str(value)))
         return params
 
+    def _authorized(self, location: str) -> str:
+        """A redirect target carrying this client's credentials.
+
+        A NameNode without security drops the token from its redirects; one with security
+        copies it. Either way the DataNode gets the token (or user name) the client has.
+        """
+        query = parse_qs(urlsplit(location).query)
+        missing = [(k, v) for k, v in self._auth()
+                   if k not in query and not (k == "user.name" and "delegation" in query)]
+        if not missing:
+            return location
+        return location + ("&" if urlsplit(location).query else "?") + urlencode(missing)
+
+    def _redact(self, text: str) -> str:
+        """``text`` without the delegation token (in any URL encoding)."""
+        if self.delegation:
+            for form in {self.delegation, quote(self.delegation, safe=""),
+                         quote_plus(self.delegation)}:
+                text = text.replace(form, "<delegation token>")
+        return text
+
+    def _fail(self, error: HdfsError, cause: BaseException) -> NoReturn:
+        # aiohttp's errors may quote request URLs, and with them the token: drop such a
+        # cause from the chain so tracebacks cannot print it.
+        if self.delegation and self._redact(f"{cause!r} {cause}") != f"{cause!r} {cause}":
+            raise error from None
+        raise error from cause
+
+    def _transport_error(self, op: str, path: str, exc: BaseException) -> NoReturn:
+        if isinstance(exc, aiohttp.ClientSSLError):
+            cert = getattr(exc, "certificate_error", None)
+            reason = getattr(cert, "verify_message", None) or str(cert or exc.os_error)
+            self._fail(HdfsTlsError(self._redact(
+                f"WebHDFS {op} {path}: TLS with {exc.host}:{exc.port} failed: {reason}. "
+                "If a private CA signed the server's certificate, trust it with ca_file "
+                "(store.ca_file)")), exc)
+        self._fail(HdfsConnectionError(self._redact(f"WebHDFS {op} {path}: {exc!r}")), exc)
+
     async def _raise_for(self, resp: aiohttp.ClientResponse, op: str, path: str) -> None:
         if resp.status < 400:
             return
-        text = await resp.text(errors="replace")
+        text = self._redact(await resp.text(errors="replace"))
         try:
             remote = json.loads(text)["RemoteException"]
             name = remote.get("exception", "RemoteException")
@@ -172,6 +229,25 @@ class WebHdfsClient:
             cls = HdfsUnsupportedOperation  # an op this Hadoop version does not know
         error = cls(name, f"{message} ({op} {path})", resp.status, java_class)
         raise error
+
+    async def _send(self, method: str, url: str, params: Params | None,
+                    redirect: bool) -> aiohttp.ClientResponse:
+        """One request; redirects are followed here so that each hop carries credentials."""
+        session = self._get_session()
+        resp = await session.request(method, url, params=params, allow_redirects=False,
+                                     ssl=self._ssl)
+        if not redirect:
+            return resp
+        for _ in range(_MAX_REDIRECTS):
+            location = resp.headers.get("Location")
+            if resp.status not in _REDIRECTS or not location:
+                return resp
+            resp.release()
+            target = self._authorized(urljoin(str(resp.url), location))
+            resp = await session.request(method, target, allow_redirects=False, ssl=self._ssl)
+        resp.release()
+        raise HdfsError(f"WebHDFS {method} {urlsplit(url).path}: more than {_MAX_REDIRECTS} "
+                        "redirects")
 
     async def _request(
         self,
@@ -187,18 +263,16 @@ class WebHdfsClient:
 
         The caller owns the returned response and must release it.
         """
-        session = self._get_session()
+        url = self._url(path)
         attempts = self.retries + 1 if idempotent else 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = await session.request(
-                    method, self._url(path), params=self._params(op, params),
-                    allow_redirects=redirect, ssl=self._ssl,
-                )
-            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-                if last:
-                    raise HdfsConnectionError(f"WebHDFS {op} {path}: {exc!r}") from exc
+                resp = await self._send(method, url, self._params(op, params), redirect)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                if last or isinstance(exc, aiohttp.ClientSSLError):
+                    self._transport_error(op, path, exc)
+                reason = self._redact(repr(exc))
             else:
                 try:
                     await self._raise_for(resp, op, path)
@@ -207,8 +281,9 @@ class WebHdfsClient:
                     resp.release()
                     if last or exc.status < 500 or isinstance(exc, _PERMANENT):
                         raise
+                    reason = str(exc)
             delay = self.backoff * 2**attempt
-            log.debug("WebHDFS %s %s failed, retry in %.1fs", op, path, delay)
+            log.debug("WebHDFS %s %s failed (%s), retry in %.1fs", op, path, reason, delay)
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -234,14 +309,14 @@ class WebHdfsClient:
         # Step two consumes the body, so it is never retried.
         try:
             async with self._get_session().request(
-                method, location, data=body, ssl=self._ssl,
-                headers={"Content-Type": "application/octet-stream"},
+                method, self._authorized(urljoin(str(resp.url), location)), data=body,
+                ssl=self._ssl, headers={"Content-Type": "application/octet-stream"},
             ) as resp:
                 await self._raise_for(resp, op, path)
                 if resp.status != expect:
                     raise HdfsError(f"WebHDFS {op} {path}: unexpected HTTP {resp.status}")
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-            raise HdfsConnectionError(f"WebHDFS {op} {path}: {exc!r}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self._transport_error(op, path, exc)
 
     # -- files and directories ----------------------------------------------------
 
@@ -281,8 +356,8 @@ class WebHdfsClient:
             try:
                 async for chunk in resp.content.iter_chunked(chunk_size or self.chunk_size):
                     yield chunk
-            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-                raise HdfsConnectionError(f"WebHDFS OPEN {path}: {exc!r}") from exc
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                self._transport_error("OPEN", path, exc)
 
     async def read(self, path: str, *, offset: int = 0, length: int | None = None) -> bytes:
         parts = []
@@ -330,7 +405,7 @@ class WebHdfsClient:
 
     async def checksum(self, path: str) -> dict[str, Any]:
         """``{"algorithm": "MD5-of-...", "bytes": hex, "length": n}`` (HDFS's own checksum)."""
-        # The NameNode redirects to a DataNode; aiohttp follows GET redirects.
+        # The NameNode redirects to a DataNode; _send follows.
         data = await self._json("GET", "GETFILECHECKSUM", path, idempotent=True)
         return dict(data["FileChecksum"])
 
@@ -426,6 +501,13 @@ class WebHdfsClient:
     async def get_storage_policy(self, path: str) -> str | None:
         """The policy set on ``path`` itself (None if it only inherits one)."""
         return (await self.status(path)).storage_policy
+
+
+def _trusting(ca_file: str | os.PathLike[str]) -> ssl_module.SSLContext:
+    try:
+        return ssl_module.create_default_context(cafile=os.fspath(ca_file))
+    except (OSError, ssl_module.SSLError) as exc:
+        raise HdfsError(f"cannot load CA certificates from {os.fspath(ca_file)!r}: {exc}") from exc
 
 
 def _decode_xattr(value: str) -> bytes:

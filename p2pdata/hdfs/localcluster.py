@@ -4,18 +4,23 @@ The Hadoop jars come from PyPI's pyspark 2.4.8 sdist and WebHDFS's Jersey 1 from
 Debian (see notes/real-components.md); both are cached under
 ``~/.cache/p2pdata/hadoop`` (or ``$P2PDATA_HADOOP_CACHE``). NameNode and DataNode
 run in one small JVM started by ``java/P2pdataHdfs.java``, with four storage tiers
-and every port 0.
+and every port 0; ``https=True`` also serves WebHDFS over TLS with a certificate from
+a certificate authority made for the cluster (``ca_file``).
 
     python -m p2pdata.hdfs.localcluster fetch   # download and cache only
     python -m p2pdata.hdfs.localcluster run     # start, print addresses, Ctrl-C stops
+    python -m p2pdata.hdfs.localcluster run --https   # the same, with WebHDFS over TLS too
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
+import ipaddress
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -27,6 +32,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from xml.sax.saxutils import escape
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
 
 from p2pdata.hdfs.errors import HdfsClusterError
 
@@ -191,14 +203,82 @@ def classpath(cache: Path | None = None) -> str:
     )
 
 
+def _xml_properties(props: dict[str, str]) -> str:
+    body = "".join(
+        f"<property><name>{escape(k)}</name><value>{escape(v)}</value></property>\n"
+        for k, v in props.items()
+    )
+    return f"<configuration>\n{body}</configuration>\n"
+
+
+def _write_tls_files(directory: Path) -> None:
+    """A CA (``ca.pem``) and a server keystore it signed for 127.0.0.1 and localhost.
+
+    ``ssl-server.xml`` names the keystore; the NameNode and DataNode find it on the
+    JVM's classpath. The CA's key is thrown away: nothing else is ever signed.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "p2pdata local HDFS CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=False, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        # WebHDFS redirects name the DataNode as 127.0.0.1 or localhost.
+        .add_extension(x509.SubjectAlternativeName([
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    password = secrets.token_hex(16)
+    keystore = directory / "keystore.p12"
+    keystore.write_bytes(pkcs12.serialize_key_and_certificates(
+        b"server", key, cert, [ca_cert],
+        serialization.BestAvailableEncryption(password.encode())))
+    keystore.chmod(0o600)
+    (directory / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    server_xml = directory / "ssl-server.xml"
+    server_xml.write_text(_xml_properties({
+        "ssl.server.keystore.location": str(keystore),
+        "ssl.server.keystore.type": "pkcs12",
+        "ssl.server.keystore.password": password,
+        "ssl.server.keystore.keypassword": password,
+    }))
+    server_xml.chmod(0o600)
+
+
 class LocalHdfs:
     """One NameNode and one DataNode in a JVM; restartable on the same dirs and ports."""
 
     def __init__(self, base_dir: Path | str, *, permissions: bool = False,
-                 start_timeout: float = 90.0) -> None:
+                 https: bool = False, start_timeout: float = 90.0) -> None:
         self.base_dir = Path(base_dir).absolute()
         # With permissions on, the user running the JVM is HDFS's superuser.
         self.permissions = permissions
+        # WebHDFS over TLS as well as plain HTTP (fsck and the other tools use HTTP).
+        self.https = https
         self.start_timeout = start_timeout
         self._classpath = classpath()
         self._java = java_binary()
@@ -214,11 +294,19 @@ class LocalHdfs:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         for tier in TIERS:
             (self.base_dir / "data" / tier).mkdir(parents=True, exist_ok=True)
-        ports = [self._ports.get(k, 0) for k in ("nn_rpc", "nn_http", "dn_xfer", "dn_ipc", "dn_http")]
+        keys = ["nn_rpc", "nn_http", "dn_xfer", "dn_ipc", "dn_http"]
+        cp = self._classpath
+        if self.https:
+            keys += ["nn_https", "dn_https"]
+            if not (self._tls_dir / "ssl-server.xml").exists():
+                _write_tls_files(self._tls_dir)
+            cp = f"{self._tls_dir}{os.pathsep}{cp}"
+        ports = [self._ports.get(k, 0) for k in keys]
         log = open(self._log_path, "a")  # noqa: SIM115 - the JVM owns it until stop()
         self._proc = subprocess.Popen(
             [self._java, *JVM_FLAGS, f"-Dp2pdata.permissions={str(self.permissions).lower()}",
-             "-cp", self._classpath, LAUNCHER, str(self.base_dir),
+             f"-Dp2pdata.https={str(self.https).lower()}",
+             "-cp", cp, LAUNCHER, str(self.base_dir),
              *map(str, ports)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -245,14 +333,13 @@ class LocalHdfs:
             # The mover waits 2 heartbeats + 1 replication interval between rounds.
             "dfs.heartbeat.interval": "1",
             "dfs.namenode.replication.interval": "1",
+            # The 2.7.3 mover silently skips blocks it cannot queue, and a move between
+            # two tiers of one DataNode takes two of the node's slots (default 5).
+            "dfs.datanode.balance.max.concurrent.moves": "50",
         }
-        body = "".join(
-            f"<property><name>{k}</name><value>{v}</value></property>\n"
-            for k, v in props.items()
-        )
         # hdfs-default.xml is loaded after core-site.xml, so HDFS keys go in hdfs-site.xml.
         for name in ("core-site.xml", "hdfs-site.xml"):
-            (conf / name).write_text(f"<configuration>\n{body}</configuration>\n")
+            (conf / name).write_text(_xml_properties(props))
 
     def _wait_ready(self, proc: subprocess.Popen[str]) -> dict[str, int]:
         # readline() blocks, so a timer kills the JVM if it never reports ready.
@@ -309,6 +396,24 @@ class LocalHdfs:
         return f"http://127.0.0.1:{self._port('nn_http')}"
 
     @property
+    def webhdfs_https_url(self) -> str:
+        """WebHDFS over TLS (``https=True`` only); trust ``ca_file`` to reach it."""
+        if not self.https:
+            raise HdfsClusterError("this local HDFS was started without https=True")
+        return f"https://127.0.0.1:{self._port('nn_https')}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM certificate of the CA that signed the cluster's TLS certificate."""
+        if not self.https:
+            raise HdfsClusterError("this local HDFS was started without https=True")
+        return self._tls_dir / "ca.pem"
+
+    @property
+    def _tls_dir(self) -> Path:
+        return self.base_dir / "tls"
+
+    @property
     def ports(self) -> dict[str, int]:
         return dict(self._ports)
 
@@ -347,7 +452,8 @@ class LocalHdfs:
 
     @property
     def mover_command(self) -> list[str]:
-        return self.tool_command("org.apache.hadoop.hdfs.server.mover.Mover")
+        """``hdfs mover``, through the launcher: it skips the Mover's idle 30 s wait."""
+        return [*self.tool_command(LAUNCHER), "mover"]
 
     def fsck(self, path: str) -> str:
         """``fsck PATH -files -blocks -locations`` output (parse with tiers.parse_fsck)."""
@@ -382,15 +488,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("fetch", help="download and cache the Hadoop and Jersey jars")
     run = sub.add_parser("run", help="start a local HDFS and keep it running until Ctrl-C")
     run.add_argument("--dir", type=Path, help="data directory (default: a temporary one)")
+    run.add_argument("--https", action="store_true", help="serve WebHDFS over TLS as well")
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
             print(fetch())
             return 0
         with tempfile.TemporaryDirectory(prefix="p2pdata-hdfs-") as tmp, \
-                LocalHdfs(args.dir or tmp) as hdfs:
+                LocalHdfs(args.dir or tmp, https=args.https) as hdfs:
             print(f"namenode   {hdfs.namenode_address}")
             print(f"webhdfs    {hdfs.webhdfs_url}")
+            if args.https:
+                print(f"swebhdfs   {hdfs.webhdfs_https_url} (CA: {hdfs.ca_file})")
             print(f"data       {hdfs.base_dir / 'data'}")
             print("storagepolicies  " + " ".join(hdfs.storagepolicy_command))
             print("Ctrl-C stops it.", flush=True)

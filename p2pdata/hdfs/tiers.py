@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from p2pdata.hdfs.errors import TierError
 
@@ -29,14 +31,15 @@ TIERS = {
     "memory": "LAZY_PERSIST",
 }
 
-# Where a policy puts the blocks of a file with replication 1.
-POLICY_STORAGE = {
-    "HOT": "DISK",
-    "WARM": "DISK",
-    "COLD": "ARCHIVE",
-    "ONE_SSD": "SSD",
-    "ALL_SSD": "SSD",
-    "LAZY_PERSIST": "RAM_DISK",
+# The storage types of each policy (Hadoop's BlockStoragePolicySuite): replica i goes to
+# the i-th type, replicas beyond the list to its last type.
+POLICY_TYPES = {
+    "HOT": ("DISK",),
+    "WARM": ("DISK", "ARCHIVE"),
+    "COLD": ("ARCHIVE",),
+    "ONE_SSD": ("SSD", "DISK"),
+    "ALL_SSD": ("SSD",),
+    "LAZY_PERSIST": ("RAM_DISK", "DISK"),
 }
 
 
@@ -58,19 +61,69 @@ def policy_name(policy_id: int | None) -> str | None:
     return POLICY_NAMES.get(policy_id or 0)
 
 
-_FILE_LINE = re.compile(r"^(/\S*) (\d+) bytes, (\d+) block\(s\)")
+def expected_storage(policy: str, replication: int) -> Counter[str]:
+    """The storage types ``policy`` wants for a block's ``replication`` replicas.
+
+    Like HDFS, RAM_DISK is never expected: LAZY_PERSIST's memory replica is a cache of
+    one on DISK.
+    """
+    types = [t for t in POLICY_TYPES[resolve_tier(policy)] if t != "RAM_DISK"]
+    return Counter(types[min(i, len(types) - 1)] for i in range(replication))
+
+
+@dataclass(frozen=True)
+class FsckBlock:
+    path: str  # the file the block belongs to
+    block: str  # blk_<id>_<generation stamp>
+    replication: int  # the file's target replication
+    storages: tuple[str, ...]  # the storage type of each replica found
+
+    def satisfies(self, policy: str) -> bool:
+        """Every replica is on a storage type the policy wants (what the Mover checks)."""
+        wanted = expected_storage(policy, max(self.replication, len(self.storages)))
+        found = Counter("DISK" if s == "RAM_DISK" else s for s in self.storages)
+        return not found - wanted
+
+
+_FILE_LINE = re.compile(r"^(/.*?) (\d+) bytes, (\d+) block\(s\):(.*)$")
+_TARGET = re.compile(r"Target Replicas is (\d+)")
+_BLOCK_LINE = re.compile(r"^\d+\. \S*?(blk_\d+_\d+) len=\d+ repl=(\d+)")
 _LOCATION = re.compile(r"DatanodeInfoWithStorage\[[^,\]]+,[^,\]]+,(\w+)\]")
+
+
+def parse_fsck_blocks(text: str) -> list[FsckBlock]:
+    """``fsck PATH -files -blocks -locations`` output -> one FsckBlock per block."""
+    blocks = []
+    path: str | None = None
+    target = 0
+    for line in text.splitlines():
+        match = _FILE_LINE.match(line)
+        if match:
+            # Only an under-replicated file's line names its target replication.
+            path, wanted = match[1], _TARGET.search(match[4])
+            target = int(wanted[1]) if wanted else 0
+            continue
+        block = _BLOCK_LINE.match(line)
+        if path is not None and block:
+            blocks.append(FsckBlock(path, block[1], max(target, int(block[2])),
+                                    tuple(_LOCATION.findall(line))))
+    return blocks
 
 
 def parse_fsck(text: str) -> dict[str, Counter[str]]:
     """``fsck -files -blocks -locations`` output -> {file path: Counter(storage type: replicas)}."""
     placement: dict[str, Counter[str]] = {}
-    current: Counter[str] | None = None
-    for line in text.splitlines():
-        match = _FILE_LINE.match(line)
+    for match in map(_FILE_LINE.match, text.splitlines()):
         if match:
-            current = placement.setdefault(match[1], Counter())
-            continue
-        if current is not None:
-            current.update(_LOCATION.findall(line))
+            placement[match[1]] = Counter()
+    for block in parse_fsck_blocks(text):
+        placement[block.path].update(block.storages)
     return placement
+
+
+def storage_counts(blocks: Iterable[FsckBlock]) -> dict[str, int]:
+    """{storage type: block replicas} over ``blocks``."""
+    counts: Counter[str] = Counter()
+    for block in blocks:
+        counts.update(block.storages)
+    return dict(counts)

@@ -1,6 +1,7 @@
 import pytest
 
 from p2pdata.hdfs import TierError, parse_fsck, policy_name, resolve_tier
+from p2pdata.hdfs.tiers import FsckBlock, expected_storage, parse_fsck_blocks, storage_counts
 
 
 @pytest.mark.parametrize(("tier", "policy"), [
@@ -34,3 +35,58 @@ def test_parse_fsck() -> None:
     placement = parse_fsck(text)
     assert placement["/d/a"] == {"SSD": 1, "ARCHIVE": 1}
     assert placement["/d/b"] == {}
+
+
+FSCK = """\
+FSCK started by root (auth:SIMPLE) from /127.0.0.1 for path /d at Sat Nov 21 13:50:43 UTC 2026
+/d <dir>
+/d/multi file 2048 bytes, 2 block(s):  OK
+0. BP-1-127.0.0.1-1:blk_1073741825_1001 len=1024 repl=1 [DatanodeInfoWithStorage[127.0.0.1:45239,DS-a,DISK]]
+1. BP-1-127.0.0.1-1:blk_1073741826_1002 len=1024 repl=1 [DatanodeInfoWithStorage[127.0.0.1:45239,DS-b,ARCHIVE]]
+/d/r3 100 bytes, 1 block(s):  Under replicated BP-1-127.0.0.1-1:blk_1073741827_1003. Target Replicas is 3 but found 1 replica(s).
+0. BP-1-127.0.0.1-1:blk_1073741827_1003 len=100 repl=1 [DatanodeInfoWithStorage[127.0.0.1:45239,DS-b,ARCHIVE]]
+/d/sub <dir>
+/d/sub/empty 0 bytes, 0 block(s):  OK
+Status: HEALTHY
+"""
+
+
+def test_parse_fsck_blocks() -> None:
+    blocks = parse_fsck_blocks(FSCK)
+    assert blocks == [
+        FsckBlock("/d/multi file", "blk_1073741825_1001", 1, ("DISK",)),
+        FsckBlock("/d/multi file", "blk_1073741826_1002", 1, ("ARCHIVE",)),
+        FsckBlock("/d/r3", "blk_1073741827_1003", 3, ("ARCHIVE",)),
+    ]
+    assert storage_counts(blocks) == {"DISK": 1, "ARCHIVE": 2}
+    assert parse_fsck(FSCK) == {"/d/multi file": {"DISK": 1, "ARCHIVE": 1},
+                                "/d/r3": {"ARCHIVE": 1}, "/d/sub/empty": {}}
+
+
+@pytest.mark.parametrize(("policy", "replication", "expected"), [
+    ("HOT", 3, {"DISK": 3}),
+    ("WARM", 1, {"DISK": 1}),
+    ("WARM", 3, {"DISK": 1, "ARCHIVE": 2}),
+    ("cold", 2, {"ARCHIVE": 2}),
+    ("ONE_SSD", 3, {"SSD": 1, "DISK": 2}),
+    ("ALL_SSD", 1, {"SSD": 1}),
+    ("LAZY_PERSIST", 1, {"DISK": 1}),  # the memory replica caches one on DISK
+])
+def test_expected_storage(policy: str, replication: int, expected: dict[str, int]) -> None:
+    assert expected_storage(policy, replication) == expected
+
+
+@pytest.mark.parametrize(("policy", "replication", "storages", "ok"), [
+    ("COLD", 1, ("ARCHIVE",), True),
+    ("COLD", 1, ("DISK",), False),
+    ("WARM", 1, ("ARCHIVE",), False),
+    ("WARM", 3, ("ARCHIVE",), True),  # under-replicated: what exists is where WARM wants it
+    ("WARM", 3, ("DISK", "DISK"), False),
+    ("ONE_SSD", 2, ("SSD", "DISK"), True),
+    ("LAZY_PERSIST", 1, ("RAM_DISK",), True),
+    ("LAZY_PERSIST", 1, ("DISK",), True),
+    ("ALL_SSD", 1, (), True),  # no live replica: nothing misplaced
+])
+def test_block_satisfies_policy(policy: str, replication: int, storages: tuple[str, ...],
+                                ok: bool) -> None:
+    assert FsckBlock("/f", "blk_1_1", replication, storages).satisfies(policy) is ok

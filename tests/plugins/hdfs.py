@@ -20,3 +20,16 @@ def hdfs_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHdfs
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def hdfs_tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHdfs]:
+    """A second cluster serving WebHDFS over TLS too (``ca_file`` trusts it).
+
+    Its own, so that only the tests that need TLS pay for it.
+    """
+    cluster = LocalHdfs(tmp_path_factory.mktemp("hdfs-tls"), https=True)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()

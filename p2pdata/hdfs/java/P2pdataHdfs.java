@@ -1,20 +1,32 @@
 // Runs a single-node HDFS (NameNode + DataNode, four storage tiers) in one JVM.
 //
-// Usage: P2pdataHdfs BASE_DIR NN_RPC NN_HTTP DN_XFER DN_IPC DN_HTTP
+// Usage: P2pdataHdfs BASE_DIR NN_RPC NN_HTTP DN_XFER DN_IPC DN_HTTP [NN_HTTPS DN_HTTPS]
 // Ports may be 0 (the first start); a restart passes the ports it printed so
 // clients keep their addresses. BASE_DIR is formatted only if it is empty.
-// Prints one line "P2PDATA_HDFS_READY nn_rpc=.. nn_http=.. dn_xfer=.. dn_ipc=.. dn_http=.."
+// With -Dp2pdata.https=true both HTTP and HTTPS are served (ssl-server.xml must be on
+// the classpath). Prints one line "P2PDATA_HDFS_READY nn_rpc=.. nn_http=.. ..."
 // and then runs until stdin closes, so it dies with the Python process that owns it.
+//
+// "P2pdataHdfs mover ARGS..." runs the HDFS Mover with a 1 s instead of a 30 s wait
+// between checks for finished block moves (Hadoop 2.7.3 hard-codes 30 s).
 
 import java.io.File;
+import java.util.Arrays;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.hdfs.HdfsConfiguration;
+import org.apache.hadoop.hdfs.server.balancer.Dispatcher;
 import org.apache.hadoop.hdfs.server.datanode.DataNode;
+import org.apache.hadoop.hdfs.server.mover.Mover;
 import org.apache.hadoop.hdfs.server.namenode.NameNode;
 import org.apache.hadoop.metrics2.lib.DefaultMetricsSystem;
 
 public class P2pdataHdfs {
     public static void main(String[] args) throws Exception {
+        if (args.length > 0 && args[0].equals("mover")) {
+            Dispatcher.setBlockMoveWaitTime(1000);
+            Mover.main(Arrays.copyOfRange(args, 1, args.length));
+            return;
+        }
         File base = new File(args[0]).getAbsoluteFile();
         String host = "127.0.0.1";
         // Without this the DataNode's metrics clash with the NameNode's in one JVM.
@@ -50,6 +62,17 @@ public class P2pdataHdfs {
         conf.set("dfs.datanode.lazywriter.interval.sec", "1");
         conf.set("dfs.datanode.balance.max.concurrent.moves", "50");
         conf.set("dfs.client.block.write.replace-datanode-on-failure.enable", "false");
+        // Issue delegation tokens (GETDELEGATIONTOKEN) although security is off, as a
+        // secure cluster would; without Kerberos the NameNode still ignores them.
+        conf.set("dfs.namenode.delegation.token.always-use", "true");
+        boolean https = Boolean.getBoolean("p2pdata.https");
+        if (https) {
+            conf.set("dfs.http.policy", "HTTP_AND_HTTPS");
+            conf.set("dfs.namenode.https-address", host + ":" + args[6]);
+            conf.set("dfs.datanode.https.address", host + ":" + args[7]);
+            // 2.7.3 defaults to TLSv1 only, which Java 17 and Python refuse.
+            conf.set("hadoop.ssl.enabled.protocols", "TLSv1.2");
+        }
 
         if (!new File(name, "current/VERSION").exists()) {
             NameNode.format(conf);
@@ -69,9 +92,14 @@ public class P2pdataHdfs {
             }
             Thread.sleep(50);
         }
-        System.out.println("P2PDATA_HDFS_READY nn_rpc=" + rpc + " nn_http=" + http
+        String ready = "P2PDATA_HDFS_READY nn_rpc=" + rpc + " nn_http=" + http
             + " dn_xfer=" + dn.getXferPort() + " dn_ipc=" + dn.getIpcPort()
-            + " dn_http=" + dn.getInfoPort());
+            + " dn_http=" + dn.getInfoPort();
+        if (https) {
+            ready += " nn_https=" + nn.getHttpsAddress().getPort()
+                + " dn_https=" + dn.getInfoSecurePort();
+        }
+        System.out.println(ready);
         System.out.flush();
         while (System.in.read() != -1) {
             // Ignore input; EOF means the owner is gone.
