@@ -3,12 +3,16 @@
 The owner's side: the public catalog shows a stub (name, publisher, size) or
 nothing; the full manifest, the torrent and swarm certificates go only to
 granted clusters whose requests are signed with their cluster key (see
-catalog/access.py); the torrent is an SSL torrent rooted at the owner's CA
-(transfer/certs.py), so libtorrent itself refuses peers without a certificate.
+catalog/access.py), and so does the listing of every restricted dataset a
+cluster is granted (how it finds hidden ones); the torrent is an SSL torrent
+rooted at the owner's CA (transfer/certs.py), so libtorrent itself refuses
+peers without a certificate.
 
-The fetcher's side: turn a stub into the full manifest (checked against the
-id the signed catalog committed to, and the owner's signature), obtain a
-certificate, and keep renewing it while it fetches or re-seeds. A re-seeding
+The fetcher's side: at each catalog sync, fetch the listing of what the peer
+grants us (a 304 when unchanged) and index it beside its catalog; turn a stub
+into the full manifest (checked against the id the signed catalog committed
+to, and the owner's signature), obtain a certificate, and keep renewing it
+while it fetches or re-seeds. A re-seeding
 cluster never hands out manifests, torrents or certificates: only the owner
 decides, and libtorrent on the re-seeder refuses peers without the owner's
 certificate.
@@ -49,7 +53,9 @@ from p2pdata.catalog.access import (
     RequestVerifier,
     sign_request,
 )
-from p2pdata.errors import NotFound, P2pdataError
+from p2pdata.catalog.fields import field, require_map
+from p2pdata.errors import NotFound, P2pdataError, PeerError
+from p2pdata.peers import PeerHttpError, PeerInfo
 from p2pdata.transfer.certs import (
     FFDHE2048_PEM,
     ClusterCA,
@@ -63,6 +69,7 @@ log = logging.getLogger("p2pdata.restricted")
 
 STUB_FIELD = "restricted_stub"  # in a stub manifest: the full manifest's id, signed with the catalog
 SIGNATURE_HEADER = "X-P2pdata-Manifest-Signature"
+GRANTED_PATH = "/v1/restricted/granted"  # the signed listing of what the caller is granted
 _MANIFEST_DOMAIN = b"p2pdata-restricted-manifest\x00"
 _MAX_MANIFEST = 64 * 1024 * 1024
 _MAX_CERT = 16 * 1024
@@ -128,7 +135,8 @@ class Restricted:
         self.certificate_lifetime = certificate_lifetime
         self.clock = clock
         self.grants = GrantTable(conn)
-        self.verifier = RequestVerifier(identity.cluster_id, clock)
+        self.verifier = RequestVerifier(identity.cluster_id, conn, clock)
+        self._granted_etags: dict[str, str] = {}  # peer url -> ETag of its listing we indexed
         self.dir = home / "restricted"
         self.ca = ClusterCA.load_or_create(self.dir, identity.cluster_id, int(clock()))
         self.certs = self.dir / "certs"
@@ -224,9 +232,24 @@ class Restricted:
                       headers: Mapping[str, str]) -> tuple[bytes, str]:
         """The full manifest, canonical bytes, and our signature over them."""
         manifest, _ = self._allowed(method, path, headers, self._own(name, version))
+        body, signature = self._signed_manifest(manifest)
+        return body, base64.b64encode(signature).decode()
+
+    def granted_door(self, method: str, path: str, headers: Mapping[str, str]) -> bytes:
+        """Every restricted dataset of ours the caller is granted, hidden or not, each signed
+        as the manifest door signs it. A cluster granted nothing gets an empty listing, the
+        same as from a cluster with no restricted datasets: no existence oracle."""
+        cluster = self.verifier.verify(method, path, headers)
+        listing = []
+        for manifest in self.local.datasets():
+            if is_restricted(manifest) and self.grants.allowed(manifest.name, cluster):
+                body, signature = self._signed_manifest(manifest)
+                listing.append({"manifest": body, "signature": signature})
+        return encode({"datasets": listing})
+
+    def _signed_manifest(self, manifest: Manifest) -> tuple[bytes, bytes]:
         body = encode(manifest.to_dict())
-        signature = base64.b64encode(self.identity.sign(_MANIFEST_DOMAIN + body)).decode()
-        return body, signature
+        return body, self.identity.sign(_MANIFEST_DOMAIN + body)
 
     def torrent_door(self, manifest_id: str, method: str, path: str,
                      headers: Mapping[str, str]) -> bytes:
@@ -274,16 +297,42 @@ class Restricted:
             signature = base64.b64decode(headers.get(SIGNATURE_HEADER, ""), validate=True)
         except binascii.Error:
             signature = b""
-        if not verify_signature(owner_key, _MANIFEST_DOMAIN + body, signature):
-            raise P2pdataError(f"{stub.ref}: the manifest from {url} is not signed by {stub.owner}")
+        where = f"{stub.ref}: the manifest from {url}"
         if hashlib.sha256(body).hexdigest() != stub.extra[STUB_FIELD]:
-            raise P2pdataError(f"{stub.ref}: the manifest from {url} is not the one its catalog names")
-        manifest = Manifest.from_dict(decode(body, max_size=_MAX_MANIFEST))
-        if (manifest.owner, manifest.name, manifest.version) != (stub.owner, stub.name, stub.version):
+            raise P2pdataError(f"{where} is not the one its catalog names")
+        manifest = _owners_manifest(body, signature, stub.owner, owner_key, where)
+        if (manifest.name, manifest.version) != (stub.name, stub.version):
             raise P2pdataError(f"{stub.ref}: the owner sent a manifest of another dataset")
-        self.conn.execute("INSERT OR REPLACE INTO restricted_held VALUES (?, ?, ?, ?, ?)",
-                          (manifest.id, manifest.owner, manifest.name, manifest.version, body))
+        self._hold([(manifest, body)])
         return manifest
+
+    async def fetch_granted(self, client: Any, url: str, peer: PeerInfo) -> list[Manifest] | None:
+        """The restricted datasets `peer` grants us, hidden ones included, each checked against
+        its signature and kept; None when the listing is unchanged since the last call."""
+        fetched = await client.signed_listing(url, GRANTED_PATH,
+                                              self._signed(GRANTED_PATH, peer.cluster_id),
+                                              self._granted_etags.get(url))
+        if fetched.data is None:
+            return None
+        where = f"the restricted datasets {url} grants us"
+        listing = require_map(decode(fetched.data, max_size=len(fetched.data), what=where), where)
+        held = []
+        for index, item in enumerate(field(listing, "datasets", list, where)):
+            entry = require_map(item, f"{where}: datasets[{index}]")
+            body = field(entry, "manifest", bytes, f"{where}: datasets[{index}]")
+            signature = field(entry, "signature", bytes, f"{where}: datasets[{index}]")
+            held.append((_owners_manifest(body, signature, peer.cluster_id, peer.public_key, where),
+                         body))
+        if len({(m.name, m.version) for m, _ in held}) != len(held):
+            raise P2pdataError(f"{where}: a dataset appears twice")
+        self._hold(held)
+        self._granted_etags[url] = fetched.etag
+        return [manifest for manifest, _ in held]
+
+    def _hold(self, manifests: list[tuple[Manifest, bytes]]) -> None:
+        """Keep full manifests (with the canonical bytes the owner signed) for fetching and re-seeding."""
+        self.conn.executemany("INSERT OR REPLACE INTO restricted_held VALUES (?, ?, ?, ?, ?)",
+                              [(m.id, m.owner, m.name, m.version, body) for m, body in manifests])
 
     async def obtain_certificate(self, client: Any, url: str, manifest: Manifest) -> Certificate:
         """A swarm certificate from the owner, for our TLS key."""
@@ -312,6 +361,18 @@ class Restricted:
         return path, self._tls_key, self._dh_params
 
 
+def _owners_manifest(body: bytes, signature: bytes, owner: str, owner_key: bytes,
+                     where: str) -> Manifest:
+    """A full restricted manifest from its canonical bytes, if `owner` signed it for the manifest door."""
+    if not verify_signature(owner_key, _MANIFEST_DOMAIN + body, signature):
+        raise P2pdataError(f"{where}: not signed by {owner}")
+    manifest = Manifest.from_dict(decode(body, max_size=_MAX_MANIFEST))
+    if manifest.owner != owner or not is_restricted(manifest) or manifest.torrent is None:
+        raise P2pdataError(f"{where}: {manifest.ref} is not a restricted dataset of {owner} "
+                           "with a torrent")
+    return manifest
+
+
 # ---- daemon glue: what daemon.py calls ------------------------------------------------------
 
 
@@ -321,6 +382,29 @@ def owner_url(daemon: Any, owner: str) -> tuple[str, bytes]:
         if info.cluster_id == owner:
             return url, info.public_key
     raise NotFound(f"the owner {owner} of this restricted dataset is not among our reachable peers")
+
+
+async def sync_granted(daemon: Any, url: str, peer: PeerInfo) -> None:
+    """After a catalog sync: index the restricted datasets `peer` grants us beside its catalog.
+
+    Hidden ones are found only this way. Untrusted peers are not asked; a peer without the
+    listing (older software) is skipped quietly; a bad listing is refused as a whole.
+    """
+    if not daemon.trust.is_trusted(peer.cluster_id, peer.public_key):
+        return
+    try:
+        granted = await daemon.restricted.fetch_granted(daemon.client, url, peer)
+    except PeerError as exc:
+        if isinstance(exc, PeerHttpError) and exc.status == 404:
+            log.debug("%s has no listing of granted datasets (older software)", url)
+        else:
+            log.warning("cannot list the restricted datasets %s grants us: %s", url, exc)
+        return
+    except P2pdataError as exc:
+        log.warning("refused the restricted datasets %s lists for us: %s", url, exc)
+        return
+    if granted is not None:
+        daemon.catalogs.store_private(peer.cluster_id, granted)
 
 
 async def prepare_fetch(daemon: Any, manifest: Manifest) -> tuple[Manifest, Certificate]:

@@ -6,7 +6,8 @@ timestamp, a random nonce and an Ed25519 signature over the canonical bytes of
 cluster asked, so a request signed for one owner cannot be replayed to
 another. The verifier is a plain class with a clock: it refuses bad
 signatures, keys that do not match the claimed cluster id, timestamps outside
-the window, and nonces it has already seen inside the window (replays).
+the window, and nonces it has already seen inside the window (replays). Seen
+nonces are kept in SQLite, so a restart does not reopen the window to replays.
 """
 
 from __future__ import annotations
@@ -81,22 +82,35 @@ def sign_request(identity: Identity, method: str, path: str, audience: str, *, n
     }
 
 
+_NONCES = """
+CREATE TABLE IF NOT EXISTS request_nonces (
+    nonce TEXT PRIMARY KEY,
+    forget_after INTEGER NOT NULL   -- past this, the time check alone refuses the request
+);
+CREATE INDEX IF NOT EXISTS request_nonces_forget ON request_nonces (forget_after);
+"""
+
+
 class RequestVerifier:
     """Checks signed requests addressed to `audience`; remembers nonces so replays fail.
 
-    Nonces are kept only while their timestamp is inside the window: after
-    that the time check refuses the request anyway. The cache is bounded;
-    when it is full of live nonces new requests are refused rather than old
-    nonces forgotten, because forgetting one would let it be replayed.
+    Nonces are kept (in `conn`, so they outlive a restart) only while their
+    timestamp is inside the window: after that the time check refuses the
+    request anyway. The store is bounded; when it is full of live nonces new
+    requests are refused rather than old nonces forgotten, because forgetting
+    one would let it be replayed.
     """
 
-    def __init__(self, audience: str, clock: Callable[[], float], *, window: int = 60,
-                 max_nonces: int = 100_000) -> None:
+    def __init__(self, audience: str, conn: sqlite3.Connection, clock: Callable[[], float], *,
+                 window: int = 60, max_nonces: int = 100_000) -> None:
         self.audience = audience
+        self.conn = conn
         self.clock = clock
         self.window = window
         self.max_nonces = max_nonces
-        self._seen: dict[str, int] = {}  # nonce -> when it may be forgotten
+        conn.executescript(_NONCES)
+        self._pruned_at: int | None = None
+        self._count = conn.execute("SELECT count(*) FROM request_nonces").fetchone()[0]
 
     def verify(self, method: str, path: str, headers: Mapping[str, str]) -> str:
         """Return the caller's cluster id, or raise BadRequestSignature."""
@@ -123,17 +137,20 @@ class RequestVerifier:
         if abs(now - sent) > self.window:
             raise RequestExpired(f"request from {cluster} is {now - sent} s old "
                                  f"(window ±{self.window} s): check the clocks")
-        if nonce in self._seen:
+        if self.conn.execute("SELECT 1 FROM request_nonces WHERE nonce = ?", (nonce,)).fetchone():
             raise RequestReplayed(f"request from {cluster} replays nonce {nonce}")
-        if len(self._seen) >= self.max_nonces:
+        if self._count >= self.max_nonces:
             raise BadRequestSignature("too many signed requests in the window; try again shortly")
-        self._seen[nonce] = sent + self.window
+        self.conn.execute("INSERT INTO request_nonces VALUES (?, ?)", (nonce, sent + self.window))
+        self._count += 1
         return cluster
 
     def _forget_old(self, now: int) -> None:
-        expired = [nonce for nonce, until in self._seen.items() if until < now]
-        for nonce in expired:
-            del self._seen[nonce]
+        if now == self._pruned_at:  # once a second is enough: it is a write
+            return
+        self._count -= self.conn.execute(
+            "DELETE FROM request_nonces WHERE forget_after < ?", (now,)).rowcount
+        self._pruned_at = now
 
 
 _GRANTS = """

@@ -1,8 +1,10 @@
 """Held catalogs and the search index: every verified catalog we hold, ours included.
 
 Each publisher's datasets are replaced as a whole when a newer verified
-catalog arrives. Search is SQLite FTS5 (bm25, the name weighted up) over
-name, description, tags, schema column names and publisher.
+catalog arrives. Beside its public catalog a publisher may show us datasets
+privately (restricted datasets granted to us); those are indexed with it.
+Search is SQLite FTS5 (bm25, the name weighted up) over name, description,
+tags, schema column names and publisher.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from p2pdata.catalog._sql import transaction
-from p2pdata.catalog.catalog import HeldCatalog, VerifiedCatalog
+from p2pdata.catalog.catalog import HeldCatalog, VerifiedCatalog, read_verified
 from p2pdata.catalog.encoding import decode, encode
 from p2pdata.catalog.manifest import Manifest, parse_ref
-from p2pdata.errors import Ambiguous, NotFound, Rollback
+from p2pdata.errors import Ambiguous, MalformedData, NotFound, Rollback
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS catalog_held (
@@ -31,6 +33,13 @@ CREATE TABLE IF NOT EXISTS catalog_held (
     source TEXT NOT NULL,
     received INTEGER NOT NULL,
     raw BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS catalog_private (
+    cluster TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    manifest BLOB NOT NULL,     -- canonical msgpack of the manifest
+    PRIMARY KEY (cluster, name, version)
 );
 CREATE TABLE IF NOT EXISTS catalog_datasets (
     id INTEGER PRIMARY KEY,
@@ -138,7 +147,38 @@ class CatalogStore:
                     verified.raw,
                 ),
             )
-            self._replace(catalog.cluster, catalog.datasets, catalog.expires)
+            self._replace(catalog.cluster, self._with_private(catalog.cluster, catalog.datasets),
+                          catalog.expires)
+
+    def store_private(self, cluster: str, manifests: Iterable[Manifest]) -> None:
+        """Datasets `cluster` shows to us alone (restricted ones granted to us), replacing the last set.
+
+        They are searched and resolved like its public catalog's datasets, expire with that
+        catalog, and take the place of a public entry of the same name and version (a stub).
+        They are indexed only while a catalog of `cluster` is held; the caller has verified them.
+        """
+        manifests = list(manifests)
+        for manifest in manifests:
+            if manifest.owner != cluster:
+                raise MalformedData(f"{manifest.ref} names owner {manifest.owner}, not {cluster}")
+        with transaction(self.conn):
+            self.conn.execute("DELETE FROM catalog_private WHERE cluster = ?", (cluster,))
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO catalog_private VALUES (?, ?, ?, ?)",
+                [(cluster, m.name, m.version, encode(m.to_dict())) for m in manifests],
+            )
+            held = self.conn.execute(
+                "SELECT raw, expires FROM catalog_held WHERE cluster = ?", (cluster,)
+            ).fetchone()
+            if held is not None:
+                public = read_verified(held["raw"]).datasets
+                self._replace(cluster, self._with_private(cluster, public), held["expires"])
+
+    def _with_private(self, cluster: str, public: Iterable[Manifest]) -> list[Manifest]:
+        private = [load_manifest(row["manifest"]) for row in self.conn.execute(
+            "SELECT manifest FROM catalog_private WHERE cluster = ?", (cluster,))]
+        shown = {(m.name, m.version) for m in private}
+        return [m for m in public if (m.name, m.version) not in shown] + private
 
     def index_own(self, cluster: str, manifests: Iterable[Manifest]) -> None:
         """Index this cluster's own datasets (they never expire from our own search)."""
@@ -149,6 +189,7 @@ class CatalogStore:
         """Drop a publisher's held catalog and its datasets (e.g. when its trust is removed)."""
         with transaction(self.conn):
             self.conn.execute("DELETE FROM catalog_held WHERE cluster = ?", (cluster,))
+            self.conn.execute("DELETE FROM catalog_private WHERE cluster = ?", (cluster,))
             self._replace(cluster, (), None)
 
     def publishers(self) -> list[HeldInfo]:

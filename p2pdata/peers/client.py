@@ -64,7 +64,7 @@ class PeerInfo:
 
 @dataclass(frozen=True)
 class CatalogFetch:
-    """`data` is None when the peer answered 304 (unchanged); `etag` is the catalog's SHA-256 hex."""
+    """`data` is None when the peer answered 304 (unchanged); `etag` is the body's SHA-256 hex."""
 
     data: bytes | None
     etag: str
@@ -108,21 +108,30 @@ class PeerClient:
         return _parse_info(base, _load_json(base, "/v1/info", body))
 
     async def catalog(self, url: str, etag: str | None = None) -> CatalogFetch:
-        base = normalize_peer_url(url)
-        headers = {"If-None-Match": f'"{etag}"'} if etag else {}
+        return await self._conditional(normalize_peer_url(url), "/v1/catalog", {}, etag)
+
+    async def signed_listing(self, url: str, path: str, headers: dict[str, str],
+                             etag: str | None = None) -> CatalogFetch:
+        """GET a signed listing (see signed_get) as `catalog` does: no data when unchanged."""
+        return await self._conditional(normalize_peer_url(url), path, headers, etag)
+
+    async def _conditional(self, base: str, path: str, headers: dict[str, str],
+                           etag: str | None) -> CatalogFetch:
+        if etag:
+            headers = {**headers, "If-None-Match": f'"{etag}"'}
         async with self._request(
-            base, "/v1/catalog", self.limits.transfer_timeout, headers, expect=(200, 304)
+            base, path, self.limits.transfer_timeout, headers, expect=(200, 304)
         ) as response:
             if response.status == 304:
                 if etag is None:
-                    raise PeerBadResponse(base, "/v1/catalog: 304 Not Modified to a plain GET")
+                    raise PeerBadResponse(base, f"{path}: 304 Not Modified to a plain GET")
                 return CatalogFetch(None, etag)
-            data = await _read(base, "/v1/catalog", response, self.limits.max_catalog)
+            data = await _read(base, path, response, self.limits.max_catalog)
             header = response.headers.get("ETag")
         digest = hashlib.sha256(data).hexdigest()
         match = _ETAG.fullmatch(header or "")
         if match and match.group(1) != digest:
-            raise PeerBadResponse(base, "/v1/catalog: body does not match its ETag")
+            raise PeerBadResponse(base, f"{path}: body does not match its ETag")
         return CatalogFetch(data, digest)
 
     async def torrent(self, url: str, manifest_id: str) -> bytes:

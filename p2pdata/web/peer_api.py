@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ class RestrictedDoors(Protocol):
                      headers: Mapping[str, str]) -> bytes: ...
     def certificate_door(self, manifest_id: str, key: str, method: str, path: str,
                          headers: Mapping[str, str]) -> bytes: ...
+    def granted_door(self, method: str, path: str, headers: Mapping[str, str]) -> bytes: ...
 
 
 def _door(call: Callable[[], Any]) -> Any:
@@ -69,11 +71,7 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
         return web.json_response(view.info())
 
     async def catalog(request: web.Request) -> web.Response:
-        body, etag = view.catalog()
-        quoted = f'"{etag}"'
-        if request.headers.get("If-None-Match") == quoted:
-            return web.Response(status=304, headers={"ETag": quoted})
-        return web.Response(body=body, content_type="application/octet-stream", headers={"ETag": quoted})
+        return _etagged(request, *view.catalog())
 
     async def torrent(request: web.Request) -> web.Response:
         manifest_id = request.match_info["manifest_id"]
@@ -108,18 +106,33 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
             manifest_id, key, request.method, request.raw_path, request.headers))
         return web.Response(body=body, content_type="application/x-pem-file")
 
+    def restricted_granted(request: web.Request) -> web.Response:
+        assert restricted is not None
+        body = _door(lambda: restricted.granted_door(request.method, request.raw_path,
+                                                     request.headers))
+        return _etagged(request, body, hashlib.sha256(body).hexdigest())
+
     app = web.Application(middlewares=[guard], client_max_size=_MAX_REQUEST_BYTES)
     app.router.add_get("/v1/info", info)
     app.router.add_get("/v1/catalog", catalog)
     app.router.add_get("/v1/datasets/{manifest_id}/torrent", torrent)
     app.router.add_get("/v1/have", have)
     if restricted is not None:
+        app.router.add_get("/v1/restricted/granted", _async(restricted_granted))
         app.router.add_get("/v1/restricted/{name}/{version}/manifest", _async(restricted_manifest))
         app.router.add_get(r"/v1/restricted/{manifest_id:[0-9a-f]{64}}/torrent",
                            _async(restricted_torrent))
         app.router.add_get(r"/v1/restricted/{manifest_id:[0-9a-f]{64}}/certificate",
                            _async(restricted_certificate))
     return app
+
+
+def _etagged(request: web.Request, body: bytes, etag: str) -> web.Response:
+    """`body`, or 304 when the caller already holds it (If-None-Match)."""
+    quoted = f'"{etag}"'
+    if request.headers.get("If-None-Match") == quoted:
+        return web.Response(status=304, headers={"ETag": quoted})
+    return web.Response(body=body, content_type="application/octet-stream", headers={"ETag": quoted})
 
 
 def _async(handler: Callable[[web.Request], web.Response]) -> Any:

@@ -39,23 +39,32 @@ def caller() -> Identity:
     return Identity.generate()
 
 
-def test_a_signed_request_names_its_caller(owner, caller):
+@pytest.fixture
+def conn(tmp_path):
+    return open_db(tmp_path / "state.db")
+
+
+def nonces(conn) -> int:
+    return conn.execute("SELECT count(*) FROM request_nonces").fetchone()[0]
+
+
+def test_a_signed_request_names_its_caller(owner, caller, conn):
     clock = Clock()
-    verifier = RequestVerifier(owner.cluster_id, clock)
+    verifier = RequestVerifier(owner.cluster_id, conn, clock)
     headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()))
     assert verifier.verify("GET", PATH, headers) == caller.cluster_id
 
 
-def test_an_unsigned_request_is_refused(owner):
-    verifier = RequestVerifier(owner.cluster_id, Clock())
+def test_an_unsigned_request_is_refused(owner, conn):
+    verifier = RequestVerifier(owner.cluster_id, conn, Clock())
     with pytest.raises(BadRequestSignature, match="unsigned"):
         verifier.verify("GET", PATH, {})
 
 
 @pytest.mark.parametrize("change", ["path", "method", "signature", "key", "audience", "cluster"])
-def test_forged_requests_are_refused(owner, caller, change):
+def test_forged_requests_are_refused(owner, caller, conn, change):
     clock = Clock()
-    verifier = RequestVerifier(owner.cluster_id, clock)
+    verifier = RequestVerifier(owner.cluster_id, conn, clock)
     audience = Identity.generate().cluster_id if change == "audience" else owner.cluster_id
     headers = sign_request(caller, "GET", PATH, audience, now=int(clock()))
     method, path = "GET", PATH
@@ -78,17 +87,17 @@ def test_forged_requests_are_refused(owner, caller, change):
 
 
 @pytest.mark.parametrize("skew", [-61, 61, -3600])
-def test_requests_outside_the_window_are_refused(owner, caller, skew):
+def test_requests_outside_the_window_are_refused(owner, caller, conn, skew):
     clock = Clock()
-    verifier = RequestVerifier(owner.cluster_id, clock, window=60)
+    verifier = RequestVerifier(owner.cluster_id, conn, clock, window=60)
     headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()) + skew)
     with pytest.raises(RequestExpired):
         verifier.verify("GET", PATH, headers)
 
 
-def test_a_replayed_request_is_refused_inside_and_after_the_window(owner, caller):
+def test_a_replayed_request_is_refused_inside_and_after_the_window(owner, caller, conn):
     clock = Clock()
-    verifier = RequestVerifier(owner.cluster_id, clock, window=60)
+    verifier = RequestVerifier(owner.cluster_id, conn, clock, window=60)
     headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()))
     verifier.verify("GET", PATH, headers)
     clock.now += 30
@@ -97,12 +106,12 @@ def test_a_replayed_request_is_refused_inside_and_after_the_window(owner, caller
     clock.now += 200  # the nonce is forgotten, but the timestamp now fails
     with pytest.raises(RequestExpired):
         verifier.verify("GET", PATH, headers)
-    assert verifier._seen == {}
+    assert nonces(conn) == 0
 
 
-def test_a_full_nonce_cache_refuses_rather_than_forgets(owner, caller):
+def test_a_full_nonce_cache_refuses_rather_than_forgets(owner, caller, conn):
     clock = Clock()
-    verifier = RequestVerifier(owner.cluster_id, clock, max_nonces=2)
+    verifier = RequestVerifier(owner.cluster_id, conn, clock, max_nonces=2)
     for _ in range(2):
         verifier.verify("GET", PATH, sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock())))
     with pytest.raises(BadRequestSignature, match="too many"):
@@ -110,6 +119,26 @@ def test_a_full_nonce_cache_refuses_rather_than_forgets(owner, caller):
     clock.now += 61 + 60
     headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()))
     assert verifier.verify("GET", PATH, headers) == caller.cluster_id
+
+
+def test_seen_nonces_outlive_a_restart_until_they_expire(owner, caller, tmp_path):
+    clock = Clock()
+    headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()))
+    before = open_db(tmp_path / "state.db")
+    RequestVerifier(owner.cluster_id, before, clock).verify("GET", PATH, headers)
+    before.close()
+    clock.now += 30  # the daemon restarts inside the window: a new verifier on the same database
+    conn = open_db(tmp_path / "state.db")
+    restarted = RequestVerifier(owner.cluster_id, conn, clock, max_nonces=2)
+    with pytest.raises(RequestReplayed):
+        restarted.verify("GET", PATH, headers)
+    restarted.verify("GET", PATH, sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock())))
+    with pytest.raises(BadRequestSignature, match="too many"):  # the bound counts what it found
+        restarted.verify("GET", PATH, sign_request(caller, "GET", PATH, owner.cluster_id,
+                                                   now=int(clock())))
+    clock.now += 31  # the first nonce's window is over: pruned, and its slot free again
+    restarted.verify("GET", PATH, sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock())))
+    assert nonces(conn) == 2
 
 
 def test_grants_cover_a_dataset_name_until_revoked(tmp_path):
