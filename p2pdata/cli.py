@@ -459,7 +459,26 @@ def catalog_verify(ctx: Context, file: str) -> None:
 def tier(ctx: Context, ref: str, tier: str, move: bool, as_json: bool) -> None:
     """Change the storage tier of a landed dataset."""
     report = ctx.call("POST", "/v1/tier", {"ref": ref, "tier": tier, "move": move})
-    _emit_json(report) if as_json else click.echo(report.get("summary", json.dumps(report)))
+    _emit_json(report) if as_json else click.echo(_tier_summary(report))
+
+
+def _tier_summary(report: dict[str, Any]) -> str:
+    """One line: the policy, where the block replicas are, and whether that satisfies it."""
+    policy = report["policy"]
+    line = f"{report['name']}@{report['version']}: storage policy {policy}"
+    if not report.get("enforced"):
+        return f"{line} ({report.get('detail', 'not enforced')})"
+    placement = report.get("placement") or {}
+    where = ", ".join(f"{count} on {kind}" for kind, count in sorted(placement.items()))
+    line += f"; block replicas: {where or 'none'}"
+    if report.get("satisfied") is True:
+        line += f"; all where {policy} wants them"
+    elif report.get("satisfied") is False:
+        line += f"; {report.get('misplaced', 0)} block(s) not where {policy} wants them"
+        detail = (report.get("detail") or "").strip().splitlines()
+        line += f" ({detail[-1]})" if report.get("moved") and detail else ""
+        line += "" if report.get("moved") else " (use --move to move them)"
+    return line
 
 
 @main.command()

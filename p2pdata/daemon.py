@@ -241,6 +241,9 @@ class Daemon:
             webhdfs_url=store.webhdfs_url,
             user=store.user or None,
             storagepolicy_command=store.storagepolicy_command,
+            mover_command=store.mover_command,
+            fsck_command=store.fsck_command,
+            ca_file=self.config.store_ca_file,
         )
 
     async def _start_web(self) -> None:
@@ -382,7 +385,8 @@ class Daemon:
                 await asyncio.wait_for(self._sync_wakeup.wait(), timeout=delay)
 
     async def sync_peer(self, url: str) -> None:
-        """One round with one peer: info, catalog (a 304 when unchanged), what it seeds."""
+        """One round with one peer: info, catalog (a 304 when unchanged), the restricted datasets
+        it grants us (likewise), what it seeds."""
         outcome = await sync_peer(
             self.client, self.health, url, self._verify, etag=self._etags.get(url), clock=time.time
         )
@@ -404,6 +408,8 @@ class Daemon:
         if outcome.etag and outcome.result is not SyncResult.REJECTED:
             self._etags[url] = outcome.etag
         self._peer_info[url] = outcome.info
+        if outcome.result is not SyncResult.REJECTED:  # its catalog holds: index what it grants us
+            await restricted.sync_granted(self, url, outcome.info)
         try:
             self._peer_have[url] = set(await self.client.have(url))
         except PeerError as exc:

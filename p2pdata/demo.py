@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
             step("starting a local HDFS (NameNode + DataNode, four storage tiers)")
             hdfs = stack.enter_context(LocalHdfs(root / "hdfs"))
             store = {"kind": "hdfs", "webhdfs_url": hdfs.webhdfs_url, "root": "/p2pdata",
-                     "storagepolicy_command": hdfs.storagepolicy_command}
+                     "storagepolicy_command": hdfs.storagepolicy_command,
+                     "mover_command": hdfs.mover_command, "fsck_command": hdfs.fsck_command}
             print(f"WebHDFS at {hdfs.webhdfs_url}")
 
         step(f"generating a {args.size_mb} MB Parquet dataset")

@@ -152,7 +152,8 @@ def test_fetch_lands_in_real_hdfs_with_the_chosen_tier(make_daemon, hdfs_cluster
         "gamma",
         discovery={"static_peers": [alpha.peer_url]},
         store={"kind": "hdfs", "webhdfs_url": hdfs_cluster.webhdfs_url, "root": root, "user": getpass.getuser(),
-               "storagepolicy_command": hdfs_cluster.storagepolicy_command},
+               "storagepolicy_command": hdfs_cluster.storagepolicy_command,
+               "mover_command": hdfs_cluster.mover_command, "fsck_command": hdfs_cluster.fsck_command},
     )
     gamma.cli("trust", "add", alpha.cluster_id)
     wait_for(lambda: gamma.cli_json("search", "tiered"), what="gamma to hold alpha's catalog")
@@ -170,3 +171,8 @@ def test_fetch_lands_in_real_hdfs_with_the_chosen_tier(make_daemon, hdfs_cluster
 
     asyncio.run(check())
     assert any(hdfs_cluster.block_files("ssd"))
+
+    # Later the data cools down: the daemon re-tiers it and the mover follows.
+    report = gamma.cli_json("tier", "tiered@1", "cold", "--move")
+    assert (report["policy"], report["moved"], report["satisfied"]) == ("COLD", True, True), report
+    assert set(report["placement"]) == {"ARCHIVE"}
