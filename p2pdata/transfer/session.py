@@ -25,8 +25,8 @@ from p2pdata.catalog.manifest import FileEntry, Manifest
 from p2pdata.errors import TransferError
 from p2pdata.transfer.staging import Staging
 from p2pdata.transfer.state import (
+    FilePieces,
     FileProgress,
-    FileVerifier,
     JobMachine,
     JobState,
     Progress,
@@ -41,9 +41,6 @@ Certificate = tuple[Path, Path, Path]  # PEM files: certificate, private key, DH
 _MIB = 1024 * 1024
 _DIRTY_MARKER = ".session-running"  # present while a session runs: absent after a clean close
 _RESUME_DIR = ".resume"
-# Read-back bytes out at once per file while hashing: enough to hide the
-# read_piece round trip, small enough to stay in memory.
-_HASH_WINDOW = 16 * _MIB
 
 
 class JobCancelled(TransferError):
@@ -175,18 +172,15 @@ class SwarmJob(_Swarm):
         super().__init__(session, manifest, folder)
         wanted_paths = {entry.path for entry in wanted}
         self.machine = JobMachine()
-        window = max(2, _HASH_WINDOW // self.layout.piece_length)
-        self.verifiers = {s.index: FileVerifier(s, window) for s in self.layout.spans
-                          if s.entry.path in wanted_paths}
+        self.files = {s.index: FilePieces(s) for s in self.layout.spans
+                      if s.entry.path in wanted_paths}
         self.total = sum(entry.size for entry in wanted)
         self._meter = RateMeter()
         self._delivered: set[int] = set()
-        self._unflushed: list[int] = []
-        self._flushes: deque[list[int]] = deque()
+        self._flushing: deque[int] = deque()  # complete files, each waiting for its flush
         self._queue: asyncio.Queue[tuple[FileEntry, Path] | None] = asyncio.Queue()
         self._subscribers: list[Callable[[Progress], None]] = []
         self._done = asyncio.get_running_loop().create_future()
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- the caller's side -------------------------------------------------
 
@@ -202,7 +196,7 @@ class SwarmJob(_Swarm):
         per_file = self.handle.file_progress(flags=lt.torrent_handle.piece_granularity)
         files = tuple(
             FileProgress(v.path, per_file[i], v.span.entry.size, i in self._delivered)
-            for i, v in self.verifiers.items()
+            for i, v in self.files.items()
         )
         done = sum(f.done for f in files)
         self._meter.add(now, status.total_payload_download)
@@ -243,7 +237,10 @@ class SwarmJob(_Swarm):
             unsubscribe()
 
     async def completed_files(self) -> AsyncIterator[tuple[FileEntry, Path]]:
-        """Each wanted file once it is on disk and matches the manifest's SHA-256.
+        """Each wanted file once every piece passed the v2 hash check and is on disk.
+
+        v2 piece hashes tie the bytes to the signed manifest (see FilePieces); the
+        reader checks the manifest's SHA-256 as it streams the file.
 
         Ends when all are handed on; raises TransferError if the job fails and
         JobCancelled if it is cancelled. One consumer per job.
@@ -307,11 +304,9 @@ class SwarmJob(_Swarm):
             return
         if isinstance(alert, lt.piece_finished_alert):
             span = self.layout.span_of_piece(alert.piece_index)
-            if span is not None and span.index in self.verifiers:
-                self.verifiers[span.index].piece_done(alert.piece_index)
-                self._read_next(self.verifiers[span.index])
-        elif isinstance(alert, lt.read_piece_alert):
-            self._received(alert.piece, alert.buffer, alert.error)
+            if span is not None and span.index in self.files:
+                self.files[span.index].piece_done(alert.piece_index)
+                self._flush_if_complete(self.files[span.index])
         elif isinstance(alert, lt.torrent_checked_alert):
             self.machine.checked()
             if self.state is JobState.DOWNLOADING and self.handle is not None:
@@ -321,9 +316,8 @@ class SwarmJob(_Swarm):
                 self.handle.resume()
             self._sync_pieces()
         elif isinstance(alert, lt.cache_flushed_alert):
-            if self._flushes:
-                for index in self._flushes.popleft():
-                    self._deliver(index)
+            if self._flushing:
+                self._deliver(self._flushing.popleft())
         elif isinstance(alert, lt.file_error_alert):
             self.fail(f"disk error on {alert.filename()}: {alert.error.message()}"
                       " (is the staging disk full?)")
@@ -346,72 +340,36 @@ class SwarmJob(_Swarm):
             self._finish()
 
     def _sync_pieces(self) -> None:
-        """Feed the verifiers the pieces already on disk (resumed or rechecked)."""
+        """Count the pieces already on disk (resumed or rechecked)."""
         assert self.handle is not None
         have = self.handle.status(lt.torrent_handle.query_pieces).pieces
-        for verifier in self.verifiers.values():
-            span = verifier.span
+        for file in self.files.values():
+            span = file.span
             for piece in range(span.first_piece, span.first_piece + span.num_pieces):
                 if have[piece]:
-                    verifier.piece_done(piece)
+                    file.piece_done(piece)
             if span.num_pieces == 0:
                 path = self.folder / span.entry.path
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch()  # libtorrent has no piece to write an empty file with
-            self._read_next(verifier)
+            self._flush_if_complete(file)
 
-    def _read_next(self, verifier: FileVerifier) -> None:
-        assert self.handle is not None
-        while (piece := verifier.next_read()) is not None:
-            self.handle.read_piece(piece)
-        if verifier.finished and verifier.span.index not in self._delivered \
-                and verifier.span.index not in self._unflushed \
-                and not any(verifier.span.index in b for b in self._flushes):
-            if not verifier.matches():
-                self.fail(f"{verifier.path} does not match the manifest's SHA-256"
-                          " (the torrent and manifest disagree)")
-                return
-            self._unflushed.append(verifier.span.index)
-            # Hand a file on only once libtorrent has written it out.
-            self._flushes.append(self._unflushed)
-            self._unflushed = []
+    def _flush_if_complete(self, file: FilePieces) -> None:
+        index = file.span.index
+        if file.complete and index not in self._delivered and index not in self._flushing:
+            assert self.handle is not None
+            # A finished piece may still sit in libtorrent's write queue: hand the
+            # file on only once it has been written out.
+            self._flushing.append(index)
             self.handle.flush_cache()
-
-    def _received(self, piece: int, buffer: bytes, error: Any) -> None:
-        span = self.layout.span_of_piece(piece)
-        if span is None or span.index not in self.verifiers:
-            return
-        if error.value():
-            self.fail(f"reading back piece {piece}: {error.message()}")
-            return
-        verifier = self.verifiers[span.index]
-        verifier.received(piece, buffer)
-        self._hash_ready(verifier)
-
-    def _hash_ready(self, verifier: FileVerifier) -> None:
-        batch = verifier.take_ready()
-        if batch:
-            self._spawn(self._hash_batch(verifier, batch))
-
-    async def _hash_batch(self, verifier: FileVerifier, batch: list[tuple[int, bytes]]) -> None:
-        # Batches of different files hash in parallel threads (hashlib drops the GIL).
-        try:
-            await asyncio.to_thread(verifier.consume_batch, batch)
-        except TransferError as exc:
-            self.fail(str(exc))
-            return
-        if self.state in (JobState.FAILED, JobState.CANCELLED):
-            return
-        self._read_next(verifier)
-        self._hash_ready(verifier)
 
     def _deliver(self, index: int) -> None:
         if self.state in (JobState.FAILED, JobState.CANCELLED) or index in self._delivered:
             return
         self._delivered.add(index)
-        verifier = self.verifiers[index]
-        self._queue.put_nowait((verifier.span.entry, self.folder / verifier.path))
-        if len(self._delivered) == len(self.verifiers):
+        file = self.files[index]
+        self._queue.put_nowait((file.span.entry, self.folder / file.path))
+        if len(self._delivered) == len(self.files):
             self.machine.all_files_delivered()
             self._finish()
 
@@ -426,11 +384,6 @@ class SwarmJob(_Swarm):
             raise TransferError(self.machine.error or "transfer failed")
         if self.state is JobState.CANCELLED:
             raise JobCancelled(f"{self.manifest.ref}: fetch cancelled")
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 class TransferSession:
@@ -539,8 +492,7 @@ class TransferSession:
         for victim in evict:
             await self._evict(victim)
         job = SwarmJob(self, manifest, self.staging.path(key), wanted)
-        wanted_idx = {v.span.index for v in job.verifiers.values()}
-        priorities = [4 if i in wanted_idx else 0 for i in range(job.layout.num_files)]
+        priorities = [4 if i in job.files else 0 for i in range(job.layout.num_files)]
         flags = (lt.torrent_flags.default_flags & ~lt.torrent_flags.auto_managed
                  & ~lt.torrent_flags.paused) | lt.torrent_flags.sequential_download
         params = job._params(priorities, flags)

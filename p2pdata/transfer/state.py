@@ -1,4 +1,4 @@
-"""Decisions of a swarm job, free of I/O: its state, its progress, its file checks.
+"""Decisions of a swarm job, free of I/O: its state, its progress, its finished files.
 
 The asyncio code in session.py feeds these classes what libtorrent reports
 and a clock, and acts on what they answer.
@@ -7,10 +7,8 @@ and a clock, and acts on what they answer.
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from p2pdata.errors import TransferError
 from p2pdata.transfer.torrents import FileSpan
@@ -126,90 +124,28 @@ class RateMeter:
 
 
 @dataclass
-class FileVerifier:
-    """Hashes one file's pieces in order as libtorrent finishes them.
+class FilePieces:
+    """Which pieces of one wanted file have passed libtorrent's v2 hash check.
 
-    Pieces arrive in any order; the verifier asks for a piece (by read_piece)
-    only once it has passed libtorrent's hash check, so the SHA-256 of the
-    whole file is built from data still in the page cache while the download
-    goes on, instead of reading the file again at the end. Up to `window`
-    reads are out at once: one at a time, the read-back round trip, not the
-    hashing, set the pace. Reads may come back in any order; `take_ready`
-    hands them over in piece order, one batch at a time.
+    v2 hashes every 16 KiB block up a Merkle tree to a per-file root held in
+    the torrent, and the torrent's info hash is in the signed manifest: a file
+    whose pieces all passed is the publisher's file, byte for byte. The
+    manifest's whole-file SHA-256 is then checked by whoever reads the file
+    next (landing hashes while it streams), so nothing reads it twice.
     """
 
     span: FileSpan
-    window: int = 1  # reads out at once
     _have: set[int] = field(default_factory=set)
-    _next: int = 0  # offset (in pieces) of the next piece to hash
-    _requested: int = 0  # offset of the next piece to read
-    _read: dict[int, bytes] = field(default_factory=dict)  # read back, not hashed yet
-    _hashing: bool = False  # a batch from take_ready is being hashed
-    _hasher: Any = field(default_factory=hashlib.sha256)
 
     @property
     def path(self) -> str:
         return self.span.entry.path
 
     @property
-    def hashed_pieces(self) -> int:
-        return self._next
-
-    @property
-    def finished(self) -> bool:
-        return self._next >= self.span.num_pieces
+    def complete(self) -> bool:
+        return len(self._have) >= self.span.num_pieces
 
     def piece_done(self, piece: int) -> None:
-        self._have.add(piece - self.span.first_piece)
-
-    def next_read(self) -> int | None:
-        """The next piece to read, or None if it is not there yet (or the window is full)."""
-        if self._requested >= self.span.num_pieces or self._requested not in self._have \
-                or self._requested - self._next >= self.window:
-            return None
-        self._requested += 1
-        return self.span.first_piece + self._requested - 1
-
-    def received(self, piece: int, data: bytes) -> None:
-        """Keep a piece read back until the pieces before it are hashed."""
-        self._read[piece] = data
-
-    def take_ready(self) -> list[tuple[int, bytes]]:
-        """The received pieces that are next in order; [] while a batch is being hashed."""
-        if self._hashing:
-            return []
-        batch = []
-        piece = self.span.first_piece + self._next
-        while piece in self._read:
-            batch.append((piece, self._read.pop(piece)))
-            piece += 1
-        self._hashing = bool(batch)
-        return batch
-
-    def consume_batch(self, batch: list[tuple[int, bytes]]) -> None:
-        """Hash a batch from take_ready. CPU-bound: run it off the event loop."""
-        try:
-            for piece, data in batch:
-                self.consume(piece, data)
-        finally:
-            self._hashing = False
-
-    def piece_bytes(self, piece: int) -> int:
-        """How many bytes of `piece` belong to the file (the last one is short)."""
-        offset = (piece - self.span.first_piece) * self.span.piece_length
-        return min(self.span.piece_length, self.span.entry.size - offset)
-
-    def consume(self, piece: int, data: bytes) -> None:
-        """Hash the next piece in order (one that next_read asked for)."""
-        if piece != self.span.first_piece + self._next or self._next >= self._requested:
-            raise TransferError(f"{self.path}: piece {piece} read out of order")
-        expected = self.piece_bytes(piece)
-        if len(data) < expected:
-            raise TransferError(f"{self.path}: piece {piece} read back short")
-        self._hasher.update(memoryview(data)[:expected])
-        self._next += 1
-
-    def matches(self) -> bool:
-        if not self.finished:
-            raise TransferError(f"{self.path}: not all pieces hashed yet")
-        return self._hasher.digest() == self.span.entry.sha256
+        if not self.span.first_piece <= piece < self.span.first_piece + self.span.num_pieces:
+            raise TransferError(f"{self.path}: piece {piece} is not one of its pieces")
+        self._have.add(piece)

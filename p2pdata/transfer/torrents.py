@@ -26,7 +26,7 @@ def choose_piece_size(total_size: int) -> int:
     """A power of two giving about 2000 pieces, within 256 KiB..16 MiB.
 
     Piece size barely changes throughput on a LAN; fewer pieces keep the
-    torrent small and the per-piece work (read_piece for hashing) cheap.
+    torrent small and the per-piece work (alerts, resume data) cheap.
     """
     size = MIN_PIECE
     while size < MAX_PIECE and size * _TARGET_PIECES < total_size:

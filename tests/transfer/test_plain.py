@@ -1,13 +1,12 @@
-"""The I/O-free decision classes: staging ledger, job state, rates, file verification."""
+"""The I/O-free decision classes: staging ledger, job state, rates, finished files."""
 
-import hashlib
 
 import pytest
 
 from p2pdata.catalog.manifest import FileEntry
 from p2pdata.errors import StagingFull, TransferError
 from p2pdata.transfer import StagingLedger, choose_piece_size
-from p2pdata.transfer.state import FileVerifier, JobMachine, JobState, RateMeter
+from p2pdata.transfer.state import FilePieces, JobMachine, JobState, RateMeter
 from p2pdata.transfer.torrents import MAX_PIECE, MIN_PIECE, FileSpan
 
 MIB = 1024 * 1024
@@ -72,28 +71,14 @@ def test_rate_meter_uses_a_sliding_window() -> None:
     assert meter.eta(100) == pytest.approx(10, rel=0.01)
 
 
-def test_file_verifier_hashes_pieces_in_order_whatever_order_they_finish() -> None:
-    data = bytes(range(256)) * 10  # 2560 bytes, pieces of 1024: 3 pieces
-    span = FileSpan(7, FileEntry("f", len(data), hashlib.sha256(data).digest()), 4, 3, 1024)
-    verifier = FileVerifier(span)
-    verifier.piece_done(6)
-    assert verifier.next_read() is None  # piece 4 is not there yet
-    verifier.piece_done(4)
-    assert verifier.next_read() == 4 and verifier.next_read() is None  # one read at a time
-    with pytest.raises(TransferError):
-        verifier.consume(5, data[1024:2048])
-    verifier.consume(4, data[:1024])
-    verifier.piece_done(5)
-    assert verifier.next_read() == 5
-    verifier.consume(5, data[1024:2048])
-    assert verifier.next_read() == 6 and verifier.piece_bytes(6) == 512
-    verifier.consume(6, data[2048:] + b"\0" * 512)  # padding past the file end is ignored
-    assert verifier.finished and verifier.matches()
-
-
-def test_file_verifier_spots_a_mismatch() -> None:
-    span = FileSpan(0, FileEntry("f", 4, hashlib.sha256(b"good").digest()), 0, 1, 1024)
-    verifier = FileVerifier(span)
-    verifier.piece_done(0)
-    verifier.consume(verifier.next_read() or 0, b"evil")
-    assert not verifier.matches()
+def test_file_pieces_completes_once_every_piece_passed() -> None:
+    span = FileSpan(7, FileEntry("f", 2560, b"\0" * 32), 4, 3, 1024)
+    pieces = FilePieces(span)
+    pieces.piece_done(6)
+    pieces.piece_done(4)
+    pieces.piece_done(4)  # reported twice (a recheck): counted once
+    assert not pieces.complete
+    pieces.piece_done(5)
+    assert pieces.complete
+    with pytest.raises(TransferError, match="not one of its pieces"):
+        pieces.piece_done(7)
