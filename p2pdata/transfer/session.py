@@ -13,7 +13,6 @@ import fnmatch
 import logging
 import os
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +81,9 @@ def _lt_settings(s: TransferSettings) -> dict[str, Any]:
         "max_out_request_queue": 1000,
         "max_queued_disk_bytes": s.max_queued_disk_bytes,
         "allow_multiple_connections_per_ip": True,
+        # Rate limits hand out quota once per tick: 100 ms ticks (default 500) keep
+        # capped peers from idling for most of a tick once their quota is spent.
+        "tick_interval": 100,
         "upload_rate_limit": s.upload_limit,
         "download_rate_limit": s.download_limit,
         "alert_queue_size": 100_000,
@@ -177,7 +179,11 @@ class SwarmJob(_Swarm):
         self.total = sum(entry.size for entry in wanted)
         self._meter = RateMeter()
         self._delivered: set[int] = set()
-        self._flushing: deque[int] = deque()  # complete files, each waiting for its flush
+        # Complete files wait for a flush of libtorrent's write cache before they are handed
+        # on. One flush at a time: it stalls the torrent's disk jobs, so files that complete
+        # meanwhile share the next one.
+        self._flushing: list[int] = []  # covered by the flush in flight
+        self._next_flush: list[int] = []
         self._queue: asyncio.Queue[tuple[FileEntry, Path] | None] = asyncio.Queue()
         self._subscribers: list[Callable[[Progress], None]] = []
         self._done = asyncio.get_running_loop().create_future()
@@ -316,8 +322,11 @@ class SwarmJob(_Swarm):
                 self.handle.resume()
             self._sync_pieces()
         elif isinstance(alert, lt.cache_flushed_alert):
-            if self._flushing:
-                self._deliver(self._flushing.popleft())
+            flushed, self._flushing, self._next_flush = self._flushing, self._next_flush, []
+            if self._flushing and self.handle is not None:
+                self.handle.flush_cache()
+            for index in flushed:
+                self._deliver(index)
         elif isinstance(alert, lt.file_error_alert):
             self.fail(f"disk error on {alert.filename()}: {alert.error.message()}"
                       " (is the staging disk full?)")
@@ -356,10 +365,15 @@ class SwarmJob(_Swarm):
 
     def _flush_if_complete(self, file: FilePieces) -> None:
         index = file.span.index
-        if file.complete and index not in self._delivered and index not in self._flushing:
+        if not file.complete or index in self._delivered or index in self._flushing \
+                or index in self._next_flush:
+            return
+        # A piece that passed its hash check may still sit in libtorrent's write cache
+        # (read back from the file, it can be zeros): hand the file on once it is written.
+        if self._flushing:
+            self._next_flush.append(index)
+        else:
             assert self.handle is not None
-            # A finished piece may still sit in libtorrent's write queue: hand the
-            # file on only once it has been written out.
             self._flushing.append(index)
             self.handle.flush_cache()
 
