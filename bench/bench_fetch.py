@@ -6,7 +6,9 @@ Measures, in one run on loopback: a plain two-step WebHDFS put of the files,
 a swarm-only transfer (one seed, one leecher, no landing), and a real `p2pdata
 fetch` between two daemons landing into the local HDFS. Landing overlaps the
 swarm, so the end-to-end time should stay close to the slower half. Also
-prints the fetching daemon's start-up time and idle RSS.
+prints the fetching daemon's start-up time and idle RSS, and the machine's busy
+CPU-seconds per phase: on a small machine both halves are CPU-bound, and the
+end-to-end time cannot beat (swarm CPU + put CPU) / cores however well they overlap.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ MIB = 1024 * 1024
 TARGET = 1.2
 
 
+def busy_cpu_seconds() -> float:
+    """CPU time the whole machine spent not idle, so far (all processes: JVM, daemons)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def start_daemon(root: Path, name: str, **sections: dict) -> tuple[DaemonProcess, float]:
     home = root / name
     home.mkdir()
@@ -51,7 +59,9 @@ def main() -> int:
         manifest = write_dataset(source, args.size_mib * MIB)
         size = manifest.total_size
 
+        busy = busy_cpu_seconds()
         swarm_seconds = size / asyncio.run(swarm_rate(manifest, source, root / "swarm", seeds=1))
+        swarm_cpu = busy_cpu_seconds() - busy
         files = [(entry.path, source / entry.path, entry.size) for entry in manifest.files]
 
         async def put() -> float:
@@ -60,7 +70,9 @@ def main() -> int:
                 await plain_put(client, files, "/plain", concurrency=4)
                 return time.monotonic() - started
 
+        busy = busy_cpu_seconds()
         put_seconds = asyncio.run(put())
+        put_cpu = busy_cpu_seconds() - busy
 
         alpha, _ = start_daemon(root, "alpha")
         store = {"kind": "hdfs", "webhdfs_url": hdfs.webhdfs_url, "root": "/p2pdata", "user": getpass.getuser(),
@@ -71,9 +83,10 @@ def main() -> int:
             gamma.cli("trust", "add", alpha.cluster_id)
             wait_for(lambda: gamma.cli_json("search", "bench"), timeout=60, what="gamma to hold the catalog")
             idle_rss = psutil.Process(gamma.runtime["pid"]).memory_info().rss
-            started = time.monotonic()
+            started, busy = time.monotonic(), busy_cpu_seconds()
             job = gamma.cli_json("fetch", "bench@1", "--timeout", "1800")
             end_to_end = time.monotonic() - started
+            fetch_cpu = busy_cpu_seconds() - busy
             if job["state"] != "landed":
                 print(f"fetch ended {job['state']}: {job.get('error')}")
                 return 1
@@ -85,9 +98,13 @@ def main() -> int:
         return f"{seconds:.2f} s ({size / MIB / seconds:.0f} MiB/s)"
 
     print(f"dataset: {len(manifest.files)} files, {size / MIB:.0f} MiB")
-    print(f"plain WebHDFS put:  {rate(put_seconds)}")
-    print(f"swarm only:         {rate(swarm_seconds)}")
-    print(f"p2pdata fetch:      {rate(end_to_end)}")
+    print(f"plain WebHDFS put:  {rate(put_seconds)}, {put_cpu:.1f} CPU-s")
+    print(f"swarm only:         {rate(swarm_seconds)}, {swarm_cpu:.1f} CPU-s")
+    print(f"p2pdata fetch:      {rate(end_to_end)}, {fetch_cpu:.1f} CPU-s")
+    cores = psutil.cpu_count() or 1
+    floor = (swarm_cpu + put_cpu) / cores
+    print(f"CPU-bound floor:    {floor:.2f} s ((swarm + put CPU-s) / {cores} cores); "
+          f"fetch / floor = {end_to_end / floor:.2f}")
     print(f"daemon start-up:    {startup:.2f} s")
     print(f"daemon idle RSS:    {idle_rss / MIB:.0f} MiB")
     ratio = end_to_end / max(swarm_seconds, put_seconds)
