@@ -9,6 +9,7 @@ from p2pdata.hdfs.errors import (
     HdfsFileNotFound,
     HdfsPermissionDenied,
     HdfsRemoteError,
+    HdfsTlsError,
     HdfsUnsupportedOperation,
     TierError,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "HdfsPermissionDenied",
     "HdfsRemoteError",
     "HdfsStore",
+    "HdfsTlsError",
     "HdfsUnsupportedOperation",
     "LandedDataset",
     "LandingConflict",

@@ -23,6 +23,7 @@ from p2pdata.hdfs.errors import (
     HdfsFileNotFound,
     HdfsPermissionDenied,
     HdfsRemoteError,
+    HdfsTlsError,
     HdfsUnsupportedOperation,
 )
 from p2pdata.hdfs.tiers import policy_name, resolve_tier
@@ -44,10 +45,6 @@ _ERRORS: dict[str, type[HdfsRemoteError]] = {
 _PERMANENT = (HdfsFileNotFound, HdfsPermissionDenied, HdfsAlreadyExists, HdfsUnsupportedOperation)
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_REDIRECTS = 5
-
-
-class HdfsTlsError(HdfsConnectionError):
-    """No TLS session with WebHDFS, e.g. its certificate is not trusted. Never retried."""
 
 
 @dataclass(frozen=True)

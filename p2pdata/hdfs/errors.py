@@ -13,6 +13,10 @@ class HdfsConnectionError(HdfsError):
     """WebHDFS could not be reached (after retries, where the operation allows them)."""
 
 
+class HdfsTlsError(HdfsConnectionError):
+    """No TLS session with WebHDFS, e.g. its certificate is not trusted. Never retried."""
+
+
 class HdfsRemoteError(HdfsError):
     """WebHDFS answered with a RemoteException; carries the server's class name and message."""
 

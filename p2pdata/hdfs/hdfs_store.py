@@ -9,7 +9,6 @@ import posixpath
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from p2pdata.catalog.manifest import FileEntry
@@ -21,15 +20,6 @@ from p2pdata.hdfs.store import Store, TierReport
 from p2pdata.hdfs.tiers import FsckBlock, parse_fsck_blocks, resolve_tier, storage_counts
 
 VERIFIED_XATTR = "user.p2pdata.verified"  # "<size> <sha256 hex>" on a verified .incoming file
-
-
-@dataclass(frozen=True)
-class HdfsTierReport(TierReport):
-    # Whether fsck found every block replica on a storage type the policy wants
-    # (None: no fsck command to ask).
-    satisfied: bool | None = None
-    misplaced: int = 0  # blocks with a replica elsewhere
-    mover_runs: int = 0
 
 
 class HdfsStore(Store):
@@ -91,7 +81,7 @@ class HdfsStore(Store):
         await self.client.close()
 
     async def set_tier(self, name: str, version: str, tier: str,
-                       move: bool = False) -> HdfsTierReport:
+                       move: bool = False) -> TierReport:
         """Set the policy of a landed dataset; ``move`` runs the mover so old blocks follow.
 
         The report says where fsck finds the blocks and whether that satisfies the policy:
@@ -110,7 +100,7 @@ class HdfsStore(Store):
         else:
             blocks = await self._fsck(final)
         misplaced = None if blocks is None else [b for b in blocks if not b.satisfies(policy)]
-        return HdfsTierReport(
+        return TierReport(
             name, version, policy, enforced=True, moved=move,
             placement=storage_counts(blocks or []), detail=detail.strip()[-2000:],
             satisfied=None if misplaced is None else not misplaced,

@@ -61,6 +61,11 @@ class TierReport:
     moved: bool  # the HDFS mover ran
     placement: dict[str, int] = field(default_factory=dict)  # storage type -> block replicas
     detail: str = ""
+    # Whether fsck found every block replica on a storage type the policy wants
+    # (None: not enforced, or no fsck command to ask).
+    satisfied: bool | None = None
+    misplaced: int = 0  # blocks with a replica elsewhere
+    mover_runs: int = 0
 
 
 class Store(abc.ABC):
@@ -297,7 +302,8 @@ def open_store(kind: str, root: str, **options: Any) -> Store:
     ``kind`` "local": ``root`` is a directory. ``kind`` "hdfs": ``root`` is an HDFS path
     and options are ``webhdfs_url`` (required), ``user``, ``delegation``, ``namenode``
     (hdfs://host:port for URIs), ``storagepolicy_command``, ``mover_command``,
-    ``fsck_command`` (lists of strings), ``tls`` (bool or ssl.SSLContext), ``concurrency``.
+    ``fsck_command`` (lists of strings), ``tls`` (bool or ssl.SSLContext), ``ca_file`` (PEM
+    CAs for https), ``move_timeout`` (seconds for ``set_tier(move=True)``), ``concurrency``.
     """
     if kind == "local":
         from p2pdata.hdfs.local_store import LocalStore

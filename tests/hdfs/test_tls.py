@@ -13,8 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from p2pdata.hdfs import HdfsError, HdfsStore, WebHdfsClient, open_store
-from p2pdata.hdfs.client import HdfsTlsError
+from p2pdata.hdfs import HdfsError, HdfsStore, HdfsTlsError, WebHdfsClient, open_store
 from p2pdata.hdfs.localcluster import LocalHdfs
 from tests.hdfs.conftest import make_dataset, source_of
 
