@@ -319,7 +319,8 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
     for peer in data["peers"]:
         peer["last_seen"] = _ago(peer["last_seen"])
     click.echo(f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
-    _table(data["peers"], ["url", "cluster_id", "state", "last_seen", "catalog_version", "error"], "peers")
+    _table(data["peers"], ["url", "cluster_id", "state", "last_seen", "failures", "catalog_version", "error"],
+           "peers")
     _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "error"], "fetch jobs")
     _table(data["landed"], ["ref", "uri", "tier"], "landed datasets")
     _table(data["runs"], ["id", "job", "dataset", "state", "exit_code"], "training runs")

@@ -53,6 +53,9 @@ class DiscoverySection:
     interfaces: list[str] = field(default_factory=lambda: ["127.0.0.1"])
     static_peers: list[str] = field(default_factory=list)
     sync_interval: int = 60
+    peer_ca_file: str = ""  # PEM CAs to trust for https peers (default: the system's)
+    peer_client_cert: str = ""  # PEM client certificate for https peers that ask for one
+    peer_client_key: str = ""  # its private key, when not in peer_client_cert
 
 
 @dataclass
@@ -146,6 +149,14 @@ class Config:
         return self.home / self.store.ca_file if self.store.ca_file else None
 
     @property
+    def peer_tls(self) -> dict[str, Path | None]:
+        """The ``discovery.peer_*`` TLS files, relative to home, as `peers.tls_context` takes them."""
+        chosen = self.discovery
+        files = {"ca_file": chosen.peer_ca_file, "cert_file": chosen.peer_client_cert,
+                 "key_file": chosen.peer_client_key}
+        return {name: self.home / value if value else None for name, value in files.items()}
+
+    @property
     def store_root(self) -> str:
         if self.store.kind == "local":
             return str(self.path(self.store.root, "datasets"))
@@ -233,6 +244,7 @@ zeroconf = true
 interfaces = ["127.0.0.1"]
 static_peers = []
 sync_interval = 60
+# peer_ca_file = "peers-ca.pem"  # CAs to trust for https peers, relative to this directory
 
 [transfer]
 listen = ["0.0.0.0:6881"]

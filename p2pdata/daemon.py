@@ -42,6 +42,7 @@ from p2pdata.events import EventHub
 from p2pdata.fetching import FetchJob, FetchJobTable
 from p2pdata.hdfs import open_store
 from p2pdata.peers import (
+    HealthStore,
     PeerClient,
     PeerHealth,
     PeerInfo,
@@ -51,6 +52,7 @@ from p2pdata.peers import (
     catalog_verifier,
     normalize_peer_url,
     sync_peer,
+    tls_context,
 )
 from p2pdata.training import JobRegistry, Launcher, matching_jobs
 from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
@@ -137,6 +139,7 @@ class Daemon:
 
     async def start(self) -> None:
         config = self.config
+        peer_tls = tls_context(**config.peer_tls)  # a bad file fails the start, before anything runs
         self._lock.acquire()
         self.identity = Identity.load(config.home)
         self.conn = open_db(config.database)
@@ -175,14 +178,19 @@ class Daemon:
         await self.launcher.start()
         await self._start_web()
         await self._reseed()
-        self.client = PeerClient()
-        self.health = PeerHealth(sync_interval=config.discovery.sync_interval)
+        self.client = PeerClient(tls=peer_tls)
+        health_store = HealthStore(self.conn)
+        saved_health = health_store.load()  # before adding peers saves their fresh state over it
+        self.health = PeerHealth(sync_interval=config.discovery.sync_interval,
+                                 on_change=health_store.save)
         self._verify = catalog_verifier(self.trust.is_trusted, self.catalogs.held, time.time)
         now = time.time()
         for url in config.discovery.static_peers:
             self.health.add(url, Source.STATIC, now)
         for url in self.added_peers.items():
             self.health.add(url, Source.ADDED, now)
+        for status in saved_health:  # failures, last seen, backoff survive a restart
+            self.health.restore(status, now)
         if config.discovery.zeroconf:
             self.discovery = ZeroconfDiscovery(
                 interfaces=config.discovery.interfaces,
@@ -281,8 +289,9 @@ class Daemon:
             return None
         import ssl
 
+        home, tls = self.config.home, self.config.peer_api
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(self.config.peer_api.tls_cert, self.config.peer_api.tls_key)
+        context.load_cert_chain(home / tls.tls_cert, home / tls.tls_key)  # relative to home
         return context
 
     def _write_runtime_file(self) -> None:
@@ -371,13 +380,24 @@ class Daemon:
         self._sync_wakeup.set()
 
     def _on_peer_lost(self, url: str) -> None:
-        self.health.withdraw(url, Source.ZEROCONF, time.time())
+        status = self.health.withdraw(url, Source.ZEROCONF, time.time())
+        if status is not None and not status.active:
+            self._drop_peer_view(status.url)
         self.events.emit("peer.lost", url=url)
+
+    def _drop_peer_view(self, url: str) -> None:
+        """Forget what a peer said of itself (endpoints, what it seeds): no source, no owner
+        to ask, until it answers a sync again."""
+        self._peer_info.pop(url, None)
+        self._peer_have.pop(url, None)
 
     async def _sync_loop(self) -> None:
         while True:
             due = self.health.due(time.time())
-            await asyncio.gather(*(self.sync_peer(url) for url in due))
+            results = await asyncio.gather(*(self.sync_peer(url) for url in due), return_exceptions=True)
+            for url, result in zip(due, results, strict=True):
+                if isinstance(result, Exception):  # one peer's bug must not stop syncing the others
+                    log.error("sync with %s failed", url, exc_info=result)
             next_at = self.health.next_attempt()
             delay = 60.0 if next_at is None else max(0.05, next_at - time.time())
             self._sync_wakeup.clear()
@@ -390,10 +410,13 @@ class Daemon:
         outcome = await sync_peer(
             self.client, self.health, url, self._verify, etag=self._etags.get(url), clock=time.time
         )
+        if outcome.result is SyncResult.REMOVED:
+            return
         if outcome.info is not None and outcome.info.cluster_id == self.identity.cluster_id:
             self.health.forget(url)  # our own advertisement, seen at another address
             return
         if outcome.result is SyncResult.UNREACHABLE or outcome.info is None:
+            self._drop_peer_view(url)
             self.events.emit("peer.failed", url=url, message=outcome.error)
             return
         if outcome.result is SyncResult.REJECTED:
@@ -411,10 +434,16 @@ class Daemon:
         if outcome.result is not SyncResult.REJECTED:  # its catalog holds: index what it grants us
             await restricted.sync_granted(self, url, outcome.info)
         try:
-            self._peer_have[url] = set(await self.client.have(url))
+            have = set(await self.client.have(url))
         except PeerError as exc:
-            self.health.failed(url, time.time(), str(exc))
+            if self.health.get(url) is not None:
+                self.health.failed(url, time.time(), str(exc))
+            self._drop_peer_view(url)
             return
+        if self.health.get(url) is None:  # removed while we asked: keep nothing it said
+            self._drop_peer_view(url)
+            return
+        self._peer_have[url] = have
         for swarm in self._swarms.values():
             swarm.add_peers(self._endpoints_for(swarm.manifest))
 
@@ -639,6 +668,8 @@ class Daemon:
     async def remove_peer(self, url: str) -> dict[str, Any]:
         url = normalize_peer_url(url)
         self.added_peers.delete(url)
+        self._drop_peer_view(url)  # never again a source or an owner to ask
+        self._etags.pop(url, None)
         return {"url": url, "removed": self.health.forget(url)}
 
     def grant(self, name: str, cluster: str) -> dict[str, Any]:

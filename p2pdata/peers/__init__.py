@@ -3,7 +3,7 @@
 Imports only the catalog room and p2pdata.errors; the daemon composes the pieces.
 """
 
-from p2pdata.peers.client import CatalogFetch, ClientLimits, PeerClient, PeerInfo
+from p2pdata.peers.client import CatalogFetch, ClientLimits, PeerClient, PeerInfo, tls_context
 from p2pdata.peers.discovery import SERVICE_TYPE, ZeroconfDiscovery
 from p2pdata.peers.errors import (
     InvalidPeerUrl,
@@ -11,10 +11,12 @@ from p2pdata.peers.errors import (
     PeerHttpError,
     PeerRequestError,
     PeerTimeout,
+    PeerTlsError,
     PeerTooLarge,
     PeerUnreachable,
 )
 from p2pdata.peers.health import PeerHealth, PeerState, PeerStatus, Source, merge_peer_urls
+from p2pdata.peers.store import HealthStore
 from p2pdata.peers.sync import SyncOutcome, SyncResult, catalog_verifier, sync_peer
 from p2pdata.peers.urls import normalize_peer_url
 
@@ -22,6 +24,7 @@ __all__ = [
     "SERVICE_TYPE",
     "CatalogFetch",
     "ClientLimits",
+    "HealthStore",
     "InvalidPeerUrl",
     "PeerBadResponse",
     "PeerClient",
@@ -32,6 +35,7 @@ __all__ = [
     "PeerState",
     "PeerStatus",
     "PeerTimeout",
+    "PeerTlsError",
     "PeerTooLarge",
     "PeerUnreachable",
     "Source",
@@ -42,4 +46,5 @@ __all__ = [
     "merge_peer_urls",
     "normalize_peer_url",
     "sync_peer",
+    "tls_context",
 ]

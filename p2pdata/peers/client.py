@@ -10,19 +10,22 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from p2pdata.catalog.identity import decode_public_key, fingerprint
-from p2pdata.errors import IdentityError
+from p2pdata.errors import ConfigError, IdentityError
 from p2pdata.peers.errors import (
     InvalidPeerUrl,
     PeerBadResponse,
     PeerHttpError,
     PeerTimeout,
+    PeerTlsError,
     PeerTooLarge,
     PeerUnreachable,
 )
@@ -70,12 +73,48 @@ class CatalogFetch:
     etag: str
 
 
-class PeerClient:
-    """One aiohttp session for all peers; use as `async with PeerClient() as client`."""
+def tls_context(
+    ca_file: str | os.PathLike[str] | None = None,
+    cert_file: str | os.PathLike[str] | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+) -> ssl.SSLContext | None:
+    """The TLS settings for https peers: the CAs to trust (default: the system's) and a
+    client certificate to present (its key in `key_file`, or in `cert_file` itself).
 
-    def __init__(self, limits: ClientLimits = ClientLimits(), *, user_agent: str = "p2pdata") -> None:
+    None when nothing is set. Files that cannot be loaded are a ConfigError naming them.
+    """
+    if ca_file is None and cert_file is None and key_file is None:
+        return None
+    if key_file is not None and cert_file is None:
+        raise ConfigError(f"peer client key {os.fspath(key_file)!r} given without a client "
+                          "certificate ([discovery] peer_client_cert)")
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the CA certificates for https peers from "
+                          f"{os.fspath(ca_file or '')!r} ([discovery] peer_ca_file): {exc}") from exc
+    if cert_file is not None:
+        files = " and ".join(repr(os.fspath(f)) for f in (cert_file, key_file) if f is not None)
+        try:
+            context.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot load the client certificate for https peers from {files} "
+                              f"([discovery] peer_client_cert, peer_client_key): {exc}") from exc
+    return context
+
+
+class PeerClient:
+    """One aiohttp session for all peers; use as `async with PeerClient() as client`.
+
+    `tls` (see `tls_context`) applies to https peers; by default they are checked against
+    the system's CAs.
+    """
+
+    def __init__(self, limits: ClientLimits = ClientLimits(), *, user_agent: str = "p2pdata",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.limits = limits
         self._user_agent = user_agent
+        self._tls = tls
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> PeerClient:
@@ -99,6 +138,7 @@ class PeerClient:
                 # Peers are addressed by the URL we hold; no ambient proxies or cookies.
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
+                connector=aiohttp.TCPConnector(ssl=self._tls if self._tls is not None else True),
             )
         return self._session
 
@@ -247,12 +287,24 @@ def _translate(base: str, path: str, exc: BaseException) -> BaseException:
     """Map aiohttp/asyncio failures to PeerRequestError subclasses; leave ours and cancellation."""
     if isinstance(exc, (TimeoutError, aiohttp.ServerTimeoutError)):
         return PeerTimeout(base, f"{path}: no answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        cert = exc.certificate_error
+        reason = getattr(cert, "verify_message", None) or str(cert)
+        return PeerTlsError(base, f"{path}: TLS certificate not trusted ({reason}); if a private "
+                                  "CA signed it, trust that CA with [discovery] peer_ca_file")
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return PeerTlsError(base, f"{path}: TLS handshake failed ({exc.os_error})")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return PeerUnreachable(base, f"{path}: cannot connect ({exc.os_error or exc})")
     if isinstance(exc, aiohttp.ClientPayloadError):
         return PeerBadResponse(base, f"{path}: broken response body ({exc})")
     if isinstance(exc, aiohttp.ClientResponseError):
         return PeerBadResponse(base, f"{path}: malformed HTTP response ({exc.message})")
+    if isinstance(exc, aiohttp.ServerDisconnectedError) and base.startswith("https:"):
+        # What TLS 1.3 shows of a refused client certificate: the alert itself is not passed on.
+        return PeerUnreachable(base, f"{path}: the peer closed the connection without answering "
+                                     "(an https peer that wants a client certificate does that "
+                                     "when it has none it accepts: [discovery] peer_client_cert)")
     if isinstance(exc, aiohttp.ClientError):
         return PeerUnreachable(base, f"{path}: connection failed ({type(exc).__name__}: {exc})")
     return exc

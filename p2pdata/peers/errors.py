@@ -26,6 +26,12 @@ class PeerUnreachable(PeerRequestError):
     reason = "unreachable"
 
 
+class PeerTlsError(PeerRequestError):
+    """TLS with the peer failed: its certificate is not trusted, or the handshake was refused."""
+
+    reason = "tls"
+
+
 class PeerTimeout(PeerRequestError):
     reason = "timeout"
 

@@ -1,7 +1,8 @@
 """Per-peer health: which peers we know, how they are doing, and when to sync each next.
 
-A plain class with no I/O: every method takes the time, and jitter comes from an injected
-random source, so backoff and scheduling are tested with a fake clock.
+A plain class with no I/O: every method takes the time, jitter comes from an injected
+random source, and every change is reported to an injected `on_change` (the daemon saves it),
+so backoff, scheduling and what survives a restart are tested with a fake clock.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class PeerStatus:
         return bool(self.sources)
 
 
+OnChange = Callable[[str, PeerStatus | None], None]
+"""(url, its new status, or None once forgotten)."""
+
+
 class PeerHealth:
     """The table of peers keyed by normalised URL."""
 
@@ -54,6 +59,7 @@ class PeerHealth:
         max_backoff: float = 900.0,
         jitter: float = 0.2,
         random: Callable[[], float] = _random.random,
+        on_change: OnChange | None = None,
     ) -> None:
         if not 0 <= jitter < 1:
             raise ValueError("jitter is a fraction in [0, 1)")
@@ -62,7 +68,14 @@ class PeerHealth:
         self.max_backoff = max_backoff
         self.jitter = jitter
         self._random = random
+        self._on_change = on_change
         self._peers: dict[str, PeerStatus] = {}
+
+    def _put(self, status: PeerStatus) -> PeerStatus:
+        self._peers[status.url] = status
+        if self._on_change is not None:
+            self._on_change(status.url, status)
+        return status
 
     def add(self, url: str, source: Source, now: float, cluster_id: str | None = None) -> PeerStatus:
         """A peer was found (zeroconf), configured or added: sync it now if it is new or returns."""
@@ -80,8 +93,37 @@ class PeerHealth:
                 # A peer that re-announces itself is worth trying at once, backoff or not.
                 next_attempt=now if source is Source.ZEROCONF or not old.active else old.next_attempt,
             )
-        self._peers[key] = status
-        return status
+        return self._put(status)
+
+    def restore(self, saved: PeerStatus, now: float) -> PeerStatus | None:
+        """Health an earlier daemon saved: failures, last seen, errors and backoff carry on.
+
+        Call it after adding the peers configured now (static, added), which keep their
+        sources: a healthy or new one is synced at once (what it seeds is known only in
+        memory), a failing one keeps its backoff. A peer zeroconf found last time is listed,
+        not scheduled, until zeroconf finds it again. One that was only configured and is
+        configured no more is forgotten. Returns what is listed, if anything.
+        """
+        key = normalize_peer_url(saved.url)
+        current = self._peers.get(key)
+        sources = current.sources if current is not None else frozenset()
+        status = replace(saved, url=key, sources=sources)
+        fresh = status.state in (PeerState.HEALTHY, PeerState.UNKNOWN)
+        if not sources:
+            if Source.ZEROCONF not in saved.sources:
+                self._peers.pop(key, None)
+                if self._on_change is not None:
+                    self._on_change(key, None)  # its saved row goes too
+                return None
+            status = replace(status, next_attempt=None)
+            if fresh:  # nothing says it is still there
+                status = replace(status, state=PeerState.UNREACHABLE,
+                                 last_error="not seen since the daemon restarted")
+        elif fresh or status.next_attempt is None:
+            status = replace(status, next_attempt=now)
+        else:  # bounded, in case the clock went back while we were down
+            status = replace(status, next_attempt=min(status.next_attempt, now + self.max_backoff))
+        return self._put(status)
 
     def withdraw(self, url: str, source: Source, now: float) -> PeerStatus | None:
         """One way of knowing the peer went away (zeroconf goodbye, removed from config).
@@ -101,12 +143,16 @@ class PeerHealth:
                 last_error=f"withdrawn ({source.value})",
                 next_attempt=None,
             )
-        self._peers[key] = status
-        return status
+        return self._put(status)
 
     def forget(self, url: str) -> bool:
         """`p2pdata peers remove`: drop the peer entirely."""
-        return self._peers.pop(normalize_peer_url(url), None) is not None
+        key = normalize_peer_url(url)
+        if self._peers.pop(key, None) is None:
+            return False
+        if self._on_change is not None:
+            self._on_change(key, None)
+        return True
 
     def succeeded(self, url: str, now: float, cluster_id: str | None = None) -> PeerStatus:
         old = self._get(url)
@@ -119,8 +165,7 @@ class PeerHealth:
             last_error=None,
             next_attempt=now + self._jittered(self.sync_interval) if old.active else None,
         )
-        self._peers[status.url] = status
-        return status
+        return self._put(status)
 
     def failed(self, url: str, now: float, error: str) -> PeerStatus:
         """The peer did not answer usefully (refused, timeout, garbage): back off."""
@@ -128,24 +173,21 @@ class PeerHealth:
 
     def rejected(self, url: str, now: float, error: str, cluster_id: str | None = None) -> PeerStatus:
         """The peer answered but what it served was refused (bad signature, rollback...)."""
-        status = self._setback(url, now, error, PeerState.REJECTED, seen=True)
-        if cluster_id:
-            status = self._peers[status.url] = replace(status, cluster_id=cluster_id)
-        return status
+        return self._setback(url, now, error, PeerState.REJECTED, seen=True, cluster_id=cluster_id)
 
-    def _setback(self, url: str, now: float, error: str, state: PeerState, seen: bool) -> PeerStatus:
+    def _setback(self, url: str, now: float, error: str, state: PeerState, seen: bool,
+                 cluster_id: str | None = None) -> PeerStatus:
         old = self._get(url)
         failures = old.failures + 1
-        status = replace(
+        return self._put(replace(
             old,
             state=state,
+            cluster_id=cluster_id or old.cluster_id,
             failures=failures,
             last_error=error,
             last_seen=now if seen else old.last_seen,
             next_attempt=now + self.backoff(failures) if old.active else None,
-        )
-        self._peers[status.url] = status
-        return status
+        ))
 
     def backoff(self, failures: int) -> float:
         """Delay after `failures` consecutive failures: doubling from the base, capped, jittered."""

@@ -17,6 +17,7 @@ from p2pdata.errors import BadSignature, CatalogError
 from p2pdata.peers.client import PeerClient, PeerInfo
 from p2pdata.peers.errors import PeerError
 from p2pdata.peers.health import PeerHealth, PeerStatus
+from p2pdata.peers.urls import normalize_peer_url
 
 V = TypeVar("V")
 
@@ -29,13 +30,14 @@ class SyncResult(StrEnum):
     NOT_MODIFIED = "not-modified"  # 304: keep what is held
     UNREACHABLE = "unreachable"  # the peer failed to answer usefully
     REJECTED = "rejected"  # it answered, but its catalog was refused: keep the last good one
+    REMOVED = "removed"  # `peers remove` while we were asking: keep nothing it said
 
 
 @dataclass(frozen=True)
 class SyncOutcome(Generic[V]):
     url: str
     result: SyncResult
-    status: PeerStatus
+    status: PeerStatus | None  # None only when REMOVED
     info: PeerInfo | None = None
     verified: V | None = None
     etag: str | None = None  # of the new catalog (UPDATED) or the one held (NOT_MODIFIED)
@@ -52,12 +54,17 @@ async def sync_peer(
     clock: Callable[[], float],
 ) -> SyncOutcome[V]:
     """Sync one peer; never raises PeerError or CatalogError, it reports them in the outcome."""
+    failure: PeerError | None = None
     try:
         info = await client.info(url)
         fetched = await client.catalog(url, etag)
     except PeerError as exc:
-        status = health.failed(url, clock(), str(exc))
-        return SyncOutcome(status.url, SyncResult.UNREACHABLE, status, error=str(exc))
+        failure = exc
+    if health.get(url) is None:  # removed while we were asking
+        return SyncOutcome(normalize_peer_url(url), SyncResult.REMOVED, None)
+    if failure is not None:
+        status = health.failed(url, clock(), str(failure))
+        return SyncOutcome(status.url, SyncResult.UNREACHABLE, status, error=str(failure))
     if fetched.data is None:
         status = health.succeeded(url, clock(), info.cluster_id)
         return SyncOutcome(status.url, SyncResult.NOT_MODIFIED, status, info, etag=fetched.etag)

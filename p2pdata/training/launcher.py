@@ -2,8 +2,9 @@
 
 Thin asyncio code around `RunMachine`: it spawns workers, polls their exit status and
 ready files every `poll_interval`, feeds what it saw to the machine and carries out its
-actions. Runs are rows of `training_runs`, so after a restart they are records, and the
-process groups a dead daemon left behind are killed on `start()`.
+actions. Runs are rows of `training_runs`: on `start()` the process groups a dead daemon
+left behind are killed, and the runs it left open are queued again or failed as
+`machine.recover` decides.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from p2pdata.catalog.encoding import decode, encode
 from p2pdata.catalog.manifest import Manifest
-from p2pdata.errors import NotFound, TrainingError
+from p2pdata.errors import CatalogError, JobSpecError, NotFound, TrainingError
 from p2pdata.training import procs, worker
-from p2pdata.training.machine import Action, RunMachine, RunState
+from p2pdata.training.machine import Action, RunMachine, RunState, recover
 from p2pdata.training.spec import JobSpec
 from p2pdata.training.triggers import matching_jobs
 
@@ -58,6 +60,16 @@ CREATE TABLE IF NOT EXISTS training_runs (
 CREATE INDEX IF NOT EXISTS training_runs_by_state ON training_runs(state);
 CREATE INDEX IF NOT EXISTS training_runs_by_job ON training_runs(job, created);
 """
+# Columns added since the table first shipped: (name, declaration), added to older databases.
+_ADDED_COLUMNS = (
+    ("retries_left", "INTEGER"),  # NULL in rows of older daemons: the spec's retries
+    ("manifest", "BLOB"),  # canonical encoding; kept only while the run may be re-queued
+)
+_RECORD_COLUMNS = (
+    "id, job, dataset, dataset_uri, state, reason, exit_code, exit_codes, workers, attempt,"
+    " created, started, finished, run_dir, output_dir, processes, spec, retries_left"
+)
+_MAX_MANIFEST = 256 * 1024 * 1024
 
 _FRAMEWORK_VARS = ("TF_CONFIG", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
                    "LOCAL_RANK", "LOCAL_WORLD_SIZE")
@@ -81,6 +93,7 @@ class RunRecord:
     exit_code: int | None = None
     exit_codes: dict[int, int] = field(default_factory=dict)  # per worker
     attempt: int = 0
+    retries_left: int = 0  # retries the spec still allows this run
     started: float | None = None
     finished: float | None = None
     processes: list[procs.WorkerProcess] = field(default_factory=list)
@@ -95,7 +108,8 @@ class RunRecord:
             "dataset_uri": self.dataset_uri, "state": str(self.state), "reason": self.reason,
             "exit_code": self.exit_code,
             "exit_codes": {str(k): v for k, v in sorted(self.exit_codes.items())},
-            "workers": self.workers, "attempt": self.attempt, "created": self.created,
+            "workers": self.workers, "attempt": self.attempt,
+            "retries_left": self.retries_left, "created": self.created,
             "started": self.started, "finished": self.finished,
             "run_dir": str(self.run_dir), "output_dir": str(self.output_dir),
             "logs": [str(path) for path in self.log_paths],
@@ -104,14 +118,18 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        spec = json.loads(row["spec"])
+        retries_left = row["retries_left"]
         return cls(
             id=row["id"], job=row["job"], dataset=row["dataset"],
             dataset_uri=row["dataset_uri"], state=RunState(row["state"]),
             workers=row["workers"], created=row["created"], run_dir=Path(row["run_dir"]),
-            output_dir=Path(row["output_dir"]), spec=json.loads(row["spec"]),
+            output_dir=Path(row["output_dir"]), spec=spec,
             reason=row["reason"], exit_code=row["exit_code"],
             exit_codes={int(k): v for k, v in json.loads(row["exit_codes"]).items()},
-            attempt=row["attempt"], started=row["started"], finished=row["finished"],
+            attempt=row["attempt"],
+            retries_left=spec.get("retries", 0) if retries_left is None else retries_left,
+            started=row["started"], finished=row["finished"],
             processes=[procs.WorkerProcess.from_dict(p) for p in json.loads(row["processes"])],
         )
 
@@ -122,29 +140,51 @@ class RunStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         db.executescript(_SCHEMA)
+        present = {row["name"] for row in db.execute("PRAGMA table_info(training_runs)")}
+        for name, declaration in _ADDED_COLUMNS:
+            if name not in present:
+                db.execute(f"ALTER TABLE training_runs ADD COLUMN {name} {declaration}")
 
     def save(self, run: RunRecord) -> None:
+        columns = _RECORD_COLUMNS.split(", ")
+        # An upsert, not a replace: the manifest column is written on its own.
         self.db.execute(
-            "INSERT OR REPLACE INTO training_runs (id, job, dataset, dataset_uri, state,"
-            " reason, exit_code, exit_codes, workers, attempt, created, started, finished,"
-            " run_dir, output_dir, processes, spec)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO training_runs ({_RECORD_COLUMNS}) VALUES ({', '.join('?' * len(columns))})"
+            f" ON CONFLICT(id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in columns[1:])}",
             (run.id, run.job, run.dataset, run.dataset_uri, str(run.state), run.reason,
              run.exit_code, json.dumps({str(k): v for k, v in run.exit_codes.items()}),
              run.workers, run.attempt, run.created, run.started, run.finished,
              str(run.run_dir), str(run.output_dir),
-             json.dumps([p.to_dict() for p in run.processes]), json.dumps(run.spec)),
+             json.dumps([p.to_dict() for p in run.processes]), json.dumps(run.spec),
+             run.retries_left),
         )
+        if run.state.terminal:  # a finished run is never re-queued: drop its (large) manifest
+            self.db.execute("UPDATE training_runs SET manifest = NULL WHERE id = ?", (run.id,))
+
+    def keep_manifest(self, run_id: str, manifest: Manifest) -> None:
+        """Keep the dataset's manifest with the run, to re-queue it after a restart."""
+        self.db.execute("UPDATE training_runs SET manifest = ? WHERE id = ?",
+                        (encode(manifest.to_dict()), run_id))
+
+    def manifest(self, run_id: str) -> Manifest:
+        row = self.db.execute("SELECT manifest FROM training_runs WHERE id = ?",
+                              (run_id,)).fetchone()
+        if row is None or row["manifest"] is None:
+            raise NotFound(f"training run {run_id!r} has no manifest kept "
+                           "(a finished run, or one recorded by an older daemon)")
+        return Manifest.from_dict(decode(row["manifest"], max_size=_MAX_MANIFEST,
+                                         what="a training run's manifest"))
 
     def get(self, run_id: str) -> RunRecord:
-        row = self.db.execute("SELECT * FROM training_runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.db.execute(f"SELECT {_RECORD_COLUMNS} FROM training_runs WHERE id = ?",
+                              (run_id,)).fetchone()
         if row is None:
             raise NotFound(f"no training run {run_id!r}")
         return RunRecord.from_row(row)
 
     def list(self, *, job: str | None = None, states: Iterable[RunState] | None = None,
              limit: int = 100) -> list[RunRecord]:
-        sql, args = "SELECT * FROM training_runs WHERE 1=1", []
+        sql, args = f"SELECT {_RECORD_COLUMNS} FROM training_runs WHERE 1=1", []
         if job is not None:
             sql += " AND job = ?"
             args.append(job)
@@ -205,29 +245,52 @@ class Launcher:
     # --- life cycle ---------------------------------------------------------------------
 
     async def start(self) -> list[RunRecord]:
-        """Turn runs a previous daemon left open into records; kill what they left running.
+        """Pick up the runs a previous daemon left queued or running: kill whatever workers
+        it left behind, then queue each run again or fail it (`machine.recover` decides).
 
-        Returns the runs it closed.
+        Returns those runs, oldest first, in their new state.
         """
-        closed = []
-        for run in self.store.list(states=(RunState.QUEUED, RunState.RUNNING), limit=1_000_000):
+        left = self.store.list(states=(RunState.QUEUED, RunState.RUNNING), limit=1_000_000)
+        for run in reversed(left):  # oldest first: the queue keeps its order
             killed = procs.kill_leftovers(run.id, run.processes)
             if killed:
                 log.warning("run %s: killed leftover workers %s", run.id, killed)
-            run.reason = f"abandoned: the daemon stopped while the run was {run.state}"
-            run.state = RunState.FAILED
-            run.finished = time.time()
+            fate = recover(run.state, reason=run.reason, retries_left=run.retries_left,
+                           attempt=run.attempt, spawned=bool(run.processes),
+                           cause="daemon restarted")
+            run.state, run.reason = fate.state, fate.reason
+            run.retries_left, run.attempt = fate.retries_left, fate.attempt
+            run.processes, run.exit_codes = [], {}
+            if fate.state is RunState.QUEUED:
+                try:
+                    self._queue.append(self._requeued(run))
+                except (JobSpecError, CatalogError, NotFound) as exc:
+                    run.state, run.reason = RunState.FAILED, f"cannot re-queue after a daemon restart: {exc}"
+            if run.state.terminal:
+                run.finished = time.time()
+            log.info("run %s after the restart: %s (%s)", run.id, run.state, run.reason)
             self._save(run, notify=True)
-            closed.append(run)
-        return closed
+        self._pump()
+        return list(reversed(left))
+
+    def _requeued(self, run: RunRecord) -> _Active:
+        spec = JobSpec.from_stored(run.spec)
+        return _Active(run, spec, self.store.manifest(run.id), self._machine(spec, run))
+
+    def _machine(self, spec: JobSpec, run: RunRecord) -> RunMachine:
+        return RunMachine(spec.workers, startup_timeout=spec.startup_timeout,
+                          timeout=spec.timeout, retries=run.retries_left,
+                          port_retries=self.port_retries, kill_grace=self.kill_grace,
+                          attempt=run.attempt)
 
     async def close(self) -> None:
-        """Cancel queued and running runs and wait until every worker is gone."""
+        """Stop for a daemon shutdown and wait until every worker is gone: queued runs stay
+        queued, running ones end as `machine.recover` decides; `start()` picks them up."""
         self._closed = True
         while self._queue:
-            self._cancel_queued(self._queue.popleft(), "cancelled: the daemon stopped")
+            self._queue.popleft().done.set()  # no longer waited for here
         for active in list(self._active.values()):
-            active.machine.cancel("cancelled: the daemon stopped")
+            active.machine.interrupt("daemon stopped")
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -248,12 +311,11 @@ class Launcher:
             id=run_id, job=spec.name, dataset=manifest.ref, dataset_uri=dataset_uri,
             state=RunState.QUEUED, workers=spec.workers, created=time.time(),
             run_dir=run_dir, output_dir=Path(output), spec=spec.to_dict(),
+            retries_left=spec.retries,
         )
-        machine = RunMachine(spec.workers, startup_timeout=spec.startup_timeout,
-                             timeout=spec.timeout, retries=spec.retries,
-                             port_retries=self.port_retries, kill_grace=self.kill_grace)
         self._save(record, notify=True)
-        self._queue.append(_Active(record, spec, manifest, machine))
+        self.store.keep_manifest(run_id, manifest)
+        self._queue.append(_Active(record, spec, manifest, self._machine(spec, record)))
         self._pump()
         return record
 
@@ -334,6 +396,8 @@ class Launcher:
             if machine.state is RunState.CANCELLED:  # cancelled before this task first ran
                 self._cancel_queued(active, machine.reason)
                 return
+            if self._closed:  # the daemon stopped before this run began: it starts after the restart
+                return
             record.run_dir.mkdir(parents=True, exist_ok=True)
             record.output_dir.mkdir(parents=True, exist_ok=True)
             (record.run_dir / "manifest.json").write_text(
@@ -360,7 +424,9 @@ class Launcher:
                         record.state = machine.state
                         record.reason = machine.reason
                         record.exit_code = machine.exit_code
-                        record.finished = time.time()
+                        record.retries_left = machine.retries_left
+                        if record.state.terminal:  # not when queued again for after a restart
+                            record.finished = time.time()
                         self._save(record, notify=True)
                         return
                 await asyncio.sleep(self.poll_interval)
@@ -392,6 +458,7 @@ class Launcher:
         record.processes, active.popens, active.log_offsets = [], [], []
         record.exit_codes = {}
         record.attempt = machine.attempt
+        record.retries_left = machine.retries_left
         for index in range(spec.workers):
             header = (f"--- p2pdata run {record.id} attempt {machine.attempt} worker {index} "
                       f"at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(argv)}\n")

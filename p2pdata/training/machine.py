@@ -1,8 +1,9 @@
 """The decisions of one training run, as a plain state machine fed with events and a clock.
 
 The launcher reports what it saw (a worker became ready, a worker exited, cancel was asked
-for) and calls `tick(now)`; the machine answers with actions (terminate or kill the process
-groups, relaunch on fresh ports, finish). It does no I/O, so every deadline is testable
+for, the daemon is stopping) and calls `tick(now)`; the machine answers with actions
+(terminate or kill the process groups, relaunch on fresh ports, finish). `recover` decides
+what becomes of a run a daemon stopped or died under. No I/O, so every deadline is testable
 without sleeping.
 """
 
@@ -39,6 +40,39 @@ class _Verdict:
     exit_code: int | None
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """What becomes of a run that was queued or running when its daemon stopped."""
+
+    state: RunState  # QUEUED: run it (again) after the restart; FAILED: it is over
+    reason: str
+    retries_left: int
+    attempt: int  # the attempt number to run next
+
+
+def recover(state: RunState, *, reason: str, retries_left: int, attempt: int, spawned: bool,
+            cause: str) -> Recovery:
+    """Decide the fate of a run the daemon stopped (`cause` = "daemon stopped") or died under
+    ("daemon restarted").
+
+    A queued run, or one still starting (`spawned`: some workers were already launched), did
+    nothing worth keeping: it goes back to the queue, keeping a `reason` it already has (why
+    an earlier stop re-queued it). A running one is re-queued only when its spec allows
+    retries, and uses one up, so a job that keeps bringing the daemon down cannot loop
+    forever; otherwise it fails, saying why. A new attempt gets a fresh number, so nothing
+    the old one left behind (ready files) counts for it.
+    """
+    if state is RunState.QUEUED:
+        return Recovery(RunState.QUEUED, reason or f"re-queued: {cause} before it started",
+                        retries_left, attempt + 1 if spawned else attempt)
+    if state is not RunState.RUNNING:
+        raise ValueError(f"a {state} run is over: there is nothing to recover")
+    if retries_left > 0:
+        return Recovery(RunState.QUEUED, f"attempt {attempt} ended: {cause} while running; "
+                        "re-queued", retries_left - 1, attempt + 1)
+    return Recovery(RunState.FAILED, f"{cause} while running", retries_left, attempt)
+
+
 class RunMachine:
     """One run of `workers` processes, possibly over several attempts."""
 
@@ -51,6 +85,7 @@ class RunMachine:
         retries: int = 0,
         port_retries: int = 3,
         kill_grace: float = 5.0,
+        attempt: int = 0,
     ) -> None:
         self.workers = workers
         self.startup_timeout = startup_timeout
@@ -61,13 +96,14 @@ class RunMachine:
         self.state = RunState.QUEUED
         self.reason = ""
         self.exit_code: int | None = None
-        self.attempt = 0
+        self.attempt = attempt  # above 0 for a run re-queued after a restart
         self.exit_codes: dict[int, int] = {}
         self._started_at = 0.0
         self._attempt_at = 0.0
         self._ready: set[int] = set()
         self._bind_failed: set[int] = set()
         self._cancel_reason: str | None = None
+        self._interrupt_cause: str | None = None
         self._verdict: _Verdict | None = None
         self._relaunch_reason: str | None = None
         self._term_at: float | None = None
@@ -97,6 +133,12 @@ class RunMachine:
             self.reason = reason
         elif self._cancel_reason is None:
             self._cancel_reason = reason
+
+    def interrupt(self, cause: str = "daemon stopped") -> None:
+        """The daemon is stopping. A queued run simply stays queued; a running one ends its
+        attempt and then finishes as `recover` decides (queued again, or failed)."""
+        if self.state is RunState.RUNNING and self._interrupt_cause is None:
+            self._interrupt_cause = cause
 
     # --- decisions ----------------------------------------------------------------------
 
@@ -130,6 +172,12 @@ class RunMachine:
     def _decide(self, now: float) -> None:
         if self._cancel_reason is not None:
             self._verdict = _Verdict(RunState.CANCELLED, self._cancel_reason, None)
+            return
+        if self._interrupt_cause is not None:
+            fate = recover(RunState.RUNNING, reason=self.reason, retries_left=self.retries_left,
+                           attempt=self.attempt, spawned=True, cause=self._interrupt_cause)
+            self.retries_left = fate.retries_left
+            self._verdict = _Verdict(fate.state, fate.reason, None)
             return
         if self._bind_failed and self.port_retries_left > 0:
             # A port we chose was taken between choosing and binding: not the job's fault.

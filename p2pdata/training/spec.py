@@ -138,6 +138,22 @@ class JobSpec:
             source=source,
         )
 
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> JobSpec:
+        """The spec again from its `to_dict()` (kept with each run), validated as a file is.
+
+        Paths in it are already absolute, so no base directory changes their meaning.
+        """
+        raw = {k: v for k, v in data.items() if k not in ("source", "trigger") and v is not None}
+        raw["entry"] = {k: v for k, v in data.get("entry", {}).items() if v is not None}
+        trigger = data.get("trigger")
+        if trigger is not None:
+            raw["trigger"] = {"dataset": trigger.get("dataset"), "tag": trigger.get("tags", [])}
+            if trigger.get("publisher") is not None:
+                raw["trigger"]["publisher"] = trigger["publisher"]
+        source = data.get("source")
+        return cls.from_dict(raw, source=Path(source) if source else None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -1,10 +1,13 @@
-"""Peer health with a fake clock and a fixed random source: backoff, cap, jitter, withdrawal."""
+"""Peer health with a fake clock and a fixed random source: backoff, cap, jitter, withdrawal,
+and what a restart restores."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from p2pdata.peers import InvalidPeerUrl, PeerHealth, PeerState, Source
+from p2pdata.peers import InvalidPeerUrl, PeerHealth, PeerState, PeerStatus, Source
 
 A = "http://10.0.0.1:7001"
 B = "http://10.0.0.2:7001"
@@ -95,3 +98,69 @@ def test_unknown_peer_and_bad_settings() -> None:
         table().add("ftp://x", Source.ADDED, now=0)
     with pytest.raises(ValueError):
         PeerHealth(jitter=1.5)
+
+
+def test_every_change_is_reported_for_saving() -> None:
+    changes: list[tuple[str, PeerStatus | None]] = []
+    health = PeerHealth(base_backoff=5, random=lambda: 0.0,
+                        on_change=lambda url, status: changes.append((url, status)))
+    health.add(A, Source.STATIC, now=0)
+    health.failed(A, now=1, error="refused")
+    health.rejected(A, now=2, error="catalog refused (Rollback)", cluster_id="a" * 16)
+    health.succeeded(A, now=3)
+    health.withdraw(A, Source.STATIC, now=4)
+    health.forget(A)
+    assert [url for url, _ in changes] == [A] * 6
+    assert [s.state if s else None for _, s in changes] == [
+        PeerState.UNKNOWN, PeerState.UNREACHABLE, PeerState.REJECTED, PeerState.HEALTHY,
+        PeerState.UNREACHABLE, None]
+    assert changes[2][1] is not None and changes[2][1].cluster_id == "a" * 16
+
+
+def saved(url: str, state: PeerState, sources: set[Source], **fields: object) -> PeerStatus:
+    return PeerStatus(url, frozenset(sources), state, **fields)  # type: ignore[arg-type]
+
+
+def test_restored_health_carries_failures_last_seen_and_backoff() -> None:
+    health = table()
+    health.add(A, Source.STATIC, now=1000)
+    failing = saved(A, PeerState.UNREACHABLE, {Source.STATIC}, cluster_id="a" * 16,
+                    last_seen=900, failures=4, last_error="refused", next_attempt=1030)
+    status = health.restore(failing, now=1000)
+    assert status == replace(failing, sources=frozenset({Source.STATIC}))
+    assert health.due(1029) == [] and health.due(1030) == [A]  # backoff kept
+    # The next failure backs off from where it was, not from the start.
+    assert health.failed(A, now=1030, error="refused").failures == 5
+
+    # A backoff beyond the cap (the clock went back while we were down) is capped.
+    far = replace(failing, next_attempt=10**9)
+    assert health.restore(far, now=1000).next_attempt == 1000 + 60
+
+
+def test_restored_healthy_or_refused_peers() -> None:
+    health = table()
+    health.add(A, Source.ADDED, now=1000)
+    health.add(B, Source.STATIC, now=1000)
+    ok = saved(A, PeerState.HEALTHY, {Source.ADDED}, last_seen=990, next_attempt=1200)
+    assert health.restore(ok, now=1000).next_attempt == 1000  # synced at once: seeds unknown
+    refused = saved(B, PeerState.REJECTED, {Source.STATIC, Source.ZEROCONF}, failures=2,
+                    last_error="catalog refused (UntrustedKey): ...", next_attempt=1010)
+    status = health.restore(refused, now=1000)
+    assert (status.state, status.failures, status.next_attempt) == (PeerState.REJECTED, 2, 1010)
+    assert status.sources == {Source.STATIC} and status.last_error.startswith("catalog refused")
+
+
+def test_restored_peers_nothing_names_now() -> None:
+    health = table()
+    zeroconf = saved(A, PeerState.HEALTHY, {Source.ZEROCONF}, cluster_id="a" * 16,
+                     last_seen=990, next_attempt=1200)
+    status = health.restore(zeroconf, now=1000)
+    # Listed, not scheduled, and not claimed healthy, until zeroconf finds it again.
+    assert status.state is PeerState.UNREACHABLE and status.next_attempt is None
+    assert status.last_error == "not seen since the daemon restarted" and status.last_seen == 990
+    assert health.add(A, Source.ZEROCONF, now=1001).next_attempt == 1001
+    # Configured last time only, configured no more: gone, as after `peers remove`.
+    changes: list[str] = []
+    health = PeerHealth(on_change=lambda url, status: changes.append(f"{url} {status}"))
+    assert health.restore(saved(B, PeerState.HEALTHY, {Source.ADDED}), now=1000) is None
+    assert health.peers() == [] and changes == [f"{B} None"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
@@ -124,3 +125,28 @@ async def test_unreachable_peer_is_backed_off(setup, unused_tcp_port: int) -> No
     assert outcome.status.state is PeerState.UNREACHABLE
     assert outcome.status.next_attempt == NOW + 5
     assert url in outcome.error
+
+
+async def test_peer_removed_while_we_ask_it(setup, serve) -> None:
+    """`peers remove` during a sync: nothing it answers is kept, and nothing breaks."""
+    peer, _, health, _, verify, client = setup
+    asked, gate = asyncio.Event(), asyncio.Event()
+
+    async def slow_catalog(request: web.Request) -> web.Response:
+        asked.set()
+        await gate.wait()
+        return await peer.get_catalog(request)
+
+    url = await serve({"/v1/info": peer.info, "/v1/catalog": slow_catalog})
+    health.add(url, Source.ADDED, now=NOW)
+    syncing = asyncio.create_task(sync_peer(client, health, url, verify, etag=None, clock=lambda: NOW))
+    await asyncio.wait_for(asked.wait(), 10)
+    assert health.forget(url)
+    gate.set()
+    outcome = await syncing
+    assert (outcome.result, outcome.status, outcome.url) == (SyncResult.REMOVED, None, url)
+    assert health.get(url) is None
+
+    gone = "http://127.0.0.1:9"  # removed before its failure came back: no KeyError either
+    outcome = await sync_peer(client, health, gone, verify, etag=None, clock=lambda: NOW)
+    assert outcome.result is SyncResult.REMOVED and health.get(gone) is None

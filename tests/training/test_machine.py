@@ -3,6 +3,7 @@
 import pytest
 
 from p2pdata.training import Action, RunMachine, RunState
+from p2pdata.training.machine import Recovery, recover
 
 
 def started(workers: int = 2, **kwargs: float) -> RunMachine:
@@ -105,3 +106,59 @@ def test_start_twice_is_an_error() -> None:
     machine = started()
     with pytest.raises(ValueError):
         machine.start(1)
+
+
+def recovered(state: RunState, *, retries_left: int = 0, spawned: bool = False,
+              reason: str = "") -> Recovery:
+    return recover(state, reason=reason, retries_left=retries_left, attempt=2, spawned=spawned,
+                   cause="daemon restarted")
+
+
+def test_after_a_restart_queued_runs_queue_again() -> None:
+    fate = recovered(RunState.QUEUED)
+    assert (fate.state, fate.attempt, fate.retries_left) == (RunState.QUEUED, 2, 0)
+    assert fate.reason == "re-queued: daemon restarted before it started"
+    # Still starting (some workers spawned): a fresh attempt number, so stale ready files
+    # of the old one do not count.
+    assert recovered(RunState.QUEUED, spawned=True).attempt == 3
+    # Re-queued by an earlier stop: it keeps saying why.
+    assert recovered(RunState.QUEUED, reason="attempt 1 ended: x").reason == "attempt 1 ended: x"
+
+
+def test_after_a_restart_running_runs_fail_unless_they_may_retry() -> None:
+    fate = recovered(RunState.RUNNING, spawned=True)
+    assert (fate.state, fate.reason) == (RunState.FAILED, "daemon restarted while running")
+    fate = recovered(RunState.RUNNING, retries_left=2, spawned=True)
+    assert (fate.state, fate.retries_left, fate.attempt) == (RunState.QUEUED, 1, 3)
+    assert fate.reason == "attempt 2 ended: daemon restarted while running; re-queued"
+    with pytest.raises(ValueError, match="over"):
+        recovered(RunState.SUCCEEDED)
+
+
+def test_interrupt_ends_the_attempt_and_decides_like_a_restart() -> None:
+    queued = RunMachine(1)
+    queued.interrupt()
+    assert queued.state is RunState.QUEUED and queued.tick(0) == []
+
+    machine = started(retries=1)
+    machine.interrupt("daemon stopped")
+    assert machine.tick(1) == [Action.TERMINATE]
+    assert machine.tick(6) == [Action.KILL]
+    machine.exited(0, -9)
+    machine.exited(1, -9)
+    assert machine.tick(7) == [Action.FINISH]
+    assert (machine.state, machine.retries_left) == (RunState.QUEUED, 0)
+    assert machine.reason == "attempt 0 ended: daemon stopped while running; re-queued"
+
+    machine = started()
+    machine.interrupt("daemon stopped")
+    machine.exited(0, -15)  # the workers got the same SIGTERM the daemon did
+    machine.exited(1, -15)
+    assert machine.tick(1) == [Action.FINISH]
+    assert (machine.state, machine.reason) == (RunState.FAILED, "daemon stopped while running")
+
+
+def test_a_machine_can_begin_at_a_later_attempt() -> None:
+    machine = RunMachine(1, attempt=3)
+    machine.start(0)
+    assert machine.attempt == 3

@@ -128,3 +128,21 @@ def test_registry_add_text_resolves_against_base_dir(tmp_path: Path) -> None:
         registry.add_text('name = "u"\nworkers = -1\n[entry]\nmodule = "m"\n', "pasted.toml")
     spec = registry.add_text(text.replace('"t"', '"v"'), "v.toml")
     assert spec.entry.script == tmp_path / "jobs" / "train.py"
+
+
+@pytest.mark.parametrize("text", [
+    GOOD,
+    'name = "m"\n[entry]\nmodule = "pkg.train"\n',
+    'name = "w"\nworkdir = "wd"\npython = "/usr/bin/python3"\n[trigger]\ndataset = "*"\n'
+    '[entry]\nscript = "t.py"\n',
+])
+def test_spec_comes_back_from_a_runs_record(tmp_path: Path, text: str) -> None:
+    """A run re-queued after a restart runs the spec it was queued with, exactly."""
+    spec = JobSpec.load(write(tmp_path, text))
+    assert JobSpec.from_stored(spec.to_dict()) == spec
+
+
+def test_a_damaged_stored_spec_is_refused_clearly() -> None:
+    stored = {"name": "j", "entry": {"module": "m", "script": None, "args": []}, "workers": 0}
+    with pytest.raises(JobSpecError, match="workers"):
+        JobSpec.from_stored(stored)
