@@ -30,9 +30,18 @@ class FakePeer:
     def _serve(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
         app = web.Application()
-        app.router.add_get("/v1/info", lambda r: web.json_response(self._info()))
-        app.router.add_get("/v1/catalog", lambda r: web.Response(body=self.catalog))
-        app.router.add_get("/v1/have", lambda r: web.json_response({"datasets": []}))
+        async def info(_: web.Request) -> web.Response:
+            return web.json_response(self._info())
+
+        async def catalog(_: web.Request) -> web.Response:
+            return web.Response(body=self.catalog)
+
+        async def have(_: web.Request) -> web.Response:
+            return web.json_response({"datasets": []})
+
+        app.router.add_get("/v1/info", info)
+        app.router.add_get("/v1/catalog", catalog)
+        app.router.add_get("/v1/have", have)
         self.runner = web.AppRunner(app)
         self.loop.run_until_complete(self.runner.setup())
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
