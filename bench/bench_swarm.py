@@ -121,6 +121,9 @@ async def main() -> None:
         # Unmeasured first pass: the first run to fill the page cache pays for memory
         # the VM has never touched (seen: 400 MiB/s, then about 1000 on later runs).
         await aiohttp_rate(manifest, source, work / "warmup")
+        # Likewise for the swarm: the first libtorrent run in a process faults in its buffers
+        # and write cache (seen: about 300 MiB/s, then 500-680 on later runs).
+        await swarm_rate(manifest, source, work / "warmup-swarm", 1)
         http = await aiohttp_rate(manifest, source, work / "http")
         swarm = await swarm_rate(manifest, source, work / "one", 1)
         print(f"aiohttp {http / MIB:.0f} MiB/s, swarm one seed {swarm / MIB:.0f} MiB/s")
