@@ -58,7 +58,7 @@ async def test_move_to_cold_puts_every_block_on_archive(
 # The mover's loop against stand-in tools: a NameNode's view that changes one block per
 # mover run (as the 2.7.3 mover does on a busy DataNode), none, or a mover that hangs.
 FAKE_TOOL = '''
-import json, os, sys, time
+import json, os, signal, sys
 tool, state_file = sys.argv[1], sys.argv[2]
 with open(state_file) as f:
     state = json.load(f)
@@ -67,7 +67,7 @@ if tool == "mover":
     if state["hang"]:
         with open(state_file + ".pid", "w") as f:
             f.write(str(os.getpid()))
-        time.sleep(120)
+        signal.pause()  # hangs until the store kills it
     moved = 0
     for i, storage in enumerate(state["storages"]):
         if storage != state["target"] and moved < state["per_run"]:
