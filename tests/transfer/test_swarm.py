@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import time
 from pathlib import Path
 
 import pytest
 
 from p2pdata.errors import StagingFull, TransferError
+from p2pdata.hdfs import HashMismatch, LocalStore
 from p2pdata.transfer import JobState, Progress, SwarmJob
 from tests.plugins.transfer import MIB, sha256_file
 
@@ -26,6 +29,23 @@ async def land_all(job: SwarmJob, timeout: float = 60) -> dict[str, Path]:
 
     await asyncio.wait_for(consume(), timeout)
     return landed
+
+
+async def test_bytes_the_manifest_disagrees_with_never_land(
+        dataset, transfer_session, tmp_path) -> None:
+    # A publisher whose torrent and file hashes disagree: every piece passes its v2 hash, but
+    # the manifest's SHA-256 of a.bin is not a.bin's. Landing, the one reader, refuses it.
+    manifest, source = dataset({"a.bin": MIB, "b.bin": 2 * MIB})
+    wrong = dataclasses.replace(manifest.files[0], sha256=hashlib.sha256(b"other").digest())
+    lying = dataclasses.replace(manifest, files=(wrong, *manifest.files[1:]))
+    seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
+    await seeder.seed(lying, source)
+    job = await leecher.fetch(lying, [(LOCAL, seeder.listen_port)])
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(HashMismatch, match=r"a\.bin"):
+        await asyncio.wait_for(store.land(lying, job.completed_files()), 60)
+    assert not await store.is_landed(lying)
+    assert not Path(store.final_path(lying.name, lying.version)).exists()
 
 
 async def test_one_seed_to_one_leecher(dataset, transfer_session) -> None:
