@@ -1,7 +1,7 @@
 """The daemon's libtorrent session: swarm jobs, seeds, resume data, an alert pump.
 
-libtorrent runs its own threads. Alerts reach asyncio through
-`set_alert_notify`, which wakes the pump with `call_soon_threadsafe`; every
+libtorrent runs its own threads. It signals new alerts by writing a byte to a
+pipe (`set_alert_fd`) that the event loop watches, which wakes the pump; every
 decision is made by the plain classes in state.py and staging.py.
 """
 
@@ -411,6 +411,7 @@ class TransferSession:
         self._ses: lt.session | None = None
         self._swarms: dict[str, _Swarm] = {}
         self._wake = asyncio.Event()
+        self._alert_pipe: tuple[int, int] | None = None  # (read end, libtorrent's write end)
         self._tasks: list[asyncio.Task[None]] = []
         self._resume_waiters: dict[str, asyncio.Future[None]] = {}
         self._crashed = False
@@ -435,11 +436,13 @@ class TransferSession:
                           1 << lt.session.global_peer_class_id)
         self._ses.set_peer_class_filter(everyone)
 
-        def notify() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed under us
-                loop.call_soon_threadsafe(self._wake.set)
-
-        self._ses.set_alert_notify(notify)
+        # A pipe, not set_alert_notify: a Python callback needs the GIL inside libtorrent's
+        # alert lock, and the session's destructor takes that lock while holding the GIL.
+        self._alert_pipe = os.pipe()
+        for fd in self._alert_pipe:
+            os.set_blocking(fd, False)  # a full pipe already means "wake up"
+        self._ses.set_alert_fd(self._alert_pipe[1])
+        loop.add_reader(self._alert_pipe[0], self._alerts_ready)
         self._tasks = [loop.create_task(self._pump()), loop.create_task(self._timers())]
 
     @property
@@ -465,13 +468,15 @@ class TransferSession:
             if isinstance(swarm, SwarmJob) and not swarm.state.terminal:
                 swarm.fail("the transfer session closed")
         ses, self._ses = self._ses, None
-        # No set_alert_notify(None) here: the binding holds the GIL while it waits for the alert
-        # lock, and a libtorrent thread holding that lock waits for the GIL to call us: deadlock.
-        # The notify callback stays harmless once the loop is gone.
         self._swarms.clear()
         holder = [ses]
         del ses
         await asyncio.to_thread(holder.clear)  # the destructor blocks while it disconnects
+        if self._alert_pipe is not None:  # only now: libtorrent may write to it until it is gone
+            asyncio.get_running_loop().remove_reader(self._alert_pipe[0])
+            for fd in self._alert_pipe:
+                os.close(fd)
+            self._alert_pipe = None
         (self.settings.staging_dir / _DIRTY_MARKER).unlink(missing_ok=True)
 
     async def __aenter__(self) -> TransferSession:
@@ -622,6 +627,12 @@ class TransferSession:
                 waiters.append(future)
         if waiters:
             await asyncio.wait(waiters, timeout=timeout)
+
+    def _alerts_ready(self) -> None:
+        assert self._alert_pipe is not None
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._alert_pipe[0], 4096)
+        self._wake.set()
 
     async def _pump(self) -> None:
         while True:
