@@ -428,10 +428,10 @@ class Daemon:
             self.catalogs.store(outcome.verified, source=url)
             catalog = outcome.verified.catalog
             self.events.emit("catalog.updated", url=url, cluster_id=catalog.cluster, version=catalog.version)
-        if outcome.etag and outcome.result is not SyncResult.REJECTED:
-            self._etags[url] = outcome.etag
         self._peer_info[url] = outcome.info
         if outcome.result is not SyncResult.REJECTED:  # its catalog holds: index what it grants us
+            if outcome.etag:
+                self._etags[url] = outcome.etag
             await restricted.sync_granted(self, url, outcome.info)
         try:
             have = set(await self.client.have(url))
