@@ -56,6 +56,11 @@ class DiscoverySection:
     peer_ca_file: str = ""  # PEM CAs to trust for https peers (default: the system's)
     peer_client_cert: str = ""  # PEM client certificate for https peers that ask for one
     peer_client_key: str = ""  # its private key, when not in peer_client_cert
+    dht: bool = False  # find trusted clusters through the BitTorrent DHT, and be found
+    dht_listen: str = "0.0.0.0:6882"  # the DHT node's UDP address
+    dht_bootstrap: list[str] = field(default_factory=list)  # "host:port" nodes; no default routers
+    dht_interval: int = 300  # seconds between lookups of trusted clusters not reached otherwise
+    dht_republish: int = 1800  # seconds between puts of our record when nothing changed
 
 
 @dataclass
@@ -219,6 +224,12 @@ def _check_choices(config: Config, path: Path) -> None:
         raise ConfigError(f"{path}: restricted.show: expected 'stub' or 'hidden', got {config.restricted.show!r}")
     if config.restricted.certificate_lifetime < 5:
         raise ConfigError(f"{path}: restricted.certificate_lifetime: expected at least 5 seconds")
+    for node in [config.discovery.dht_listen, *config.discovery.dht_bootstrap]:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"{path}: discovery.dht_listen/dht_bootstrap: expected HOST:PORT, got {node!r}")
+    if config.discovery.dht_interval < 1:
+        raise ConfigError(f"{path}: discovery.dht_interval: expected at least 1 second")
     for section, key in (("peer_api", "port"), ("control", "port")):
         if getattr(getattr(config, section), key) > 65535:
             raise ConfigError(f"{path}: {section}.{key}: expected a port number 0-65535")
@@ -245,6 +256,8 @@ interfaces = ["127.0.0.1"]
 static_peers = []
 sync_interval = 60
 # peer_ca_file = "peers-ca.pem"  # CAs to trust for https peers, relative to this directory
+dht = false                      # find and be found through the BitTorrent DHT (see README)
+# dht_bootstrap = ["router.example.org:6881"]  # DHT nodes to join through; none by default
 
 [transfer]
 listen = ["0.0.0.0:6881"]

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from p2pdata import __version__, restricted
+from p2pdata import __version__, discovering, restricted
 from p2pdata.catalog import (
     Access,
     Identity,
@@ -48,12 +48,12 @@ from p2pdata.peers import (
     PeerInfo,
     Source,
     SyncResult,
-    ZeroconfDiscovery,
     catalog_verifier,
     normalize_peer_url,
     sync_peer,
     tls_context,
 )
+from p2pdata.peers.discovery import PeerSource
 from p2pdata.training import JobRegistry, Launcher, matching_jobs
 from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
 from p2pdata.web import control_app, peer_app, status_routes
@@ -131,7 +131,9 @@ class Daemon:
         self._peer_info: dict[str, PeerInfo] = {}  # peer url -> what /v1/info said
         self._peer_have: dict[str, set[str]] = {}  # peer url -> manifest ids it seeds
         self._etags: dict[str, str] = {}  # peer url -> catalog ETag held
-        self.discovery: ZeroconfDiscovery | None = None
+        self.sources: list[PeerSource] = []  # zeroconf, static, DHT...: as [discovery] says
+        self.dht: discovering.DhtNode | None = None
+        self.dht_seeds: discovering.DhtSeeds | None = None
         self.peer_url = ""
         self.control_url = ""
 
@@ -166,6 +168,10 @@ class Daemon:
             )
         )
         await self.transfer.start()
+        self.dht = await discovering.start_dht(config)
+        if self.dht is not None:
+            self.dht_seeds = discovering.DhtSeeds(self.dht, lambda: self.transfer.listen_port)
+            await self.dht_seeds.start()
         self.registry = JobRegistry(config.jobs_dir)
         self.launcher = Launcher(
             self.conn,
@@ -184,24 +190,12 @@ class Daemon:
         self.health = PeerHealth(sync_interval=config.discovery.sync_interval,
                                  on_change=health_store.save)
         self._verify = catalog_verifier(self.trust.is_trusted, self.catalogs.held, time.time)
+        self.sources = discovering.peer_sources(self, self.added_peers.items(), self._peer_port)
+        for source in self.sources:
+            await source.start()
         now = time.time()
-        for url in config.discovery.static_peers:
-            self.health.add(url, Source.STATIC, now)
-        for url in self.added_peers.items():
-            self.health.add(url, Source.ADDED, now)
         for status in saved_health:  # failures, last seen, backoff survive a restart
             self.health.restore(status, now)
-        if config.discovery.zeroconf:
-            self.discovery = ZeroconfDiscovery(
-                interfaces=config.discovery.interfaces,
-                service_name=f"p2pdata-{self.identity.cluster_id}",
-                port=self._peer_port,
-                cluster_id=self.identity.cluster_id,
-                on_found=self._on_peer_found,
-                on_lost=self._on_peer_lost,
-                scheme="https" if config.peer_api.tls_cert else "http",
-            )
-            await self.discovery.start()
         self._spawn(self._sync_loop())
         self._spawn(restricted.renew_loop(self))
         for job in self.fetch_jobs.unfinished():
@@ -220,8 +214,11 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.discovery is not None:
-            await self.discovery.close()
+        for source in reversed(self.sources):
+            await source.close()
+        for dht in (self.dht_seeds, self.dht):
+            if dht is not None:
+                await dht.close()
         await self.client.close()
         self.events.close()
         for runner in self._runners:
@@ -302,6 +299,7 @@ class Daemon:
             "peer_url": self.peer_url,
             "control_url": self.control_url,
             "torrent_port": self.transfer.listen_port,
+            "dht_port": self.dht.port if self.dht is not None else None,
         }
         (self.config.home / RUNTIME_FILE).write_text(json.dumps(data))
 
@@ -318,6 +316,8 @@ class Daemon:
             await self.transfer.seed(
                 manifest, folder, certificate=self.restricted.seed_certificate(manifest)
             )
+            if self.dht_seeds is not None:
+                self.dht_seeds.announce(manifest)  # public datasets only
         except TransferError as exc:  # the same files published and fetched: one swarm serves both
             log.info("not seeding %s from %s: %s", manifest.ref, folder, exc)
 
@@ -374,16 +374,21 @@ class Daemon:
 
     # ---- discovery and catalog sync ---------------------------------------------------------
 
-    def _on_peer_found(self, url: str, cluster_id: str) -> None:
-        self.health.add(url, Source.ZEROCONF, time.time(), cluster_id=cluster_id)
-        self.events.emit("peer.found", url=url, cluster_id=cluster_id)
-        self._sync_wakeup.set()
+    def peer_callbacks(self, source: Source) -> tuple[discovering.OnFound, discovering.OnLost]:
+        """What a peer source calls when it finds a peer, or one goes away."""
 
-    def _on_peer_lost(self, url: str) -> None:
-        status = self.health.withdraw(url, Source.ZEROCONF, time.time())
-        if status is not None and not status.active:
-            self._drop_peer_view(status.url)
-        self.events.emit("peer.lost", url=url)
+        def found(url: str, cluster_id: str | None) -> None:
+            self.health.add(url, source, time.time(), cluster_id=cluster_id)
+            self.events.emit("peer.found", url=url, cluster_id=cluster_id, source=str(source))
+            self._sync_wakeup.set()
+
+        def lost(url: str) -> None:
+            status = self.health.withdraw(url, source, time.time())
+            if status is not None and not status.active:
+                self._drop_peer_view(status.url)
+            self.events.emit("peer.lost", url=url, source=str(source))
+
+        return found, lost
 
     def _drop_peer_view(self, url: str) -> None:
         """Forget what a peer said of itself (endpoints, what it seeds): no source, no owner
@@ -497,6 +502,7 @@ class Daemon:
         self.restricted.on_publish(manifest)
         self.published.put(manifest.id, {**_record_key(manifest), "directory": str(root)})
         await self._seed(manifest, root)
+        discovering.wake(self.sources)  # a new catalog version to publish on the DHT
         self.events.emit("dataset.published", ref=manifest.ref, manifest=manifest.id)
         return manifest_summary(manifest)
 
@@ -567,10 +573,15 @@ class Daemon:
                 self._swarms[job.id] = swarm
                 self._set_state(job, "transferring")
                 progress = self._spawn(self._report_progress(job, swarm))
+                seeders = self._spawn(self.dht_seeds.feed(manifest, swarm.add_peers)) if self.dht_seeds else None
                 await store.land(landing, swarm.completed_files(), job.tier)
                 await swarm.wait()
                 swarm.release()  # landed: the staged copy is now an evictable seed
                 progress.cancel()
+                if seeders is not None:
+                    seeders.cancel()
+                if self.dht_seeds is not None:
+                    self.dht_seeds.announce(manifest)  # we seed it now; public datasets only
                 self.landed.put(
                     manifest.id,
                     {
@@ -688,6 +699,7 @@ class Daemon:
             if status.cluster_id == cluster_id and status.sources:
                 self.health.add(status.url, next(iter(status.sources)), time.time())
         self._sync_wakeup.set()
+        discovering.wake(self.sources)  # look it up on the DHT now
         return {"cluster_id": cluster_id, "trusted": True}
 
     def trust_remove(self, cluster_id: str) -> dict[str, Any]:
@@ -710,6 +722,7 @@ class Daemon:
                 },
             },
             "peers": self.peers(),
+            "dht": discovering.dht_status(self, self.sources),
             "jobs": self.jobs(),
             "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),

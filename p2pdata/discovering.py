@@ -1,0 +1,185 @@
+"""Discovery wiring: the peer sources the configuration asks for, and the DHT for public swarms.
+
+The daemon asks `peer_sources` for its sources and starts them all; what each one is and
+when it is on is decided here, from `[discovery]`. The DHT node (`discovery.dht = true`) is
+shared by DHT discovery and by `DhtSeeds`, which lets public datasets find seeders on the DHT.
+Restricted datasets never touch it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from p2pdata.catalog import Identity, LocalCatalog, Manifest, TrustStore
+from p2pdata.catalog.identity import decode_public_key
+from p2pdata.config import Config
+from p2pdata.peers import PeerClient, PeerHealth, PeerState, Source
+from p2pdata.peers.dht import Advert, DhtDiscovery, SeenStore, prove_cluster
+from p2pdata.peers.discovery import ListedPeers, PeerSource, ZeroconfDiscovery
+from p2pdata.transfer.dht import DhtNode, DhtSettings
+
+__all__ = ["DhtNode", "DhtSeeds", "dht_status", "peer_sources", "start_dht", "wake"]
+
+log = logging.getLogger(__name__)
+
+OnFound = Callable[[str, str | None], None]
+OnLost = Callable[[str], None]
+
+
+class DiscoveryHost(Protocol):
+    """What the sources need of the daemon."""
+
+    config: Config
+    identity: Identity
+    conn: sqlite3.Connection
+    client: PeerClient
+    trust: TrustStore
+    health: PeerHealth
+    local_catalog: LocalCatalog
+    peer_url: str
+    dht: DhtNode | None
+
+    def catalog(self) -> tuple[bytes, str]: ...
+
+    def peer_callbacks(self, source: Source) -> tuple[OnFound, OnLost]: ...
+
+
+async def start_dht(config: Config) -> DhtNode | None:
+    """The daemon's DHT node, joined through `discovery.dht_bootstrap` only; None when off."""
+    if not config.discovery.dht:
+        return None
+    node = DhtNode(DhtSettings(listen=config.discovery.dht_listen,
+                               bootstrap=tuple(config.discovery.dht_bootstrap)))
+    await node.start()
+    return node
+
+
+def peer_sources(host: DiscoveryHost, added: Iterable[str], peer_port: int) -> list[PeerSource]:
+    """Every source `[discovery]` turns on, listed ones first."""
+    config = host.config.discovery
+    sources: list[PeerSource] = [
+        ListedPeers(config.static_peers, Source.STATIC, host.peer_callbacks(Source.STATIC)[0]),
+        ListedPeers(added, Source.ADDED, host.peer_callbacks(Source.ADDED)[0]),
+    ]
+    if config.zeroconf:
+        found, lost = host.peer_callbacks(Source.ZEROCONF)
+        sources.append(ZeroconfDiscovery(
+            interfaces=config.interfaces,
+            service_name=f"p2pdata-{host.identity.cluster_id}",
+            port=peer_port,
+            cluster_id=host.identity.cluster_id,
+            on_found=found,
+            on_lost=lost,
+            scheme="https" if host.config.peer_api.tls_cert else "http",
+        ))
+    if host.dht is not None:
+        sources.append(_dht_discovery(host, host.dht))
+    return sources
+
+
+def _dht_discovery(host: DiscoveryHost, node: DhtNode) -> DhtDiscovery:
+    own = host.identity.cluster_id
+
+    def advert() -> Advert:
+        signed, _ = host.catalog()  # signs a new version only when the content changed
+        return Advert((host.peer_url,), host.local_catalog.version, hashlib.sha256(signed).digest())
+
+    def wanted() -> dict[str, bytes]:
+        """Trusted clusters whose key we know and that no peer of ours reaches now."""
+        reached = {s.cluster_id for s in host.health.peers()
+                   if s.active and s.state is PeerState.HEALTHY}
+        return {t.cluster_id: decode_public_key(t.public_key) for t in host.trust.list()
+                if t.public_key and t.cluster_id != own and t.cluster_id not in reached}
+
+    async def prove(url: str, cluster_id: str, key: bytes) -> None:
+        await prove_cluster(host.client, url, cluster_id, key)
+
+    found, lost = host.peer_callbacks(Source.DHT)
+    config = host.config.discovery
+    return DhtDiscovery(
+        node=node, private_key=host.identity.private_key, cluster_id=own, advert=advert,
+        wanted=wanted, prove=prove, seen=SeenStore(host.conn), on_found=found, on_lost=lost,
+        interval=config.dht_interval, republish=config.dht_republish,
+    )
+
+
+class DhtSeeds:
+    """Public datasets on the DHT: we announce what we seed, and ask for seeders of a fetch.
+
+    Restricted datasets are refused here, whatever the caller: their swarms are SSL torrents
+    whose members only the owner decides, and their info hashes stay off the DHT.
+    """
+
+    def __init__(self, node: DhtNode, torrent_port: Callable[[], int],
+                 interval: float = 900.0) -> None:
+        self._node = node
+        self._port = torrent_port
+        self.interval = interval
+        self._announced: dict[bytes, str] = {}  # info hash -> ref, re-announced each interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def announce(self, manifest: Manifest) -> bool:
+        info_hash = _public_info_hash(manifest)
+        if info_hash is None:
+            return False
+        self._announced[info_hash] = manifest.ref
+        self._node.announce(info_hash, self._port())
+        return True
+
+    async def feed(self, manifest: Manifest, add_peers: Callable[[list[tuple[str, int]]], None],
+                   interval: float = 15.0) -> None:
+        """Ask the DHT for seeders of a public dataset until cancelled (the fetch ended)."""
+        info_hash = _public_info_hash(manifest)
+        if info_hash is None:
+            return
+        while True:
+            peers = await self._node.get_peers(info_hash, timeout=interval)
+            if peers:
+                log.info("DHT: %d seeder(s) of %s", len(peers), manifest.ref)
+                add_peers(peers)
+            await asyncio.sleep(interval)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            for info_hash in list(self._announced):
+                with contextlib.suppress(Exception):
+                    self._node.announce(info_hash, self._port())
+
+
+def _public_info_hash(manifest: Manifest) -> bytes | None:
+    if manifest.access.mode != "public" or manifest.torrent is None:
+        return None
+    return manifest.torrent.info_hash
+
+
+def wake(sources: Iterable[PeerSource]) -> None:
+    """Something we publish or trust changed: the DHT publishes and looks up now."""
+    for source in sources:
+        if isinstance(source, DhtDiscovery):
+            source.wake()
+
+
+def dht_status(host: DiscoveryHost, sources: Iterable[PeerSource]) -> dict[str, object] | None:
+    """The DHT's part of `p2pdata status`: our record, who was found, what was refused."""
+    if host.dht is None:
+        return None
+    found = next((s for s in sources if isinstance(s, DhtDiscovery)), None)
+    told = host.dht.session_settings()  # what libtorrent really uses, not what we meant
+    return {"port": host.dht.port, "nodes": host.dht.node_count(),
+            "bootstrap": [n for n in told["dht_bootstrap_nodes"].split(",") if n],
+            **(found.status() if found is not None else {})}

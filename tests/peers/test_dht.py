@@ -1,0 +1,111 @@
+"""The BitTorrent DHT as a source of peers: a private DHT of real daemons on loopback.
+
+No public router is ever contacted: every node joins through the test's own first node only,
+and each daemon reports the bootstrap list libtorrent really uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from p2pdata.catalog import Identity
+from p2pdata.devcluster import wait_for
+from p2pdata.peers.dht import SALT, DhtRecord
+from p2pdata.transfer.dht import DhtNode, DhtSettings
+from tests.daemon.test_daemon import landed_files, make_dataset
+
+
+def dht(bootstrap: list[str] | None = None, **more: Any) -> dict[str, Any]:
+    # zeroconf stays off and no static peers: the DHT is the only way to find anyone.
+    return {"zeroconf": False, "static_peers": [], "dht": True, "dht_listen": "127.0.0.1:0",
+            "dht_bootstrap": bootstrap or [], "dht_interval": 1, **more}
+
+
+def peer_rows(daemon: Any) -> dict[str, dict[str, Any]]:
+    return {row["url"]: row for row in daemon.cli_json("peers")}
+
+
+def dht_status(daemon: Any) -> dict[str, Any]:
+    return daemon.cli_json("status")["dht"]
+
+
+def public_key(daemon: Any) -> str:
+    return daemon.cli_json("id")["public_key"]
+
+
+async def put_as(identity: Identity, bootstrap: str, record: DhtRecord) -> int:
+    """Put a record signed with `identity` from a DHT node of the test's own."""
+    node = DhtNode(DhtSettings(listen="127.0.0.1:0", bootstrap=(bootstrap,)))
+    await node.start()
+    try:
+        assert node.session_settings()["dht_bootstrap_nodes"] == bootstrap
+        deadline = time.monotonic() + 30
+        while True:  # the node needs a few neighbours before a put can land
+            try:
+                return await node.put(identity.private_key, record.encode(), SALT, timeout=5)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+    finally:
+        await node.close()
+
+
+def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    expected = make_dataset(source, files=2, rows=2000)
+    first = make_daemon("first", discovery=dht())  # the private DHT's entry point
+    boot = f"127.0.0.1:{first.runtime['dht_port']}"
+    alpha = make_daemon("alpha", discovery=dht([boot]))
+    relay = make_daemon("relay", discovery=dht([boot]))
+    alpha.cli_json("publish", str(source), "--name", "clicks", "--version", "1")
+    published = wait_for(lambda: dht_status(alpha)["published"], what="alpha's record on the DHT")
+    assert published["urls"] == [alpha.peer_url]
+
+    gamma = make_daemon("gamma", discovery=dht([boot]))
+    gamma.cli("trust", "add", public_key(alpha))  # by key: the DHT is addressed by it
+
+    def found() -> dict[str, Any] | None:
+        row = peer_rows(gamma).get(alpha.peer_url)
+        return row if row and row["state"] == "healthy" else None
+
+    row = wait_for(found, timeout=60, what="gamma to find alpha through the DHT")
+    assert row["source"] == "dht" and row["cluster_id"] == alpha.cluster_id
+    job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")
+    assert job["state"] == "landed", job
+    assert landed_files(gamma.home / "datasets", "clicks", "1") == expected
+
+    # Nobody was told of any node but the first; libtorrent's default routers are gone.
+    for daemon in (first, alpha, relay, gamma):
+        status = dht_status(daemon)
+        assert status["bootstrap"] in ([], [boot]), status
+        assert all(url.startswith("http://127.0.0.1:") for row in daemon.cli_json("peers")
+                   for url in [row["url"]])
+
+    # Public datasets find seeders on the DHT: with alpha gone, delta (which knows alpha's
+    # catalog but has no peer that seeds) fetches from gamma, found only by its announce.
+    delta = make_daemon("delta", discovery=dht([boot]))
+    delta.cli("trust", "add", public_key(alpha))
+    wait_for(lambda: delta.cli_json("search", "clicks"), timeout=60, what="delta to hold alpha's catalog")
+    alpha.stop()
+    job = delta.cli_json("fetch", "clicks@1", "--timeout", "90")
+    assert job["state"] == "landed", job
+    assert landed_files(delta.home / "datasets", "clicks", "1") == expected
+    assert gamma.peer_url not in peer_rows(delta)  # not a peer: found as a seeder only
+
+    # An item signed with alpha's key that points at a cluster which cannot prove that key
+    # (mallory answers as itself) is refused: mallory never becomes a peer of epsilon.
+    mallory = make_daemon("mallory", discovery=dht([boot]))
+    identity = Identity.load(alpha.home)
+    forged = DhtRecord(alpha.cluster_id, (mallory.peer_url,), published["catalog_version"],
+                       hashlib.sha256(b"whatever").digest(), int(time.time()))
+    asyncio.run(put_as(identity, boot, forged))
+    epsilon = make_daemon("epsilon", discovery=dht([boot]))
+    epsilon.cli("trust", "add", public_key(alpha))
+    refused = wait_for(lambda: dht_status(epsilon)["refused"].get(alpha.cluster_id),
+                       timeout=60, what="epsilon to refuse the impostor")
+    assert mallory.peer_url in refused and "answers as cluster" in refused, refused
+    assert mallory.peer_url not in peer_rows(epsilon)
