@@ -279,21 +279,25 @@ class DhtDiscovery:
         self._publish_error: str | None = None
         self._found: dict[str, tuple[str, ...]] = {}  # cluster id -> URLs it proved
         self._refused: dict[str, str] = {}  # cluster id -> why its item or URLs were refused
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._wakes = (asyncio.Event(), asyncio.Event())  # publish loop, lookup loop
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        # Two loops: a put waits for every node it stored on, and lookups need not wait for it.
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._every(self.publish, self._wakes[0])),
+                       loop.create_task(self._every(self.step, self._wakes[1]))]
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
 
     def wake(self) -> None:
         """Publish and look up now (a dataset was published, a cluster trusted)."""
-        self._wake.set()
+        for wake in self._wakes:
+            wake.set()
 
     def status(self) -> dict[str, Any]:
         published = self._published
@@ -307,25 +311,25 @@ class DhtDiscovery:
             "refused": dict(self._refused),
         }
 
-    async def _loop(self) -> None:
+    async def _every(self, work: Callable[[], Awaitable[None]], wake: asyncio.Event) -> None:
         while True:
+            wake.clear()
             try:
-                await self.step()
+                await work()
             except Exception:  # one bad round must not end discovery
                 log.exception("DHT discovery round failed")
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+                await asyncio.wait_for(wake.wait(), timeout=self.interval)
 
     async def step(self) -> None:
-        """One round: publish if our advert changed or is due, look up every wanted cluster."""
-        await self.publish()
+        """One lookup round: every wanted cluster, at once."""
         wanted = dict(self._wanted())
         for cluster in set(self._found) - set(wanted):
             self._found.pop(cluster)  # reached otherwise now; its URLs stay peers meanwhile
         await asyncio.gather(*(self.lookup(cluster, key) for cluster, key in wanted.items()))
 
     async def publish(self) -> None:
+        """Put our record if it changed or the republish interval is up."""
         advert = self._advert()
         now = self._clock()
         if self._published is not None:
@@ -369,7 +373,8 @@ class DhtDiscovery:
                 await self._prove(url, cluster_id, public_key)
             except PeerError as exc:
                 failures.append(f"{url}: {exc}")
-                log.warning("DHT: %s named by %s's record is not that cluster: %s", url, cluster_id, exc)
+                log.warning("DHT: %s, named by %s's record, did not prove it is that cluster: %s",
+                            url, cluster_id, exc)
                 continue
             proved.append(url)
         for url in set(self._found.get(cluster_id, ())) - set(proved):

@@ -186,11 +186,17 @@ class DhtNode:
         finally:
             _discard(self._puts, public, future)
 
-    async def get(self, public_key: bytes, salt: bytes, timeout: float = 30.0) -> list[MutableItem]:
-        """Every item seen under (key, salt) until the lookup ends, newest first; may be empty."""
+    async def get(self, public_key: bytes, salt: bytes, timeout: float = 30.0,
+                  settle: float = 3.0) -> list[MutableItem]:
+        """Every item seen under (key, salt), newest first; may be empty.
+
+        Waits until the lookup has heard from every node it asked, or `settle` seconds after
+        the first item came (one dead node in the way would otherwise hold the answer for
+        libtorrent's full request timeout), or `timeout`.
+        """
         if len(public_key) != 32:
             raise ValueError("an Ed25519 public key is 32 bytes")
-        collect: _Collect[MutableItem] = _Collect()
+        collect: _Collect[MutableItem] = _Collect(settle)
         key = (public_key, salt)
         self._gets[key].append(collect)
         try:
@@ -198,6 +204,7 @@ class DhtNode:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(collect.done.wait(), timeout)
         finally:
+            collect.cancel()
             _discard(self._gets, key, collect)
         return sorted(collect.items, key=lambda item: -item.seq)
 
@@ -215,6 +222,7 @@ class DhtNode:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(collect.done.wait(), timeout)
         finally:
+            collect.cancel()
             _discard(self._peers, key, collect)
         return list(dict.fromkeys(collect.items))
 
@@ -257,24 +265,34 @@ class DhtNode:
             item = _item(alert)
             for collect in self._gets.get(key, []):
                 if item is not None:
-                    collect.items.append(item)
+                    collect.add([item])
                 if alert.authoritative:  # the lookup heard from every node it will hear from
                     collect.done.set()
         elif isinstance(alert, lt.dht_get_peers_reply_alert):
             found = [(str(host), int(port)) for host, port in alert.peers()]
             for collect in self._peers.get(_truncated(bytes(alert.info_hash.to_bytes())), []):
-                collect.items.extend(found)
-                # Replies keep coming while the lookup runs; the first useful one is enough.
-                if collect.items:
-                    collect.done.set()
+                collect.add(found)
         elif isinstance(alert, lt.listen_failed_alert):
             log.error("DHT: %s", alert.message())
 
 
 class _Collect(Generic[T]):
-    def __init__(self) -> None:
+    """What one lookup gathered; `done` is set `settle` seconds after the first find."""
+
+    def __init__(self, settle: float = 0.0) -> None:
         self.items: list[T] = []
         self.done = asyncio.Event()
+        self._settle = settle
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, found: list[T]) -> None:
+        self.items.extend(found)
+        if self.items and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._settle, self.done.set)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
 
 
 def _item(alert: Any) -> MutableItem | None:

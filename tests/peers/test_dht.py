@@ -85,16 +85,10 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
         assert all(url.startswith("http://127.0.0.1:") for row in daemon.cli_json("peers")
                    for url in [row["url"]])
 
-    # Public datasets find seeders on the DHT: with alpha gone, delta (which knows alpha's
-    # catalog but has no peer that seeds) fetches from gamma, found only by its announce.
+    # delta finds alpha too and holds its catalog (then alpha goes, below).
     delta = make_daemon("delta", discovery=dht([boot]))
     delta.cli("trust", "add", public_key(alpha))
     wait_for(lambda: delta.cli_json("search", "clicks"), timeout=60, what="delta to hold alpha's catalog")
-    alpha.stop()
-    job = delta.cli_json("fetch", "clicks@1", "--timeout", "90")
-    assert job["state"] == "landed", job
-    assert landed_files(delta.home / "datasets", "clicks", "1") == expected
-    assert gamma.peer_url not in peer_rows(delta)  # not a peer: found as a seeder only
 
     # An item signed with alpha's key that points at a cluster which cannot prove that key
     # (mallory answers as itself) is refused: mallory never becomes a peer of epsilon.
@@ -109,3 +103,11 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
                        timeout=60, what="epsilon to refuse the impostor")
     assert mallory.peer_url in refused and "answers as cluster" in refused, refused
     assert mallory.peer_url not in peer_rows(epsilon)
+
+    # Public datasets find seeders on the DHT: with alpha gone, delta (which holds alpha's
+    # catalog but has no peer that seeds) fetches from gamma, found only by its announce.
+    alpha.stop()
+    job = delta.cli_json("fetch", "clicks@1", "--timeout", "90")
+    assert job["state"] == "landed", job
+    assert landed_files(delta.home / "datasets", "clicks", "1") == expected
+    assert gamma.peer_url not in peer_rows(delta)  # not a peer: found as a seeder only
