@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from p2pdata.catalog import Identity
 from p2pdata.devcluster import wait_for
-from p2pdata.peers.dht import SALT, DhtRecord
+from p2pdata.discovering import DhtSeeds
+from p2pdata.errors import TransferError
+from p2pdata.peers.dht import SALT, DhtRecord, check_item
 from p2pdata.transfer.dht import DhtNode, DhtSettings
 from tests.daemon.test_daemon import landed_files, make_dataset
 
@@ -47,7 +51,7 @@ async def put_as(identity: Identity, bootstrap: str, record: DhtRecord) -> int:
         while True:  # the node needs a few neighbours before a put can land
             try:
                 return await node.put(identity.private_key, record.encode(), SALT, timeout=5)
-            except Exception:
+            except TransferError:
                 if time.monotonic() > deadline:
                     raise
     finally:
@@ -111,3 +115,61 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     assert job["state"] == "landed", job
     assert landed_files(delta.home / "datasets", "clicks", "1") == expected
     assert gamma.peer_url not in peer_rows(delta)  # not a peer: found as a seeder only
+
+
+async def test_dht_nodes_sign_with_the_cluster_key_and_keep_restricted_datasets_off() -> None:
+    first = DhtNode(DhtSettings(listen="127.0.0.1:0"))
+    await first.start()
+    boot = f"127.0.0.1:{first.port}"
+    nodes = [first]
+    try:
+        for _ in range(3):
+            node = DhtNode(DhtSettings(listen="127.0.0.1:0", bootstrap=(boot,)))
+            await node.start()
+            nodes.append(node)
+        for node in nodes:  # only the test's own node to join through; nothing to broadcast
+            told = node.session_settings()
+            assert told["dht_bootstrap_nodes"] in ("", boot)
+            assert not (told["enable_lsd"] or told["enable_upnp"] or told["enable_natpmp"])
+            assert not told["enable_incoming_tcp"] and not told["enable_outgoing_tcp"]
+        alpha = Identity.generate()
+
+        async def put(rec: DhtRecord) -> int:
+            deadline = time.monotonic() + 30
+            while True:  # until the node has neighbours to store on
+                try:
+                    return await nodes[1].put(alpha.private_key, rec.encode(), SALT, timeout=10)
+                except TransferError:
+                    if time.monotonic() > deadline:
+                        raise
+
+        rec = DhtRecord(alpha.cluster_id, ("http://127.0.0.1:7420",), 1, b"\1" * 32, int(time.time()))
+        first_seq = await put(rec)
+        second_seq = await put(replace(rec, catalog_version=2))
+        assert second_seq == first_seq + 1
+        items = await nodes[3].get(alpha.public_key, SALT, timeout=10)
+        assert items and items[0].seq == second_seq
+        # libtorrent signed with the expanded form of the cluster key: the plain key verifies it.
+        got = check_item(items[0], cluster_id=alpha.cluster_id, public_key=alpha.public_key,
+                         seen=None, now=time.time(), max_age=60)
+        assert got.catalog_version == 2
+        assert await nodes[3].get(Identity.generate().public_key, SALT, timeout=5) == []
+
+        seeds = DhtSeeds(nodes[2], torrent_port=lambda: 4242)
+        public = dataset("public", b"\2" * 32)
+        secret = dataset("restricted", b"\3" * 32)
+        assert seeds.announce(public) and not seeds.announce(secret)
+        assert ("127.0.0.1", 4242) in await nodes[0].get_peers(public.torrent.info_hash, timeout=20)
+        assert await nodes[0].get_peers(secret.torrent.info_hash, timeout=3) == []
+        added: list[list[tuple[str, int]]] = []
+        await asyncio.wait_for(seeds.feed(secret, added.append), timeout=1)  # returns at once
+        assert added == []
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+def dataset(mode: str, info_hash: bytes) -> Any:
+    """The parts of a manifest DhtSeeds reads."""
+    return SimpleNamespace(ref="clicks@1", access=SimpleNamespace(mode=mode),
+                           torrent=SimpleNamespace(info_hash=info_hash))
