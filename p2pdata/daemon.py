@@ -46,6 +46,7 @@ from p2pdata.peers import (
     PeerClient,
     PeerHealth,
     PeerInfo,
+    PeerSource,
     Source,
     SyncResult,
     catalog_verifier,
@@ -53,7 +54,6 @@ from p2pdata.peers import (
     sync_peer,
     tls_context,
 )
-from p2pdata.peers.discovery import PeerSource
 from p2pdata.training import JobRegistry, Launcher, matching_jobs
 from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
 from p2pdata.web import control_app, peer_app, status_routes

@@ -19,10 +19,20 @@ from typing import Protocol
 from p2pdata.catalog import Identity, LocalCatalog, Manifest, TrustStore
 from p2pdata.catalog.identity import decode_public_key
 from p2pdata.config import Config
-from p2pdata.peers import PeerClient, PeerHealth, PeerState, Source
-from p2pdata.peers.dht import Advert, DhtDiscovery, SeenStore, prove_cluster
-from p2pdata.peers.discovery import ListedPeers, PeerSource, ZeroconfDiscovery
-from p2pdata.transfer.dht import DhtNode, DhtSettings
+from p2pdata.peers import (
+    Advert,
+    DhtDiscovery,
+    ListedPeers,
+    PeerClient,
+    PeerHealth,
+    PeerSource,
+    PeerState,
+    SeenStore,
+    Source,
+    ZeroconfDiscovery,
+    prove_cluster,
+)
+from p2pdata.transfer import DhtNode, DhtSettings
 
 __all__ = ["DhtNode", "DhtSeeds", "dht_status", "peer_sources", "start_dht", "wake"]
 
@@ -182,4 +192,6 @@ def dht_status(host: DiscoveryHost, sources: Iterable[PeerSource]) -> dict[str, 
     told = host.dht.session_settings()  # what libtorrent really uses, not what we meant
     return {"port": host.dht.port, "nodes": host.dht.node_count(),
             "bootstrap": [n for n in told["dht_bootstrap_nodes"].split(",") if n],
+            # Trusted by id alone: the DHT is addressed by the key, so these cannot be looked up.
+            "key_unknown": [t.cluster_id for t in host.trust.list() if not t.public_key],
             **(found.status() if found is not None else {})}

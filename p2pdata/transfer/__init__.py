@@ -4,9 +4,10 @@ Publish: `make_torrent(manifest.files, data_dir)` then `manifest.with_torrent(..
 Fetch: `job = await session.fetch(manifest, peers)`, then
 `async for entry, path in job.completed_files()` to land files as they verify.
 Seed: a finished fetch keeps seeding from staging; `session.seed(manifest, dir)`
-serves landed data.
+serves landed data. The DHT (`DhtNode`) is a libtorrent session of its own.
 """
 
+from p2pdata.transfer.dht import DhtNode, DhtSettings, MutableItem
 from p2pdata.transfer.session import (
     JobCancelled,
     Seed,
@@ -19,9 +20,12 @@ from p2pdata.transfer.state import FileProgress, JobState, Progress
 from p2pdata.transfer.torrents import choose_piece_size, make_torrent
 
 __all__ = [
+    "DhtNode",
+    "DhtSettings",
     "FileProgress",
     "JobCancelled",
     "JobState",
+    "MutableItem",
     "Progress",
     "Seed",
     "Staging",
