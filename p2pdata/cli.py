@@ -319,11 +319,24 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
     for peer in data["peers"]:
         peer["last_seen"] = _ago(peer["last_seen"])
     click.echo(f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
-    _table(data["peers"], ["url", "cluster_id", "state", "last_seen", "failures", "catalog_version", "error"],
-           "peers")
+    _table(data["peers"], ["url", "cluster_id", "source", "state", "last_seen", "failures",
+                           "catalog_version", "error"], "peers")
+    if data.get("dht"):
+        _dht_lines(data["dht"])
     _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "error"], "fetch jobs")
     _table(data["landed"], ["ref", "uri", "tier"], "landed datasets")
     _table(data["runs"], ["id", "job", "dataset", "state", "exit_code"], "training runs")
+
+
+def _dht_lines(dht: dict[str, Any]) -> None:
+    published = dht.get("published")
+    ours = (f"our record: catalog version {published['catalog_version']}, seq {published['seq']}"
+            if published else f"our record not published ({dht.get('publish_error') or 'not yet'})")
+    click.echo(f"DHT: port {dht['port']}, {dht['nodes']} nodes; {ours}")
+    for cluster, why in sorted(dht.get("refused", {}).items()):
+        click.echo(f"  refused for {cluster}: {why}")
+    if dht.get("key_unknown"):
+        click.echo(f"  trusted by id only, cannot be looked up: {', '.join(dht['key_unknown'])}")
 
 
 @main.group(invoke_without_command=True)

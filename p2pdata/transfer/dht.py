@@ -126,6 +126,12 @@ class DhtNode:
 
     async def start(self) -> None:
         self._ses = lt.session(_settings(self.settings))
+        if self._ses.listen_port() == 0:  # bound synchronously: no port means no socket
+            holder = [self._ses]
+            self._ses = None
+            await asyncio.to_thread(holder.clear)
+            raise TransferError(f"the DHT node cannot listen on {self.settings.listen} "
+                                "([discovery] dht_listen): no such address here, or not allowed")
         # Alerts wake the loop through a pipe, as in the swarm session (no GIL in libtorrent's lock).
         self._alert_pipe = os.pipe()
         for fd in self._alert_pipe:

@@ -14,6 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from p2pdata.catalog import Identity
 from p2pdata.devcluster import wait_for
 from p2pdata.discovering import DhtSeeds
@@ -78,6 +80,8 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
 
     row = wait_for(found, timeout=60, what="gamma to find alpha through the DHT")
     assert row["source"] == "dht" and row["cluster_id"] == alpha.cluster_id
+    shown = gamma.cli("status")
+    assert "DHT: port" in shown and " dht " in shown, shown
     job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")
     assert job["state"] == "landed", job
     assert landed_files(gamma.home / "datasets", "clicks", "1") == expected
@@ -107,6 +111,7 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
                        timeout=60, what="epsilon to refuse the impostor")
     assert mallory.peer_url in refused and "answers as cluster" in refused, refused
     assert mallory.peer_url not in peer_rows(epsilon)
+    assert f"refused for {alpha.cluster_id}: {mallory.peer_url}" in epsilon.cli("status")
 
     # Public datasets find seeders on the DHT: with alpha gone, delta (which holds alpha's
     # catalog but has no peer that seeds) fetches from gamma, found only by its announce.
@@ -164,6 +169,8 @@ async def test_dht_nodes_sign_with_the_cluster_key_and_keep_restricted_datasets_
         added: list[list[tuple[str, int]]] = []
         await asyncio.wait_for(seeds.feed(secret, added.append), timeout=1)  # returns at once
         assert added == []
+        with pytest.raises(TransferError, match="dht_listen"):  # not an address of this host
+            await DhtNode(DhtSettings(listen="192.0.2.1:6882")).start()
     finally:
         for node in nodes:
             await node.close()
