@@ -335,6 +335,8 @@ def _dht_lines(dht: dict[str, Any]) -> None:
     click.echo(f"DHT: port {dht['port']}, {dht['nodes']} nodes; {ours}")
     for cluster, why in sorted(dht.get("refused", {}).items()):
         click.echo(f"  refused for {cluster}: {why}")
+    if dht.get("not_found"):
+        click.echo(f"  no record on the DHT for: {', '.join(dht['not_found'])}")
     if dht.get("key_unknown"):
         click.echo(f"  trusted by id only, cannot be looked up: {', '.join(dht['key_unknown'])}")
 

@@ -236,7 +236,8 @@ Prove = Callable[[str, str, bytes], Awaitable[None]]
 class DhtDiscovery:
     """The DHT as a source of peers: publishes our record, looks up the clusters we want.
 
-    `wanted()` gives the trusted clusters (id → pinned key) that no other source reaches now;
+    `wanted()` gives the trusted clusters (id → pinned key) that no peer reaches now (found
+    here before or not: a cluster whose URLs changed is found again here);
     `advert()` what to publish; `prove(url, cluster_id, key)` raises PeerError unless the peer
     there holds that key.
     """
@@ -279,6 +280,7 @@ class DhtDiscovery:
         self._publish_error: str | None = None
         self._found: dict[str, tuple[str, ...]] = {}  # cluster id -> URLs it proved
         self._refused: dict[str, str] = {}  # cluster id -> why its item or URLs were refused
+        self._missing: set[str] = set()  # looked up, and no record on the DHT
         self._wakes = (asyncio.Event(), asyncio.Event())  # publish loop, lookup loop
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -309,6 +311,7 @@ class DhtDiscovery:
             "publish_error": self._publish_error,
             "found": {cluster: list(urls) for cluster, urls in self._found.items()},
             "refused": dict(self._refused),
+            "not_found": sorted(self._missing),
         }
 
     async def _every(self, work: Callable[[], Awaitable[None]], wake: asyncio.Event) -> None:
@@ -324,8 +327,6 @@ class DhtDiscovery:
     async def step(self) -> None:
         """One lookup round: every wanted cluster, at once."""
         wanted = dict(self._wanted())
-        for cluster in set(self._found) - set(wanted):
-            self._found.pop(cluster)  # reached otherwise now; its URLs stay peers meanwhile
         await asyncio.gather(*(self.lookup(cluster, key) for cluster, key in wanted.items()))
 
     async def publish(self) -> None:
@@ -350,6 +351,11 @@ class DhtDiscovery:
 
     async def lookup(self, cluster_id: str, public_key: bytes) -> None:
         items = await self._node.get(public_key, SALT, timeout=self.timeout)
+        if not items:
+            self._missing.add(cluster_id)
+            self._refused.pop(cluster_id, None)
+            return
+        self._missing.discard(cluster_id)
         record, refusals = None, []
         for item in sorted(items, key=lambda i: -i.seq):
             seen = self._seen.get(cluster_id)
@@ -363,8 +369,7 @@ class DhtDiscovery:
             self._seen.put(cluster_id, newest(seen, item, record))
             break
         if record is None:
-            if refusals:
-                self._refused[cluster_id] = refusals[0]
+            self._refused[cluster_id] = refusals[0]
             return
         proved = []
         failures = []

@@ -209,10 +209,13 @@ def test_discovery_adds_proved_urls_and_drops_those_that_fail(tmp_path) -> None:
                                                 issued=int(clock.now)).encode(), SALT)
 
     async def run() -> None:
+        await discovery.step()  # nothing published yet
+        assert discovery.status()["not_found"] == [alpha.cluster_id] and found == []
         await put(("http://a1:1", "http://mallory:1"), 3)
         await discovery.step()
         assert found == [("http://a1:1", alpha.cluster_id)]
         assert "mallory" in discovery.status()["refused"][alpha.cluster_id]
+        assert discovery.status()["not_found"] == []
         assert seen.get(alpha.cluster_id) == Seen(1, 3, NOW)
         clock.now += 10
         await put(("http://a2:1",), 4)  # alpha moved
