@@ -9,7 +9,6 @@ Restricted datasets never touch it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import sqlite3
@@ -19,6 +18,7 @@ from typing import Protocol
 from p2pdata.catalog import Identity, LocalCatalog, Manifest, TrustStore
 from p2pdata.catalog.identity import decode_public_key
 from p2pdata.config import Config
+from p2pdata.errors import TransferError
 from p2pdata.peers import (
     Advert,
     DhtDiscovery,
@@ -166,9 +166,11 @@ class DhtSeeds:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            for info_hash in list(self._announced):
-                with contextlib.suppress(Exception):
+            for info_hash, ref in list(self._announced.items()):
+                try:
                     self._node.announce(info_hash, self._port())
+                except TransferError as exc:
+                    log.warning("DHT: could not announce %s again: %s", ref, exc)
 
 
 def _public_info_hash(manifest: Manifest) -> bytes | None:

@@ -82,6 +82,11 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     assert row["source"] == "dht" and row["cluster_id"] == alpha.cluster_id
     shown = gamma.cli("status")
     assert "DHT: port" in shown and " dht " in shown, shown
+    # After a restart the peer waits until the DHT finds it again, which it does.
+    gamma.stop()
+    gamma.start()
+    assert alpha.peer_url in peer_rows(gamma)
+    assert wait_for(found, timeout=60, what="gamma to find alpha after a restart")["source"] == "dht"
     job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")
     assert job["state"] == "landed", job
     assert landed_files(gamma.home / "datasets", "clicks", "1") == expected
