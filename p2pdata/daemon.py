@@ -573,13 +573,12 @@ class Daemon:
                 self._swarms[job.id] = swarm
                 self._set_state(job, "transferring")
                 progress = self._spawn(self._report_progress(job, swarm))
-                seeders = self._spawn(self.dht_seeds.feed(manifest, swarm.add_peers)) if self.dht_seeds else None
+                if self.dht_seeds is not None:  # until the swarm ends, however it ends
+                    self._spawn(self.dht_seeds.feed(manifest, swarm.add_peers, lambda: not swarm.state.terminal))
                 await store.land(landing, swarm.completed_files(), job.tier)
                 await swarm.wait()
                 swarm.release()  # landed: the staged copy is now an evictable seed
                 progress.cancel()
-                if seeders is not None:
-                    seeders.cancel()
                 if self.dht_seeds is not None:
                     self.dht_seeds.announce(manifest)  # we seed it now; public datasets only
                 self.landed.put(

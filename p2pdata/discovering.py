@@ -151,14 +151,14 @@ class DhtSeeds:
         return True
 
     async def feed(self, manifest: Manifest, add_peers: Callable[[list[tuple[str, int]]], None],
-                   interval: float = 15.0) -> None:
-        """Ask the DHT for seeders of a public dataset until cancelled (the fetch ended)."""
+                   running: Callable[[], bool], interval: float = 15.0) -> None:
+        """Ask the DHT for seeders of a public dataset while `running()` (the fetch goes on)."""
         info_hash = _public_info_hash(manifest)
         if info_hash is None:
             return
-        while True:
+        while running():
             peers = await self._node.get_peers(info_hash, timeout=interval)
-            if peers:
+            if peers and running():
                 log.info("DHT: %d seeder(s) of %s", len(peers), manifest.ref)
                 add_peers(peers)
             await asyncio.sleep(interval)

@@ -174,8 +174,13 @@ async def test_dht_nodes_sign_with_the_cluster_key_and_keep_restricted_datasets_
             assert time.monotonic() < deadline, "the announce never reached the DHT"
         assert await nodes[0].get_peers(secret.torrent.info_hash, timeout=3) == []
         added: list[list[tuple[str, int]]] = []
-        await asyncio.wait_for(seeds.feed(secret, added.append), timeout=1)  # returns at once
+        await asyncio.wait_for(seeds.feed(secret, added.append, lambda: True), timeout=1)  # at once
         assert added == []
+        # A fetch's feed hands seeders to the swarm while it runs, and ends with it.
+        fetching = DhtSeeds(nodes[0], torrent_port=lambda: 1)
+        await asyncio.wait_for(fetching.feed(public, added.append, lambda: not added, interval=0.2),
+                               timeout=30)
+        assert ("127.0.0.1", 4242) in added[0]
         with pytest.raises(TransferError, match="dht_listen"):  # not an address of this host
             await DhtNode(DhtSettings(listen="192.0.2.1:6882")).start()
     finally:
