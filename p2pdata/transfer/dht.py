@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -168,7 +169,9 @@ class DhtNode:
         return self._session().get_settings()
 
     def node_count(self) -> int:
-        return int(self._session().status().dht_nodes)
+        with warnings.catch_warnings():  # deprecated, but the one synchronous count there is
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return int(self._session().status().dht_nodes)
 
     def add_node(self, endpoint: str) -> None:
         self._session().add_dht_node(_endpoint(endpoint))
