@@ -170,7 +170,8 @@ class Daemon:
         await self.transfer.start()
         self.dht = await discovering.start_dht(config)
         if self.dht is not None:
-            self.dht_seeds = discovering.DhtSeeds(self.dht, lambda: self.transfer.listen_port)
+            self.dht_seeds = discovering.DhtSeeds(
+                self.dht, self.transfer, interval=min(15.0, config.discovery.dht_interval))
             await self.dht_seeds.start()
         self.registry = JobRegistry(config.jobs_dir)
         self.launcher = Launcher(
@@ -316,8 +317,6 @@ class Daemon:
             await self.transfer.seed(
                 manifest, folder, certificate=self.restricted.seed_certificate(manifest)
             )
-            if self.dht_seeds is not None:
-                self.dht_seeds.announce(manifest)  # public datasets only
         except TransferError as exc:  # the same files published and fetched: one swarm serves both
             log.info("not seeding %s from %s: %s", manifest.ref, folder, exc)
 
@@ -573,14 +572,10 @@ class Daemon:
                 self._swarms[job.id] = swarm
                 self._set_state(job, "transferring")
                 progress = self._spawn(self._report_progress(job, swarm))
-                if self.dht_seeds is not None:  # until the swarm ends, however it ends
-                    self._spawn(self.dht_seeds.feed(manifest, swarm.add_peers, lambda: not swarm.state.terminal))
                 await store.land(landing, swarm.completed_files(), job.tier)
                 await swarm.wait()
                 swarm.release()  # landed: the staged copy is now an evictable seed
                 progress.cancel()
-                if self.dht_seeds is not None:
-                    self.dht_seeds.announce(manifest)  # we seed it now; public datasets only
                 self.landed.put(
                     manifest.id,
                     {

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import sqlite3
-from collections.abc import Callable, Iterable
-from typing import Protocol
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 from p2pdata.catalog import Identity, LocalCatalog, Manifest, TrustStore
 from p2pdata.catalog.identity import decode_public_key
@@ -32,7 +34,7 @@ from p2pdata.peers import (
     ZeroconfDiscovery,
     prove_cluster,
 )
-from p2pdata.transfer import DhtNode, DhtSettings
+from p2pdata.transfer import DhtNode, DhtSettings, SwarmJob
 
 __all__ = ["DhtNode", "DhtSeeds", "dht_status", "peer_sources", "start_dht", "wake"]
 
@@ -40,6 +42,15 @@ log = logging.getLogger(__name__)
 
 OnFound = Callable[[str, str | None], None]
 OnLost = Callable[[str], None]
+
+
+class Swarms(Protocol):
+    """The transfer session, as far as the DHT's part in swarms needs it."""
+
+    @property
+    def listen_port(self) -> int: ...
+
+    def swarms(self) -> Sequence[Any]: ...
 
 
 class DiscoveryHost(Protocol):
@@ -120,18 +131,23 @@ def _dht_discovery(host: DiscoveryHost, node: DhtNode) -> DhtDiscovery:
 
 
 class DhtSeeds:
-    """Public datasets on the DHT: we announce what we seed, and ask for seeders of a fetch.
+    """Public datasets on the DHT: what we seed is announced, running fetches get seeders.
 
-    Restricted datasets are refused here, whatever the caller: their swarms are SSL torrents
-    whose members only the owner decides, and their info hashes stay off the DHT.
+    It watches the transfer session's swarms rather than being told of each fetch: a seed or
+    a finished fetch is announced (again every `announce_every` seconds), and every
+    `interval` each running fetch asks the DHT for seeders of its torrent and hands them to
+    its swarm. Restricted datasets are skipped here, whatever the caller: their swarms are
+    SSL torrents whose members only the owner decides, and their info hashes stay off the DHT.
     """
 
-    def __init__(self, node: DhtNode, torrent_port: Callable[[], int],
-                 interval: float = 900.0) -> None:
+    def __init__(self, node: DhtNode, transfer: Swarms, *, interval: float = 15.0,
+                 announce_every: float = 900.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._node = node
-        self._port = torrent_port
+        self._transfer = transfer
         self.interval = interval
-        self._announced: dict[bytes, str] = {}  # info hash -> ref, re-announced each interval
+        self.announce_every = announce_every
+        self._clock = clock
+        self._announced: dict[bytes, float] = {}  # info hash -> when
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -142,35 +158,33 @@ class DhtSeeds:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    def announce(self, manifest: Manifest) -> bool:
-        info_hash = _public_info_hash(manifest)
-        if info_hash is None:
-            return False
-        self._announced[info_hash] = manifest.ref
-        self._node.announce(info_hash, self._port())
-        return True
+    async def step(self) -> None:
+        now = self._clock()
+        fetching = []
+        for swarm in self._transfer.swarms():
+            info_hash = _public_info_hash(swarm.manifest)
+            if info_hash is None:
+                continue
+            if isinstance(swarm, SwarmJob) and not swarm.state.terminal:
+                fetching.append((swarm, info_hash))
+            elif now >= self._announced.get(info_hash, -math.inf) + self.announce_every:
+                self._node.announce(info_hash, self._transfer.listen_port)
+                self._announced[info_hash] = now
+        await asyncio.gather(*(self._feed(swarm, info_hash) for swarm, info_hash in fetching))
 
-    async def feed(self, manifest: Manifest, add_peers: Callable[[list[tuple[str, int]]], None],
-                   running: Callable[[], bool], interval: float = 15.0) -> None:
-        """Ask the DHT for seeders of a public dataset while `running()` (the fetch goes on)."""
-        info_hash = _public_info_hash(manifest)
-        if info_hash is None:
-            return
-        while running():
-            peers = await self._node.get_peers(info_hash, timeout=interval)
-            if peers and running():
-                log.info("DHT: %d seeder(s) of %s", len(peers), manifest.ref)
-                add_peers(peers)
-            await asyncio.sleep(interval)
+    async def _feed(self, swarm: SwarmJob, info_hash: bytes) -> None:
+        peers = await self._node.get_peers(info_hash, timeout=self.interval)
+        if peers and not swarm.state.terminal:
+            log.info("DHT: %d seeder(s) of %s", len(peers), swarm.manifest.ref)
+            swarm.add_peers(peers)
 
     async def _loop(self) -> None:
         while True:
+            try:
+                await self.step()
+            except TransferError as exc:
+                log.warning("DHT: seeders round failed: %s", exc)
             await asyncio.sleep(self.interval)
-            for info_hash, ref in list(self._announced.items()):
-                try:
-                    self._node.announce(info_hash, self._port())
-                except TransferError as exc:
-                    log.warning("DHT: could not announce %s again: %s", ref, exc)
 
 
 def _public_info_hash(manifest: Manifest) -> bytes | None:

@@ -21,6 +21,7 @@ from p2pdata.devcluster import wait_for
 from p2pdata.discovering import DhtSeeds
 from p2pdata.errors import TransferError
 from p2pdata.peers.dht import SALT, DhtRecord, check_item
+from p2pdata.transfer import JobState, SwarmJob
 from p2pdata.transfer.dht import DhtNode, DhtSettings
 from tests.daemon.test_daemon import landed_files, make_dataset
 
@@ -165,27 +166,53 @@ async def test_dht_nodes_sign_with_the_cluster_key_and_keep_restricted_datasets_
         assert got.catalog_version == 2
         assert await nodes[3].get(Identity.generate().public_key, SALT, timeout=5) == []
 
-        seeds = DhtSeeds(nodes[2], torrent_port=lambda: 4242)
+        # Seeds (and finished fetches) of public datasets are announced; restricted never.
         public = dataset("public", b"\2" * 32)
         secret = dataset("restricted", b"\3" * 32)
-        assert seeds.announce(public) and not seeds.announce(secret)
+        seeding = Swarms(4242, [SimpleNamespace(manifest=public), SimpleNamespace(manifest=secret)])
+        await DhtSeeds(nodes[2], seeding).step()
         deadline = time.monotonic() + 30
         while ("127.0.0.1", 4242) not in await nodes[0].get_peers(public.torrent.info_hash, timeout=2):
             assert time.monotonic() < deadline, "the announce never reached the DHT"
         assert await nodes[0].get_peers(secret.torrent.info_hash, timeout=3) == []
-        added: list[list[tuple[str, int]]] = []
-        await asyncio.wait_for(seeds.feed(secret, added.append, lambda: True), timeout=1)  # at once
-        assert added == []
-        # A fetch's feed hands seeders to the swarm while it runs, and ends with it.
-        fetching = DhtSeeds(nodes[0], torrent_port=lambda: 1)
-        await asyncio.wait_for(fetching.feed(public, added.append, lambda: not added, interval=0.2),
-                               timeout=30)
-        assert ("127.0.0.1", 4242) in added[0]
+        # A running fetch is handed the seeders; a restricted one never asks.
+        fetches = [Fetching(public), Fetching(secret)]
+        seeds = DhtSeeds(nodes[0], Swarms(1, fetches), interval=2)
+        while not fetches[0].added:
+            assert time.monotonic() < deadline, "no seeders handed to the fetch"
+            await seeds.step()
+        assert ("127.0.0.1", 4242) in fetches[0].added and fetches[1].added == []
         with pytest.raises(TransferError, match="dht_listen"):  # not an address of this host
             await DhtNode(DhtSettings(listen="192.0.2.1:6882")).start()
     finally:
         for node in nodes:
             await node.close()
+
+
+class Swarms:
+    """The transfer session's swarms, as DhtSeeds sees them."""
+
+    def __init__(self, port: int, swarms: list[Any]) -> None:
+        self.listen_port = port
+        self._swarms = swarms
+
+    def swarms(self) -> list[Any]:
+        return self._swarms
+
+
+class Fetching(SwarmJob):
+    """A running fetch's swarm without a libtorrent session behind it."""
+
+    def __init__(self, manifest: Any) -> None:  # no session: only what DhtSeeds touches
+        self.manifest = manifest
+        self.added: list[tuple[str, int]] = []
+
+    @property
+    def state(self) -> JobState:
+        return JobState.DOWNLOADING
+
+    def add_peers(self, peers: Any) -> None:
+        self.added.extend(peers)
 
 
 def dataset(mode: str, info_hash: bytes) -> Any:
