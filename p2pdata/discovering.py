@@ -15,12 +15,11 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from p2pdata.catalog import Identity, LocalCatalog, Manifest, TrustStore
 from p2pdata.catalog.identity import decode_public_key
 from p2pdata.config import Config
-from p2pdata.errors import TransferError
 from p2pdata.peers import (
     Advert,
     DhtDiscovery,
@@ -44,13 +43,20 @@ OnFound = Callable[[str, str | None], None]
 OnLost = Callable[[str], None]
 
 
+class SwarmView(Protocol):
+    """A torrent in the transfer session: a seed, or a fetch's `SwarmJob`."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+
 class Swarms(Protocol):
     """The transfer session, as far as the DHT's part in swarms needs it."""
 
     @property
     def listen_port(self) -> int: ...
 
-    def swarms(self) -> Sequence[Any]: ...
+    def swarms(self) -> Sequence[SwarmView]: ...
 
 
 class DiscoveryHost(Protocol):
@@ -182,8 +188,8 @@ class DhtSeeds:
         while True:
             try:
                 await self.step()
-            except TransferError as exc:
-                log.warning("DHT: seeders round failed: %s", exc)
+            except Exception:  # one bad round must not end the DHT's part in swarms
+                log.exception("DHT: seeders round failed")
             await asyncio.sleep(self.interval)
 
 
