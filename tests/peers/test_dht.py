@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import socket
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import libtorrent as lt
 import pytest
 
 from p2pdata.catalog import Identity
@@ -22,7 +26,7 @@ from p2pdata.discovering import DhtSeeds
 from p2pdata.errors import TransferError
 from p2pdata.peers.dht import SALT, DhtRecord, check_item
 from p2pdata.transfer import JobState, SwarmJob
-from p2pdata.transfer.dht import DhtNode, DhtSettings
+from p2pdata.transfer.dht import DhtNode, DhtSettings, MutableItem
 from tests.daemon.test_daemon import landed_files, make_dataset
 
 
@@ -42,6 +46,72 @@ def dht_status(daemon: Any) -> dict[str, Any]:
 
 def public_key(daemon: Any) -> str:
     return daemon.cli_json("id")["public_key"]
+
+
+class ReplayingNode:
+    """A DHT node of the test's own that answers every `get` for one key with one old item
+    (a captured, genuinely signed one): what a malicious node can do. Nothing else it knows."""
+
+    def __init__(self, item: MutableItem) -> None:
+        self.item = item
+        self.target = hashlib.sha1(item.public_key + item.salt).digest()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.endpoint = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.served = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, sender = self.sock.recvfrom(4096)
+                query = lt.bdecode(data)
+            except (TimeoutError, RuntimeError):
+                continue
+            if not isinstance(query, dict) or query.get(b"y") != b"q":
+                continue
+            answer: dict[bytes, Any] = {b"id": b"\x42" * 20, b"nodes": b"", b"token": b"token"}
+            if query.get(b"q") == b"get" and query.get(b"a", {}).get(b"target") == self.target:
+                answer.update({b"k": self.item.public_key, b"seq": self.item.seq,
+                               b"sig": self.item.signature, b"v": self.item.value})
+                self.served += 1
+            reply = {b"t": query.get(b"t", b""), b"y": b"r", b"r": answer}
+            self.sock.sendto(lt.bencode(reply), sender)
+
+
+async def newest_item(bootstrap: str, public_key: bytes, version: int) -> MutableItem:
+    """The item under `public_key` once it names catalog `version`, as any node would see it."""
+    node = DhtNode(DhtSettings(listen="127.0.0.1:0", bootstrap=(bootstrap,)))
+    await node.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            items = await node.get(public_key, SALT, timeout=5)
+            if items and items[0].value is not None \
+                    and DhtRecord.decode(items[0].value).catalog_version >= version:
+                return items[0]
+            assert time.monotonic() < deadline, f"no item of catalog version {version}"
+    finally:
+        await node.close()
+
+
+def reconfigure(daemon: Any, **discovery: Any) -> None:
+    """Stop a daemon, change its [discovery] settings, start it again (same home and state)."""
+    daemon.stop()
+    daemon.config["discovery"].update(discovery)
+    lines = []
+    for section, values in daemon.config.items():
+        lines += [f"[{section}]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
+    (daemon.home / "config.toml").write_text("\n".join(lines) + "\n")
+    daemon.start()
 
 
 async def put_as(identity: Identity, bootstrap: str, record: DhtRecord) -> int:
@@ -69,8 +139,15 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     alpha = make_daemon("alpha", discovery=dht([boot]))
     relay = make_daemon("relay", discovery=dht([boot]))
     alpha.cli_json("publish", str(source), "--name", "clicks", "--version", "1")
-    published = wait_for(lambda: dht_status(alpha)["published"], what="alpha's record on the DHT")
+
+    def republished() -> dict[str, Any] | None:
+        record = dht_status(alpha)["published"]
+        return record if record and record["catalog_version"] >= 2 else None  # 1: empty catalog
+
+    published = wait_for(republished, what="alpha's record with its new catalog on the DHT")
     assert published["urls"] == [alpha.peer_url]
+    identity = Identity.load(alpha.home)
+    captured = asyncio.run(newest_item(boot, identity.public_key, published["catalog_version"]))
 
     gamma = make_daemon("gamma", discovery=dht([boot]))
     gamma.cli("trust", "add", public_key(alpha))  # by key: the DHT is addressed by it
@@ -107,7 +184,6 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     # An item signed with alpha's key that points at a cluster which cannot prove that key
     # (mallory answers as itself) is refused: mallory never becomes a peer of epsilon.
     mallory = make_daemon("mallory", discovery=dht([boot]))
-    identity = Identity.load(alpha.home)
     forged = DhtRecord(alpha.cluster_id, (mallory.peer_url,), published["catalog_version"],
                        hashlib.sha256(b"whatever").digest(), int(time.time()))
     asyncio.run(put_as(identity, boot, forged))
@@ -126,6 +202,18 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     assert job["state"] == "landed", job
     assert landed_files(delta.home / "datasets", "clicks", "1") == expected
     assert gamma.peer_url not in peer_rows(delta)  # not a peer: found as a seeder only
+
+    # A malicious node replays alpha's older, genuinely signed item to epsilon, which saw a
+    # newer one before its restart: refused (what was seen is kept in state.db).
+    replaying = ReplayingNode(captured)
+    try:
+        reconfigure(epsilon, dht_bootstrap=[replaying.endpoint])
+        replayed = wait_for(lambda: dht_status(epsilon)["refused"].get(alpha.cluster_id),
+                            timeout=60, what="epsilon to refuse the replayed item")
+        assert "a replayed item" in replayed and replaying.served, replayed
+        assert dht_status(epsilon)["bootstrap"] == [replaying.endpoint]
+    finally:
+        replaying.close()
 
 
 async def test_dht_nodes_sign_with_the_cluster_key_and_keep_restricted_datasets_off() -> None:
@@ -219,3 +307,4 @@ def dataset(mode: str, info_hash: bytes) -> Any:
     """The parts of a manifest DhtSeeds reads."""
     return SimpleNamespace(ref="clicks@1", access=SimpleNamespace(mode=mode),
                            torrent=SimpleNamespace(info_hash=info_hash))
+
