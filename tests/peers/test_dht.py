@@ -24,7 +24,7 @@ from p2pdata.catalog import Identity
 from p2pdata.devcluster import wait_for
 from p2pdata.discovering import DhtSeeds
 from p2pdata.errors import TransferError
-from p2pdata.peers.dht import SALT, DhtRecord, check_item
+from p2pdata.peers.dht import SALT, DhtRecord, check_item, signed_message
 from p2pdata.transfer import JobState, SwarmJob
 from p2pdata.transfer.dht import DhtNode, DhtSettings, MutableItem
 from tests.daemon.test_daemon import landed_files, make_dataset
@@ -48,13 +48,13 @@ def public_key(daemon: Any) -> str:
     return daemon.cli_json("id")["public_key"]
 
 
-class ReplayingNode:
-    """A DHT node of the test's own that answers every `get` for one key with one old item
-    (a captured, genuinely signed one): what a malicious node can do. Nothing else it knows."""
+class HostileNode:
+    """A DHT node of the test's own that answers every `get` for `public_key` with `item`
+    (a captured old one, or a forgery): what a malicious node can do. It knows no other node."""
 
-    def __init__(self, item: MutableItem) -> None:
+    def __init__(self, public_key: bytes, item: MutableItem) -> None:
         self.item = item
-        self.target = hashlib.sha1(item.public_key + item.salt).digest()
+        self.target = hashlib.sha1(public_key + SALT).digest()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.1)
@@ -205,15 +205,30 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
 
     # A malicious node replays alpha's older, genuinely signed item to epsilon, which saw a
     # newer one before its restart: refused (what was seen is kept in state.db).
-    replaying = ReplayingNode(captured)
+    hostile = HostileNode(identity.public_key, captured)
     try:
-        reconfigure(epsilon, dht_bootstrap=[replaying.endpoint])
+        reconfigure(epsilon, dht_bootstrap=[hostile.endpoint])
         replayed = wait_for(lambda: dht_status(epsilon)["refused"].get(alpha.cluster_id),
                             timeout=60, what="epsilon to refuse the replayed item")
-        assert "a replayed item" in replayed and replaying.served, replayed
-        assert dht_status(epsilon)["bootstrap"] == [replaying.endpoint]
+        assert "a replayed item" in replayed and hostile.served, replayed
+        assert dht_status(epsilon)["bootstrap"] == [hostile.endpoint]
     finally:
-        replaying.close()
+        hostile.close()
+
+    # A forged item (signed by mallory's key, newest by far, pointing at mallory) served for
+    # alpha's key is never believed: alpha is not found and mallory is no peer.
+    forger = Identity.generate()
+    value = replace(forged, issued=int(time.time())).encode()
+    fake = MutableItem(forger.public_key, SALT, 99, value, forger.sign(signed_message(SALT, 99, value)))
+    hostile = HostileNode(identity.public_key, fake)
+    try:
+        reconfigure(epsilon, dht_bootstrap=[hostile.endpoint])
+        wait_for(lambda: hostile.served >= 2, timeout=60, what="two lookups of alpha on the forger")
+        status = dht_status(epsilon)
+        assert alpha.cluster_id in status["not_found"] and not status["found"], status
+        assert mallory.peer_url not in peer_rows(epsilon)
+    finally:
+        hostile.close()
 
 
 async def test_dht_nodes_sign_with_the_cluster_key_and_keep_restricted_datasets_off() -> None:
