@@ -224,10 +224,12 @@ def _check_choices(config: Config, path: Path) -> None:
         raise ConfigError(f"{path}: restricted.show: expected 'stub' or 'hidden', got {config.restricted.show!r}")
     if config.restricted.certificate_lifetime < 5:
         raise ConfigError(f"{path}: restricted.certificate_lifetime: expected at least 5 seconds")
-    for node in [config.discovery.dht_listen, *config.discovery.dht_bootstrap]:
+    nodes = [("dht_listen", config.discovery.dht_listen),
+             *(("dht_bootstrap", node) for node in config.discovery.dht_bootstrap)]
+    for key, node in nodes:
         host, _, port = node.rpartition(":")
         if not host or not port.isdigit() or int(port) > 65535:
-            raise ConfigError(f"{path}: discovery.dht_listen/dht_bootstrap: expected HOST:PORT, got {node!r}")
+            raise ConfigError(f"{path}: discovery.{key}: expected HOST:PORT, got {node!r}")
     if config.discovery.dht_interval < 1:
         raise ConfigError(f"{path}: discovery.dht_interval: expected at least 1 second")
     for section, key in (("peer_api", "port"), ("control", "port")):

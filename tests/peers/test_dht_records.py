@@ -242,3 +242,14 @@ def test_peers_the_dht_found_wait_after_a_restart_until_found_again() -> None:
     assert status is not None and status.next_attempt is None
     assert status.state is PeerState.UNREACHABLE
     assert health.add(url, Source.DHT, now=1001, cluster_id="a" * 16).next_attempt == 1001
+
+
+def test_dht_settings_are_checked_at_load(tmp_path) -> None:
+    from p2pdata.config import load_config
+    from p2pdata.errors import ConfigError
+
+    assert load_config(tmp_path).discovery.dht is False  # off unless asked for
+    assert load_config(tmp_path).discovery.dht_bootstrap == []  # and no router of anyone's
+    (tmp_path / "config.toml").write_text('[discovery]\ndht = true\ndht_bootstrap = ["router"]\n')
+    with pytest.raises(ConfigError, match=r"discovery\.dht_bootstrap: expected HOST:PORT, got 'router'"):
+        load_config(tmp_path)
