@@ -295,6 +295,20 @@ class SwarmJob(_Swarm):
         await asyncio.to_thread(self.session.staging.remove, self.key)
         self.session._resume_path(self.key).unlink(missing_ok=True)
 
+    async def leave(self) -> None:
+        """Leave the session keeping the staged data and fresh resume data, so a later fetch of
+        the same torrent (a retry, more files) starts from what is verified here."""
+        if self.handle is not None and self.session._ses is not None \
+                and self.state is not JobState.CANCELLED:
+            saved = asyncio.get_running_loop().create_future()
+            self.session._resume_waiters[self.key] = saved
+            self.handle.save_resume_data(lt.torrent_handle.flush_disk_cache)
+            await asyncio.wait([saved], timeout=10.0)
+        if self.machine.cancel():  # nothing is handed on any more
+            self._finish()
+        self.session._remove(self)
+        self.release()
+
     def release(self) -> None:
         """Landing no longer needs the staged files: they may be evicted (LRU)."""
         self.session.staging.ledger.release(self.key, self.session.clock())
