@@ -145,7 +145,7 @@ class FetchMachine:
         self.stall_timeout = stall_timeout
         self.hint_after = hint_after
         self._progress_at: float | None = None  # when bytes last arrived (or the swarm began)
-        self._done = -1
+        self._done: int | None = None  # bytes at the last observation
 
     @property
     def state(self) -> FetchState:
@@ -164,12 +164,13 @@ class FetchMachine:
     def start(self, now: float) -> None:
         """Swarming begins: the stall watch starts now."""
         self._move(FetchState.TRANSFERRING, now)
-        self._progress_at, self._done = now, -1
+        self._progress_at, self._done = now, None
 
     def observe(self, now: float, done: int, sources: Sources) -> None:
         self.job.done_bytes = done
-        if self._progress_at is None or done > self._done:
-            self._progress_at, self._done = now, done
+        if self._progress_at is None or (self._done is not None and done > self._done):
+            self._progress_at = now
+        self._done = done  # the first observation counts what was on disk already
         if self.job.state is not FetchState.TRANSFERRING or now - self._progress_at < self.hint_after:
             self.job.waiting = None
         else:
