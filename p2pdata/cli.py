@@ -256,8 +256,8 @@ def fetch(
     job = ctx.call(
         "POST", "/v1/fetch", {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files)}
     )
-    if job.get("attached"):
-        _say(f"{job['ref']} is already being fetched: attached to job {job['id']}", as_json)
+    if job.get("attached") and not as_json:  # JSON says so in "attached"
+        click.echo(f"{job['ref']} is already being fetched: attached to job {job['id']}")
     if not detach:
         job = asyncio.run(_attach(ctx, job, timeout=timeout, quiet=as_json))
     _job_outcome(job, as_json)
@@ -309,9 +309,8 @@ async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
     def interrupted() -> None:
         if not choice:
             choice.append("asked")
-            console.print(f"\nCtrl-C: fetch job {job['id']} goes on in the daemon. "
-                          f"Press Ctrl-C again within {_CANCEL_WINDOW:.0f} s to cancel it.",
-                          highlight=False, markup=False)
+            _say(f"\nCtrl-C: fetch job {job['id']} goes on in the daemon. "
+                 f"Press Ctrl-C again within {_CANCEL_WINDOW:.0f} s to cancel it.", quiet)
             loop.call_later(_CANCEL_WINDOW, leave)
         elif choice == ["asked"]:
             choice.append("cancel")
@@ -320,6 +319,7 @@ async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
     handled = threading.current_thread() is threading.main_thread()  # else no signals reach us
     if handled:
         loop.add_signal_handler(signal.SIGINT, interrupted)
+        _say(f"following fetch job {job['id']}: Ctrl-C leaves it running, twice cancels it", quiet)
     try:
         await asyncio.wait({follow}, timeout=timeout)
     finally:

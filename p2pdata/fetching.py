@@ -577,7 +577,7 @@ class Fetcher:
         try:
             await asyncio.wait({landing_task, watch}, return_when=asyncio.FIRST_COMPLETED)
             if watch.done() and watch.result() is not None:
-                raise StallError(f"{machine.job.ref}: {watch.result()}")
+                raise StallError(watch.result())
             await landing_task
         finally:
             for task in (landing_task, watch):
@@ -664,8 +664,11 @@ def _matches(path: Path, entry: FileEntry) -> bool:
 def _describe(exc: BaseException, store: Store | None) -> str:
     """An error message naming what failed and where, never a bare Python repr."""
     where = f"store {store.root}" if store is not None else "the store"
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return f"store disk full at {store.root if store else exc.filename}"
+    cause: BaseException | None = exc
+    while cause is not None:  # a store may wrap the OSError in its own error
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return f"store disk full at {store.root if store else cause.filename}"
+        cause = cause.__cause__
     if isinstance(exc, OSError):
         return f"{where}: {exc.strerror or exc} ({exc.filename or 'no file'})"
     if isinstance(exc, StoreError) and store is not None and store.root not in str(exc) \
