@@ -354,9 +354,9 @@ class SwarmJob(_Swarm):
         for callback in list(self._subscribers):
             callback(progress)
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, *, level: int = logging.ERROR) -> None:
         if self.machine.fail(f"{self.manifest.ref}: {reason}"):
-            log.error("%s", self.machine.error)
+            log.log(level, "%s", self.machine.error)
             if self.handle is not None:
                 self.handle.pause()
             self.session.staging.ledger.release(self.key, self.session.clock())
@@ -480,7 +480,7 @@ class TransferSession:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for swarm in self._swarms.values():
             if isinstance(swarm, SwarmJob) and not swarm.state.terminal:
-                swarm.fail("the transfer session closed")
+                swarm.fail("the transfer session closed", level=logging.INFO)  # a stop, not an error
         ses, self._ses = self._ses, None
         self._swarms.clear()
         holder = [ses]

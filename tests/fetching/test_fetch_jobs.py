@@ -166,6 +166,13 @@ def test_ctrl_c_leaves_the_fetch_running_twice_cancels_it_and_fetching_again_att
     _wait_line(lines, "cancelled")
     assert job(gamma, running["id"])["state"] == "cancelled"
 
+    # Clients that went away and a clean stop under an active fetch are not errors.
+    gamma.cli_json("fetch", "big@1", "--detach")
+    wait_for(lambda: gamma.cli_json("jobs")[-1]["done_bytes"] > 0, what="the new fetch to get bytes")
+    assert gamma.stop() == 0
+    log = gamma.log.read_text()
+    assert "level=ERROR" not in log and "Traceback" not in log, log
+
 
 TRAIN_SPEC = """
 name = "count"
