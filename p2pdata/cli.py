@@ -265,6 +265,7 @@ def fetch(
 
 _FINAL_STATES = ("landed", "failed", "cancelled")
 _CANCEL_WINDOW = 3.0  # seconds in which a second Ctrl-C cancels the fetch
+_REREAD = 2.0  # seconds without an event after which an attached client re-reads its job
 
 
 def _say(message: str, quiet: bool) -> None:
@@ -351,12 +352,18 @@ async def _follow_fetch(client: Any, job: dict[str, Any], quiet: bool) -> dict[s
     with Progress(*columns, console=console, disable=quiet) as progress:
         task = progress.add_task(job["ref"], total=job.get("total_bytes") or None)
         events = client.events()
+        pending: asyncio.Future[dict[str, Any]] | None = None
         try:
-            # Re-read the job after subscribing, so an event between the two cannot be missed.
             job = await client.call("GET", f"/v1/jobs/{job['id']}")
             progress.update(task, completed=job["done_bytes"], description=describe())
             while job["state"] not in _FINAL_STATES:
-                event = await anext(events)
+                pending = pending or asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({pending}, timeout=_REREAD)
+                if not done:  # quiet for a while: re-read, in case the end came before we listened
+                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
+                    progress.update(task, completed=job["done_bytes"], description=describe())
+                    continue
+                event, pending = pending.result(), None
                 if event.get("job") != job["id"]:
                     continue
                 if event["type"] == "fetch.progress":
@@ -367,6 +374,9 @@ async def _follow_fetch(client: Any, job: dict[str, Any], quiet: bool) -> dict[s
                     job = await client.call("GET", f"/v1/jobs/{job['id']}")
                     progress.update(task, completed=job["done_bytes"], description=describe())
         finally:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
             await events.aclose()
     return job
 

@@ -313,7 +313,9 @@ class Daemon:
             "control_url": self.control_url,
             "torrent_port": self.transfer.listen_port,
         }
-        (self.config.home / RUNTIME_FILE).write_text(json.dumps(data))
+        path = self.config.home / RUNTIME_FILE
+        path.with_suffix(".tmp").write_text(json.dumps(data))
+        os.replace(path.with_suffix(".tmp"), path)  # readers wait for it: never a torn file
 
     async def _reseed(self) -> None:
         """Seed every published and landed dataset we still have the bytes of."""

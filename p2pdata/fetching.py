@@ -354,6 +354,7 @@ class Fetcher:
             log.info("resuming fetch job %s (%s)", job.id, job.ref)
             machine = self._machine(job)
             machine.requeue(self.clock())
+            self.jobs.save(job)
             self._spawn(machine)
 
     async def close(self) -> None:
@@ -492,7 +493,7 @@ class Fetcher:
                 await swarm.cancel()  # asked for: the staged bytes go too
             raise  # shutdown: the job stays active and resumes on the next start
         except Exception as exc:  # every failure ends the job with a message the user can read
-            message = _describe(exc, store)
+            message = describe_failure(exc, store)
             if isinstance(exc, P2pdataError):
                 log.warning("fetch job %s failed: %s", job.id, message)
             else:
@@ -661,20 +662,18 @@ def _matches(path: Path, entry: FileEntry) -> bool:
     return digest.digest() == entry.sha256
 
 
-def _describe(exc: BaseException, store: Store | None) -> str:
+def describe_failure(exc: BaseException, store: Store | None) -> str:
     """An error message naming what failed and where, never a bare Python repr."""
-    where = f"store {store.root}" if store is not None else "the store"
+    where = f"{store.kind} store at {store.root}" if store is not None else "the store"
     cause: BaseException | None = exc
     while cause is not None:  # a store may wrap the OSError in its own error
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             return f"store disk full at {store.root if store else cause.filename}"
         cause = cause.__cause__
     if isinstance(exc, OSError):
-        return f"{where}: {exc.strerror or exc} ({exc.filename or 'no file'})"
-    if isinstance(exc, StoreError) and store is not None and store.root not in str(exc) \
-            and "HDFS" not in str(exc):
+        return f"{where}: {exc.strerror or exc} ({exc.filename or 'no file named'})"
+    if isinstance(exc, StoreError) and store is not None and store.root not in str(exc):
         return f"{where}: {exc}"
     if isinstance(exc, P2pdataError):
         return str(exc)
     return f"internal error ({type(exc).__name__}): {exc}"
-

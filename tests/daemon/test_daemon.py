@@ -128,13 +128,13 @@ def test_fetching_daemon_killed_mid_transfer_resumes_and_never_shows_a_partial_d
     final = gamma.home / "datasets" / "big" / "1"
 
     job = gamma.cli_json("fetch", "big@1", "--detach")
-    wait_for(lambda: json.loads(gamma.cli("jobs", "show", job["id"]))["done_bytes"] > 3 * 1024 * 1024,
+    wait_for(lambda: json.loads(gamma.cli("jobs", "show", job["id"], "--json"))["done_bytes"] > 3 * 1024 * 1024,
              what="a few MB to arrive")
     gamma.stop(signal.SIGKILL)
     assert not final.exists()
 
     gamma.start()
-    landed = wait_for(lambda: (j := json.loads(gamma.cli("jobs", "show", job["id"])))["state"] == "landed" and j,
+    landed = wait_for(lambda: (j := json.loads(gamma.cli("jobs", "show", job["id"], "--json")))["state"] == "landed" and j,
                       timeout=60, what="the resumed fetch to land")
     assert landed["uri"].startswith("file://")
     assert landed_files(gamma.home / "datasets", "big", "1") == expected

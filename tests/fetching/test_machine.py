@@ -107,3 +107,22 @@ def test_the_record_round_trips_with_its_state_as_an_enum():
     assert data["state"] == "transferring" and not data["retryable"]
     again = FetchJob.from_dict(data)
     assert again.state is FetchState.TRANSFERRING and again == m.job
+
+
+def test_failures_name_the_store_never_a_bare_repr(tmp_path):
+    import errno
+
+    from p2pdata.errors import StoreError
+    from p2pdata.fetching import describe_failure
+    from p2pdata.hdfs import open_store
+
+    store = open_store("local", str(tmp_path))
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+    wrapped = StoreError("writing x: no space")
+    wrapped.__cause__ = full
+    assert describe_failure(full, store) == describe_failure(wrapped, store) == f"store disk full at {tmp_path}"
+    denied = PermissionError(errno.EACCES, "Permission denied", "/d/x")
+    assert describe_failure(denied, store) == f"local store at {tmp_path}: Permission denied (/d/x)"
+    assert describe_failure(StoreError("namenode is in safe mode"), store) == \
+        f"local store at {tmp_path}: namenode is in safe mode"
+    assert describe_failure(KeyError("k"), store) == "internal error (KeyError): 'k'"
