@@ -368,7 +368,8 @@ class Fetcher:
 
     async def fetch(self, ref: str, *, tier: str | None = None, to: str | None = None,
                     train: str | None = None, files: list[str] | None = None) -> dict[str, Any]:
-        """A new job, or the running job of the same dataset (then `attached` is true)."""
+        """A new job; or the running job of the same dataset (`attached` is true); or its
+        failed job, run again (its verified bytes are not fetched again)."""
         manifest = self.catalogs.resolve(ref, now=int(self.clock()))
         if manifest.torrent is None and manifest.access.mode != "restricted":
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
@@ -378,6 +379,13 @@ class Fetcher:
             if job.manifest_id == manifest.id and job.files == files and job.to == to \
                     and job.state.active:
                 return {**job.to_dict(), "attached": True}
+        same = [job for job in self.jobs.all()
+                if (job.manifest_id, job.files, job.to) == (manifest.id, files, to)]
+        if same and same[-1].state is FetchState.FAILED:
+            failed = same[-1]
+            failed.tier, failed.train = tier or failed.tier, train or failed.train
+            self.jobs.save(failed)
+            return {**await self.retry(failed.id), "attached": False}
         now = int(self.clock())
         job = self.jobs.new(
             ref=f"{manifest.owner}/{manifest.ref}", manifest_id=manifest.id,
