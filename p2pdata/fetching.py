@@ -470,6 +470,7 @@ class Fetcher:
                 machine.landed(self.clock(), store.uri(landing))
                 self._changed(machine)
                 return
+            await self._widen(store, manifest, landing, job)
             machine.start(self.clock())
             self._changed(machine)
             holder = self._holder(manifest, landing)
@@ -524,6 +525,21 @@ class Fetcher:
             if not earlier:
                 return
             await asyncio.gather(*earlier, return_exceptions=True)
+
+    async def _widen(self, store: Store, manifest: Manifest, landing: Manifest, job: FetchJob) -> None:
+        """Where an earlier job landed fewer files of this dataset, reopen that landing so
+        this one completes it (otherwise the store refuses a second manifest there)."""
+        wanted = {entry.path for entry in landing.files}
+        for earlier in reversed(self.jobs.all()):
+            if (earlier.manifest_id, earlier.to, earlier.state) != (job.manifest_id, job.to,
+                                                                    FetchState.LANDED) \
+                    or not earlier.files or earlier.files == job.files:
+                continue
+            partial = _subset(manifest, earlier.files)
+            if {entry.path for entry in partial.files} <= wanted and \
+                    await store.reopen(manifest.name, manifest.version, partial.id):
+                log.info("fetch job %s widens the landing of job %s", job.id, earlier.id)
+                return
 
     def _manifest(self, job: FetchJob) -> Manifest:
         cluster, name, version = parse_ref(job.ref)

@@ -196,9 +196,9 @@ def test_held_files_are_reused_and_training_starts_once_per_landing(make_daemon,
     gamma.cli("jobs", "add", str(jobs / "count.toml"))
 
     # A partial fetch, then the whole dataset: the first files are not fetched again.
-    partial = gamma.cli_json("fetch", "clicks@1", "--files", "part-0*", "--to", str(tmp_path / "val"),
-                             "--timeout", "60")
+    partial = gamma.cli_json("fetch", "clicks@1", "--files", "part-0*", "--timeout", "60")
     assert partial["state"] == "landed", partial
+    assert landed_files(gamma.home / "datasets", "clicks", "1") == {"part-0.parquet": expected["part-0.parquet"]}
     output = gamma.cli("fetch", "clicks@1", "--timeout", "60")
     assert "landed" in output
     runs = gamma.cli_json("runs")  # one for the partial landing, one for the whole
