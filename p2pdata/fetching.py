@@ -493,10 +493,11 @@ class Fetcher:
                 folder = swarm.folder
             uri = store.uri(landing)
             machine.landed(self.clock(), uri)
-            self._changed(machine)
-            self.events.emit("dataset.landed", job=job.id, ref=job.ref, uri=uri)
-            job.runs = await self.on_landed(Landed(job, manifest, landing, uri, folder))
-            self._changed(machine)
+            try:  # recorded and its runs known before anyone is told it landed
+                job.runs = await self.on_landed(Landed(job, manifest, landing, uri, folder))
+            finally:
+                self._changed(machine)
+                self.events.emit("dataset.landed", job=job.id, ref=job.ref, uri=uri)
         except asyncio.CancelledError:
             if machine.state is FetchState.CANCELLED and swarm is not None:
                 await swarm.cancel()  # asked for: the staged bytes go too
