@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from p2pdata.catalog import Manifest, parse_ref
 from p2pdata.catalog.manifest import FileEntry
 from p2pdata.errors import NotFound, P2pdataError, StoreError
-from p2pdata.hdfs import Store
+from p2pdata.hdfs import HdfsConnectionError, HdfsStore, HdfsTlsError, Store
 from p2pdata.transfer import JobState, Progress, Staging
 from p2pdata.transfer.session import Certificate, SwarmJob
 
@@ -695,6 +695,10 @@ def describe_failure(exc: BaseException, store: Store | None) -> str:
         if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
             return f"store disk full at {store.root if store else cause.filename}"
         cause = cause.__cause__
+    if isinstance(exc, HdfsConnectionError) and not isinstance(exc, HdfsTlsError) \
+            and isinstance(store, HdfsStore):
+        why = f": {exc.__cause__}" if exc.__cause__ else ""  # aiohttp's words, not its repr
+        return f"HDFS at {store.client.base_url.removesuffix('/webhdfs/v1')} is unreachable{why}"
     if isinstance(exc, OSError):
         return f"{where}: {exc.strerror or exc} ({exc.filename or 'no file named'})"
     if isinstance(exc, StoreError) and store is not None and store.root not in str(exc):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
-from p2pdata.errors import P2pdataError
-from p2pdata.fetching import FetchJob, FetchMachine, FetchState, Sources, stall_reason
+from p2pdata.errors import P2pdataError, StoreError
+from p2pdata.fetching import FetchJob, FetchMachine, FetchState, Sources, describe_failure, stall_reason
+from p2pdata.hdfs import HdfsConnectionError, open_store
 
 
 def machine(stall_timeout: float = 60.0) -> FetchMachine:
@@ -110,11 +113,6 @@ def test_the_record_round_trips_with_its_state_as_an_enum():
 
 
 def test_failures_name_the_store_never_a_bare_repr(tmp_path):
-    import errno
-
-    from p2pdata.errors import StoreError
-    from p2pdata.fetching import describe_failure
-    from p2pdata.hdfs import open_store
 
     store = open_store("local", str(tmp_path))
     full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
@@ -126,3 +124,12 @@ def test_failures_name_the_store_never_a_bare_repr(tmp_path):
     assert describe_failure(StoreError("namenode is in safe mode"), store) == \
         f"local store at {tmp_path}: namenode is in safe mode"
     assert describe_failure(KeyError("k"), store) == "internal error (KeyError): 'k'"
+
+
+def test_an_unreachable_hdfs_is_named_by_its_url():
+
+    store = open_store("hdfs", "/p2pdata", webhdfs_url="http://127.0.0.1:9870")
+    error = HdfsConnectionError("WebHDFS MKDIRS /p2pdata/.incoming: ClientConnectorError(...)")
+    error.__cause__ = ConnectionRefusedError("Cannot connect to host 127.0.0.1:9870")
+    assert describe_failure(error, store) == \
+        "HDFS at http://127.0.0.1:9870 is unreachable: Cannot connect to host 127.0.0.1:9870"
