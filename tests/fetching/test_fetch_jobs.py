@@ -52,17 +52,16 @@ def test_a_fetch_that_cannot_progress_says_why_and_fails_after_the_stall_timeout
     publish(alpha, tampered, "tampered")
     part = tampered / "part-0.parquet"
     part.write_bytes(bytes(len(part.read_bytes())))  # changed after publishing: every piece is bad
-    gamma = fetcher_of(make_daemon, alpha, "tampered", transfer={"listen": ["127.0.0.1:0"], "stall_timeout": 6})
+    gamma = fetcher_of(make_daemon, alpha, "tampered", transfer={"listen": ["127.0.0.1:0"], "stall_timeout": 10})
 
     # The only seed sends bad pieces: it is banned, and the job says so while it waits.
     started = gamma.cli_json("fetch", "tampered@1", "--detach")
-    waiting = wait_for(lambda: (j := job(gamma, started["id"]))["waiting"] and j, timeout=20,
-                       what="the job to say why it waits")
-    assert "banned for sending bad pieces" in waiting["waiting"], waiting
+    wait_for(lambda: "banned for sending bad pieces" in (job(gamma, started["id"])["waiting"] or ""),
+             timeout=20, what="the job to say the seed was banned")
     assert "banned" in gamma.cli("jobs")
     failed = fails_with_exit_1(gamma, "jobs", "watch", started["id"])
     assert failed["state"] == "failed" and failed["retryable"], failed
-    assert failed["error"].startswith("no progress for 6 s: the only seed was banned"), failed
+    assert failed["error"].startswith("no progress for 10 s: the only seed was banned"), failed
 
     # Its publisher goes away: an attached `fetch --json` says so and exits 1.
     alpha.stop()
@@ -133,8 +132,8 @@ def _wait_line(lines: queue.Queue[str], text: str, timeout: float = 30.0) -> str
 
 
 def test_ctrl_c_leaves_the_fetch_running_twice_cancels_it_and_fetching_again_attaches(make_daemon, tmp_path):
-    make_dataset(tmp_path / "big", files=4, rows=160_000)  # about 10 MB at 512 KiB/s
-    alpha = make_daemon("alpha", transfer={"listen": ["127.0.0.1:0"], "upload_limit": 512 * 1024})
+    make_dataset(tmp_path / "big", files=4, rows=160_000)  # about 6 MB: 24 s at 256 KiB/s
+    alpha = make_daemon("alpha", transfer={"listen": ["127.0.0.1:0"], "upload_limit": 256 * 1024})
     publish(alpha, tmp_path / "big", "big")
     gamma = fetcher_of(make_daemon, alpha, "big")
 
