@@ -614,6 +614,7 @@ class Daemon:
                 },
             },
             "peers": self.peers(),
+            "transfer": {"uploaded": sum(swarm.uploaded for swarm in self.transfer.swarms())},
             "jobs": self.jobs(),
             "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),

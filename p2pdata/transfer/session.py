@@ -144,6 +144,11 @@ class _Swarm:
         elif isinstance(alert, lt.hash_failed_alert):
             self.hash_failures += 1
 
+    @property
+    def uploaded(self) -> int:
+        """Payload bytes this torrent sent to peers since it joined the session."""
+        return self.handle.status().total_payload_upload if self.handle is not None else 0
+
     def sample_peers(self) -> int:
         assert self.handle is not None
         peers = self.handle.get_peer_info()
@@ -156,11 +161,6 @@ class _Swarm:
 
 class Seed(_Swarm):
     """Serves a dataset from a directory holding its files (staged or landed)."""
-
-    @property
-    def uploaded(self) -> int:
-        assert self.handle is not None
-        return self.handle.status().total_payload_upload
 
     async def stop(self) -> None:
         self.session._remove(self)

@@ -84,7 +84,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     subprocess.call(["umount", "-l", str(mount)])
 
 
-def test_landing_on_a_full_disk_keeps_the_download_and_lands_it_later_without_the_seed(
+def test_landing_on_a_full_disk_keeps_the_download_and_lands_it_later_without_downloading_again(
         make_daemon, tmp_path, small_disk):
     expected = make_dataset(tmp_path / "clicks", files=4, rows=40_000)  # about 1.3 MB
     alpha = make_daemon("alpha")
@@ -96,15 +96,17 @@ def test_landing_on_a_full_disk_keeps_the_download_and_lands_it_later_without_th
     assert failed["state"] == "failed" and failed["retryable"], failed
     assert failed["error"] == f"store disk full at {root}", failed
     assert failed["done_bytes"] == failed["total_bytes"]  # every byte arrived, verified
+    sent = alpha.cli_json("status")["transfer"]["uploaded"]
+    assert sent >= failed["total_bytes"]
     again = fails_with_exit_1(gamma, "jobs", "retry", failed["id"])  # still full: the same clear error
     assert again["error"] == f"store disk full at {root}", again
 
-    # Nothing more comes from the seed: staging holds it all, so landing needs no peer.
-    alpha.stop()
+    # Room again: `fetch` runs the failed job again, landing from staging; the seed sends nothing.
     subprocess.check_call(["mount", "-o", "remount,size=16m", str(small_disk)])
     landed = gamma.cli_json("fetch", "clicks@1", "--to", str(root), "--timeout", "60")
-    assert (landed["state"], landed["id"]) == ("landed", failed["id"]), landed  # the same job, again
+    assert (landed["state"], landed["id"]) == ("landed", failed["id"]), landed
     assert landed_files(root, "clicks", "1") == expected
+    assert alpha.cli_json("status")["transfer"]["uploaded"] == sent
 
 
 def _lines(process: subprocess.Popen[str]) -> queue.Queue[str]:
