@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from p2pdata.config import Config, load_config, resolve_home, write_default_config
+from p2pdata.config import Config, load_config, resolve_home, secure_home, write_default_config
 from p2pdata.errors import P2pdataError
 
 console = Console()
@@ -106,6 +106,7 @@ def init(ctx: Context, name: str, force: bool) -> None:
     from p2pdata.db import open_db
 
     identity = Identity.generate()
+    secure_home(ctx.home)
     identity.save(ctx.home, force=force)
     write_default_config(ctx.home, name or identity.cluster_id)
     open_db(ctx.config.database).close()

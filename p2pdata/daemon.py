@@ -35,7 +35,7 @@ from p2pdata.catalog import (
     parse_ref,
     scan_dataset,
 )
-from p2pdata.config import Config
+from p2pdata.config import Config, secure_home
 from p2pdata.db import open_db
 from p2pdata.errors import NotFound, P2pdataError, PeerError, TransferError
 from p2pdata.events import EventHub
@@ -140,6 +140,7 @@ class Daemon:
     async def start(self) -> None:
         config = self.config
         peer_tls = tls_context(**config.peer_tls)  # a bad file fails the start, before anything runs
+        secure_home(config.home)  # before the lock file and the database are created in it
         self._lock.acquire()
         self.identity = Identity.load(config.home)
         self.conn = open_db(config.database)
@@ -280,19 +281,18 @@ class Daemon:
             os.chmod(config.control.socket, 0o600)
             self.control_url = f"unix:{config.control.socket}"
         else:
-            await web.TCPSite(control_runner, config.control.host, config.control.port).start()
-            self.control_url = f"http://{config.control.host}:{_bound_port(control_runner)}"
+            control_tls = _server_tls(*config.control_tls) if config.control_tls else None
+            await web.TCPSite(control_runner, config.control.host, config.control.port,
+                              ssl_context=control_tls).start()
+            scheme = "https" if control_tls else "http"
+            self.control_url = f"{scheme}://{config.control.host}:{_bound_port(control_runner)}"
         self._runners.append(control_runner)
 
     def _peer_tls(self) -> Any:
         if not self.config.peer_api.tls_cert:
             return None
-        import ssl
-
         home, tls = self.config.home, self.config.peer_api
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(home / tls.tls_cert, home / tls.tls_key)  # relative to home
-        return context
+        return _server_tls(home / tls.tls_cert, home / tls.tls_key)  # relative to home
 
     def _write_runtime_file(self) -> None:
         """Where this daemon really listens (ports may be 0 in config): for the CLI and tests."""
@@ -779,6 +779,14 @@ def _subset(manifest: Manifest, globs: list[str]) -> Manifest:
     if not files:
         raise NotFound(f"no file of {manifest.ref} matches {', '.join(globs)}")
     return replace(manifest, files=files)
+
+
+def _server_tls(cert: Path, key: Path) -> Any:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def _bound_port(runner: web.AppRunner) -> int:
