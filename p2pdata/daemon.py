@@ -272,7 +272,7 @@ class Daemon:
             or f"{scheme}://{_advertised_host(config.peer_api.host)}:{self._peer_port}"
         )
 
-        app = control_app(self, self.token, open_paths=("/login", "/static/"))
+        app = control_app(self, self.token, open_paths=("/login", "/static/"), host=config.control.host)
         status_routes(app, self)
         control_runner = web.AppRunner(app)
         await control_runner.setup()
