@@ -19,6 +19,7 @@ _MAX_BIN = 256 * 1024 * 1024
 # Catalogs nest about six deep; a hostile blob nested hundreds deep must be a
 # MalformedData, not a RecursionError in the checks below.
 _MAX_DEPTH = 32
+_MAX_INT = 2**63 - 1
 
 
 def _check(value: Any, where: str, depth: int = 0) -> None:
@@ -26,6 +27,9 @@ def _check(value: Any, where: str, depth: int = 0) -> None:
         raise MalformedData(f"{where}: nested deeper than {_MAX_DEPTH} levels")
     if isinstance(value, float):
         raise MalformedData(f"{where}: floats are not allowed in canonical data")
+    if isinstance(value, int) and not -_MAX_INT - 1 <= value <= _MAX_INT:
+        # Every integer must fit SQLite's signed 64 bits, or storing it fails on every sync.
+        raise MalformedData(f"{where}: integer {value} is outside the signed 64-bit range")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):

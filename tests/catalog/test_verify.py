@@ -182,7 +182,7 @@ def test_malformed_catalog(identity: Identity, change, error: str) -> None:
         (lambda m: m.update(total_size=1), "add up"),
         (lambda m: m.update(files=[]), "at least one file"),
         (lambda m: m["files"][0].update(sha256=b"short"), "32 bytes"),
-        (lambda m: m["files"][0].update(size=-1), "negative"),
+        (lambda m: m["files"][0].update(size=-1), "not a file size"),
         (lambda m: m["files"][0].update(size="10"), "expected int"),
         (lambda m: m.update(access={"mode": "secret"}), "mode"),
         (lambda m: m.update(owner="someoneelse"), "not the signer"),
