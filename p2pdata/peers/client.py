@@ -45,7 +45,7 @@ _CHUNK = 64 * 1024
 class ClientLimits:
     max_json: int = 1024 * 1024
     max_have_json: int = 8 * 1024 * 1024  # 100k manifest ids are ~7 MB of JSON
-    max_catalog: int = 64 * 1024 * 1024
+    max_catalog: int = 32 * 1024 * 1024  # the catalog room's Limits.max_bytes
     max_torrent: int = 64 * 1024 * 1024
     connect_timeout: float = 5.0
     read_timeout: float = 15.0  # longest silence between two chunks

@@ -7,12 +7,23 @@ and the catalog held for that peer), so this module decides nothing about trust.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-from p2pdata.catalog.catalog import HeldCatalog, Limits, TrustCheck, VerifiedCatalog, verify_catalog
+from p2pdata.catalog.catalog import (
+    HeldCatalog,
+    Limits,
+    TrustCheck,
+    VerifiedCatalog,
+    WrongSigner,
+    check_signature,
+    check_trust,
+    read_body,
+)
 from p2pdata.errors import BadSignature, CatalogError
 from p2pdata.peers.client import PeerClient, PeerInfo
 from p2pdata.peers.errors import PeerError
@@ -21,7 +32,7 @@ from p2pdata.peers.urls import normalize_peer_url
 
 V = TypeVar("V")
 
-Verify = Callable[[bytes, PeerInfo], V]
+Verify = Callable[[bytes, PeerInfo], V | Awaitable[V]]
 """(catalog bytes, the peer's /v1/info) -> verified catalog; raises CatalogError to refuse."""
 
 
@@ -69,7 +80,8 @@ async def sync_peer(
         status = health.succeeded(url, clock(), info.cluster_id)
         return SyncOutcome(status.url, SyncResult.NOT_MODIFIED, status, info, etag=fetched.etag)
     try:
-        verified = verify(fetched.data, info)
+        checked = verify(fetched.data, info)
+        verified = await checked if inspect.isawaitable(checked) else checked
     except CatalogError as exc:
         error = f"catalog refused ({type(exc).__name__}): {exc}"
         status = health.rejected(url, clock(), error, info.cluster_id)
@@ -88,18 +100,20 @@ def catalog_verifier(
 
     `held(cluster_id)` returns what is already held of that publisher (rollback protection).
     A peer may only serve its own catalog here: one signed by a third cluster is refused.
+    The signature is checked against the key the peer showed, and its trust, before the
+    body is decoded; checking and decoding run in a thread, so a large catalog never
+    stalls the event loop. Only the trust check (SQLite) runs on the loop.
     """
+    chosen = limits or Limits()
 
-    def verify(blob: bytes, info: PeerInfo) -> VerifiedCatalog:
-        verified = verify_catalog(
-            blob, trusted=trusted, now=int(clock()), held=held(info.cluster_id),
-            limits=limits or Limits(),
-        )
-        if verified.catalog.cluster != info.cluster_id:
-            raise BadSignature(
-                f"peer says it is cluster {info.cluster_id} but serves the catalog of "
-                f"cluster {verified.catalog.cluster}"
-            )
-        return verified
+    async def verify(blob: bytes, info: PeerInfo) -> VerifiedCatalog:
+        try:
+            signed = await asyncio.to_thread(check_signature, blob, chosen, info.public_key)
+        except WrongSigner as exc:
+            raise BadSignature(f"peer says it is cluster {info.cluster_id} but serves the catalog of "
+                               f"cluster {exc.signer}") from None
+        check_trust(signed, trusted)
+        return await asyncio.to_thread(read_body, signed, now=int(clock()), held=held(info.cluster_id),
+                                       limits=chosen)
 
     return verify
