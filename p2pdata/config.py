@@ -59,6 +59,8 @@ class PeerApiSection:
     tls_cert: str = ""
     tls_key: str = ""
     requests_per_minute: int = 600
+    header_timeout: int = 10  # seconds a client has to send a request head (both APIs)
+    connections_per_ip: int = 32  # open connections from one address (both APIs)
 
 
 @dataclass

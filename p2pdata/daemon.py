@@ -56,7 +56,15 @@ from p2pdata.peers import (
 )
 from p2pdata.training import JobRegistry, Launcher, matching_jobs
 from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
-from p2pdata.web import control_app, peer_app, status_routes
+from p2pdata.web import (
+    ConnectionGate,
+    ConnectionLimits,
+    GuardedSite,
+    control_app,
+    guarded_runner,
+    peer_app,
+    status_routes,
+)
 
 log = logging.getLogger("p2pdata.daemon")
 
@@ -257,13 +265,14 @@ class Daemon:
 
     async def _start_web(self) -> None:
         config = self.config
-        peer_runner = web.AppRunner(peer_app(
+        limits = ConnectionLimits(per_ip=config.peer_api.connections_per_ip,
+                                  header_timeout=config.peer_api.header_timeout)
+        peer_runner = guarded_runner(peer_app(
             self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted
-        ))
+        ), limits)
         await peer_runner.setup()
-        await web.TCPSite(
-            peer_runner, config.peer_api.host, config.peer_api.port, ssl_context=self._peer_tls()
-        ).start()
+        await GuardedSite(peer_runner, config.peer_api.host, config.peer_api.port,
+                          ConnectionGate(limits, "peer API"), ssl_context=self._peer_tls()).start()
         self._runners.append(peer_runner)
         self._peer_port = _bound_port(peer_runner)
         scheme = "https" if config.peer_api.tls_cert else "http"
@@ -274,7 +283,7 @@ class Daemon:
 
         app = control_app(self, self.token, open_paths=("/login", "/static/"), host=config.control.host)
         status_routes(app, self)
-        control_runner = web.AppRunner(app)
+        control_runner = guarded_runner(app, limits)
         await control_runner.setup()
         if config.control.socket:
             await web.UnixSite(control_runner, config.control.socket).start()
@@ -282,8 +291,8 @@ class Daemon:
             self.control_url = f"unix:{config.control.socket}"
         else:
             control_tls = _server_tls(*config.control_tls) if config.control_tls else None
-            await web.TCPSite(control_runner, config.control.host, config.control.port,
-                              ssl_context=control_tls).start()
+            await GuardedSite(control_runner, config.control.host, config.control.port,
+                              ConnectionGate(limits, "control API"), ssl_context=control_tls).start()
             scheme = "https" if control_tls else "http"
             self.control_url = f"{scheme}://{config.control.host}:{_bound_port(control_runner)}"
         self._runners.append(control_runner)
@@ -303,7 +312,10 @@ class Daemon:
             "control_url": self.control_url,
             "torrent_port": self.transfer.listen_port,
         }
-        (self.config.home / RUNTIME_FILE).write_text(json.dumps(data))
+        # Atomically: the CLI and tests read it as soon as it exists.
+        partial = self.config.home / f"{RUNTIME_FILE}.tmp"
+        partial.write_text(json.dumps(data))
+        partial.replace(self.config.home / RUNTIME_FILE)
 
     async def _reseed(self) -> None:
         """Seed every published and landed dataset we still have the bytes of."""

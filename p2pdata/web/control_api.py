@@ -6,6 +6,7 @@ and turn its result or error into JSON.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import socket
@@ -132,7 +133,7 @@ def _local_port(request: web.Request) -> int | None:
 
 
 def control_app(service: ControlService, token: str, *, open_paths: tuple[str, ...] = (),
-                host: str = "127.0.0.1") -> web.Application:
+                host: str = "127.0.0.1", body_timeout: float = 30.0) -> web.Application:
     """`open_paths` are prefixes served without the token (the status page's login form);
     `host` is the configured bind address, for the Host header check."""
     sameness = SameOrigin(host)
@@ -162,7 +163,10 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
 
     async def body(request: web.Request) -> dict[str, Any]:
         try:
-            data = await request.json()
+            async with asyncio.timeout(body_timeout):  # a trickled body must not hold a slot forever
+                data = await request.json()
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text=f"request body not received within {body_timeout} s") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise web.HTTPBadRequest(text=f"request body is not JSON: {exc}") from exc
         if not isinstance(data, dict):

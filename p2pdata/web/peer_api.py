@@ -61,7 +61,7 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
-        if request.content_length or len(request.raw_path) > 1024:
+        if request.content_length or request.can_read_body or len(request.raw_path) > 1024:
             raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0)
         if not limiter.allow(request.remote or "?", time.monotonic()):
             raise web.HTTPTooManyRequests(text="rate limit exceeded, slow down\n")
