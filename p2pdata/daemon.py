@@ -60,6 +60,7 @@ from p2pdata.web import (
     ConnectionGate,
     ConnectionLimits,
     GuardedSite,
+    SignedCallers,
     control_app,
     guarded_runner,
     peer_app,
@@ -187,7 +188,7 @@ class Daemon:
         await self.launcher.start()
         await self._start_web()
         await self._reseed()
-        self.client = PeerClient(tls=peer_tls)
+        self.client = PeerClient(tls=peer_tls, identity=self.identity)
         health_store = HealthStore(self.conn)
         saved_health = health_store.load()  # before adding peers saves their fresh state over it
         self.health = PeerHealth(sync_interval=config.discovery.sync_interval,
@@ -267,8 +268,10 @@ class Daemon:
         config = self.config
         limits = ConnectionLimits(per_ip=config.peer_api.connections_per_ip,
                                   header_timeout=config.peer_api.header_timeout)
+        callers = SignedCallers(lambda: (self.peer_url, self.identity.cluster_id), self.known_cluster)
         peer_runner = guarded_runner(peer_app(
-            self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted
+            self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted,
+            callers=callers,
         ), limits)
         await peer_runner.setup()
         await GuardedSite(peer_runner, config.peer_api.host, config.peer_api.port,
@@ -356,6 +359,13 @@ class Daemon:
                 [_advertised_host(self.config.peer_api.host), self.transfer.ssl_listen_port]
             ],
         }
+
+    def known_cluster(self, cluster_id: str, key: bytes) -> bool:
+        """A cluster we trust, granted, or sync with: its signed requests get their own budget."""
+        encoded = encode_public_key(key)
+        return (any(info.public_key == key for info in self._peer_info.values())
+                or any(e.cluster_id == cluster_id and e.public_key in (None, encoded) for e in self.trust.list())
+                or self.restricted.grants.any_to(cluster_id))
 
     def catalog(self) -> tuple[bytes, str]:
         signed = self.local_catalog.signed(

@@ -82,6 +82,48 @@ def sign_request(identity: Identity, method: str, path: str, audience: str, *, n
     }
 
 
+@dataclass(frozen=True)
+class SignedRequest:
+    cluster: str
+    key: bytes
+    time: int
+    nonce: str
+
+
+def claimed_caller(headers: Mapping[str, str]) -> tuple[str, bytes] | None:
+    """(cluster, key) a request claims to come from, before any signature is checked."""
+    try:
+        key = decode_public_key(headers[H_KEY])
+    except (KeyError, IdentityError):
+        return None
+    cluster = headers.get(H_CLUSTER, "")
+    return (cluster, key) if fingerprint(key) == cluster else None
+
+
+def read_signed_request(method: str, path: str, headers: Mapping[str, str],
+                        audience: str) -> SignedRequest:
+    """Who signed this request for `audience`; BadRequestSignature if it does not prove it.
+    The time window and replays are the caller's to check."""
+    try:
+        cluster = headers[H_CLUSTER]
+        key = decode_public_key(headers[H_KEY])
+        raw_time = headers[H_TIME]
+        nonce = headers[H_NONCE]
+        signature = base64.b64decode(headers[H_SIGNATURE], validate=True)
+    except KeyError as exc:
+        raise BadRequestSignature(f"unsigned request: no {exc.args[0]} header") from None
+    except (IdentityError, ValueError) as exc:
+        raise BadRequestSignature(f"malformed request signature: {exc}") from None
+    if not raw_time.isdigit() or len(raw_time) > 12 or not _NONCE.fullmatch(nonce):
+        raise BadRequestSignature("malformed request time or nonce")
+    if fingerprint(key) != cluster:
+        raise BadRequestSignature(f"key is not the key of cluster {cluster}")
+    sent = int(raw_time)
+    if not verify_signature(key, _canonical(method, path, sent, nonce, cluster, audience), signature):
+        raise BadRequestSignature(f"bad request signature from {cluster}")
+    return SignedRequest(cluster, key, sent, nonce)
+
+
 _NONCES = """
 CREATE TABLE IF NOT EXISTS request_nonces (
     nonce TEXT PRIMARY KEY,
@@ -114,24 +156,8 @@ class RequestVerifier:
 
     def verify(self, method: str, path: str, headers: Mapping[str, str]) -> str:
         """Return the caller's cluster id, or raise BadRequestSignature."""
-        try:
-            cluster = headers[H_CLUSTER]
-            key = decode_public_key(headers[H_KEY])
-            raw_time = headers[H_TIME]
-            nonce = headers[H_NONCE]
-            signature = base64.b64decode(headers[H_SIGNATURE], validate=True)
-        except KeyError as exc:
-            raise BadRequestSignature(f"unsigned request: no {exc.args[0]} header") from None
-        except (IdentityError, ValueError) as exc:
-            raise BadRequestSignature(f"malformed request signature: {exc}") from None
-        if not raw_time.isdigit() or len(raw_time) > 12 or not _NONCE.fullmatch(nonce):
-            raise BadRequestSignature("malformed request time or nonce")
-        if fingerprint(key) != cluster:
-            raise BadRequestSignature(f"key is not the key of cluster {cluster}")
-        sent = int(raw_time)
-        if not verify_signature(key, _canonical(method, path, sent, nonce, cluster, self.audience),
-                                signature):
-            raise BadRequestSignature(f"bad request signature from {cluster}")
+        signed = read_signed_request(method, path, headers, self.audience)
+        cluster, sent, nonce = signed.cluster, signed.time, signed.nonce
         now = int(self.clock())
         self._forget_old(now)
         if abs(now - sent) > self.window:
@@ -194,6 +220,12 @@ class GrantTable:
     def allowed(self, dataset: str, cluster: str) -> bool:
         return self.conn.execute(
             "SELECT 1 FROM restricted_grants WHERE dataset = ? AND cluster = ?", (dataset, cluster)
+        ).fetchone() is not None
+
+    def any_to(self, cluster: str) -> bool:
+        """Whether `cluster` holds any grant."""
+        return self.conn.execute(
+            "SELECT 1 FROM restricted_grants WHERE cluster = ? LIMIT 1", (cluster,)
         ).fetchone() is not None
 
     def list(self, dataset: str | None = None) -> list[Grant]:

@@ -13,12 +13,14 @@ import json
 import os
 import re
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from p2pdata.catalog.identity import decode_public_key, fingerprint
+from p2pdata.catalog.access import H_SIGNATURE, sign_request
+from p2pdata.catalog.identity import Identity, decode_public_key, fingerprint
 from p2pdata.errors import ConfigError, IdentityError
 from p2pdata.peers.errors import (
     InvalidPeerUrl,
@@ -111,8 +113,11 @@ class PeerClient:
     """
 
     def __init__(self, limits: ClientLimits = ClientLimits(), *, user_agent: str = "p2pdata",
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, identity: Identity | None = None) -> None:
         self.limits = limits
+        # With an identity every request is signed for the URL it goes to: a peer that
+        # knows this cluster then gives it a rate-limit budget of its own.
+        self.identity = identity
         self._user_agent = user_agent
         self._tls = tls
         self._session: aiohttp.ClientSession | None = None
@@ -251,6 +256,8 @@ class _Request:
             sock_read=client.limits.read_timeout,
         )
         self._headers = {"Accept-Encoding": "identity", **headers}
+        if client.identity is not None and H_SIGNATURE not in headers:
+            self._headers.update(sign_request(client.identity, "GET", path, base, now=int(time.time())))
         self._expect = expect
         self._response: aiohttp.ClientResponse | None = None
 

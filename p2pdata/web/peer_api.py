@@ -12,7 +12,7 @@ from aiohttp import web
 
 from p2pdata.catalog.access import AccessDenied, BadRequestSignature
 from p2pdata.errors import NotFound, P2pdataError
-from p2pdata.web.ratelimit import RateLimiter
+from p2pdata.web.ratelimit import RateLimiter, SignedCallers
 
 _MANIFEST_ID = re.compile(r"[0-9a-f]{64}")
 _MAX_REQUEST_BYTES = 8 * 1024
@@ -54,7 +54,9 @@ def _door(call: Callable[[], Any]) -> Any:
 
 
 def peer_app(view: PeerView, *, requests_per_minute: int = 600,
-             restricted: RestrictedDoors | None = None) -> web.Application:
+             restricted: RestrictedDoors | None = None,
+             callers: SignedCallers | None = None) -> web.Application:
+    """`callers` names the known cluster behind a signed request: it gets its own budget."""
     limiter = RateLimiter(requests_per_minute)
 
     @web.middleware
@@ -63,7 +65,10 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
         if request.content_length or request.can_read_body or len(request.raw_path) > 1024:
             raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0)
-        if not limiter.allow(request.remote or "?", time.monotonic()):
+        cluster = callers.identify(request.method, request.raw_path, request.headers,
+                                   time.time()) if callers else None
+        client = f"cluster:{cluster}" if cluster else request.remote or "?"
+        if not limiter.allow(client, time.monotonic()):
             raise web.HTTPTooManyRequests(text="rate limit exceeded, slow down\n")
         return await handler(request)
 
