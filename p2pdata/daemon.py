@@ -7,7 +7,6 @@ together, runs the background loops and turns their results into events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -48,6 +47,7 @@ from p2pdata.peers import (
     PeerInfo,
     Source,
     SyncResult,
+    SyncScheduler,
     ZeroconfDiscovery,
     catalog_verifier,
     normalize_peer_url,
@@ -414,17 +414,8 @@ class Daemon:
         self._peer_have.pop(url, None)
 
     async def _sync_loop(self) -> None:
-        while True:
-            due = self.health.due(time.time())
-            results = await asyncio.gather(*(self.sync_peer(url) for url in due), return_exceptions=True)
-            for url, result in zip(due, results, strict=True):
-                if isinstance(result, Exception):  # one peer's bug must not stop syncing the others
-                    log.error("sync with %s failed", url, exc_info=result)
-            next_at = self.health.next_attempt()
-            delay = 60.0 if next_at is None else max(0.05, next_at - time.time())
-            self._sync_wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sync_wakeup.wait(), timeout=delay)
+        # One task per peer under a deadline: a slow peer delays only itself.
+        await SyncScheduler(self.health, self.sync_peer).run(self._sync_wakeup)
 
     async def sync_peer(self, url: str) -> None:
         """One round with one peer: info, catalog (a 304 when unchanged), the restricted datasets

@@ -53,6 +53,10 @@ class ClientLimits:
     read_timeout: float = 15.0  # longest silence between two chunks
     json_timeout: float = 30.0  # whole request, small answers
     transfer_timeout: float = 300.0  # whole request, catalog and torrent
+    # A body must average at least this rate once `rate_grace` seconds have passed: a peer
+    # trickling a byte a second otherwise holds a sync for the whole transfer timeout.
+    min_rate: int = 16 * 1024  # bytes per second
+    rate_grace: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -171,7 +175,7 @@ class PeerClient:
                 if etag is None:
                     raise PeerBadResponse(base, f"{path}: 304 Not Modified to a plain GET")
                 return CatalogFetch(None, etag)
-            data = await _read(base, path, response, self.limits.max_catalog)
+            data = await _read(base, path, response, self.limits.max_catalog, self.limits)
             header = response.headers.get("ETag")
         digest = hashlib.sha256(data).hexdigest()
         match = _ETAG.fullmatch(header or "")
@@ -217,12 +221,12 @@ class PeerClient:
         base = normalize_peer_url(url)
         async with self._request(base, path, self.limits.transfer_timeout, headers,
                                  expect=(200,)) as response:
-            body = await _read(base, path, response, limit)
+            body = await _read(base, path, response, limit, self.limits)
             return body, dict(response.headers)
 
     async def _get(self, base: str, path: str, limit: int, timeout: float) -> bytes:
         async with self._request(base, path, timeout, {}, expect=(200,)) as response:
-            return await _read(base, path, response, limit)
+            return await _read(base, path, response, limit, self.limits)
 
     def _request(
         self,
@@ -317,18 +321,24 @@ def _translate(base: str, path: str, exc: BaseException) -> BaseException:
     return exc
 
 
-async def _read(base: str, path: str, response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def _read(base: str, path: str, response: aiohttp.ClientResponse, limit: int,
+                limits: ClientLimits) -> bytes:
     if response.content_length is not None and response.content_length > limit:
         raise PeerTooLarge(
             base, f"{path}: announces {response.content_length} bytes, over the limit of {limit}"
         )
     chunks: list[bytes] = []
     size = 0
+    started = time.monotonic()
     async for chunk in response.content.iter_chunked(_CHUNK):
         size += len(chunk)
         if size > limit:
             raise PeerTooLarge(base, f"{path}: body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
+        elapsed = time.monotonic() - started
+        if elapsed > limits.rate_grace and size < limits.min_rate * elapsed:
+            raise PeerTimeout(base, f"{path}: {size} bytes in {elapsed:.0f} s, under the minimum "
+                                    f"rate of {limits.min_rate} bytes/s")
     return b"".join(chunks)
 
 
