@@ -705,6 +705,13 @@ class Daemon:
 
     def trust_remove(self, cluster_id: str) -> dict[str, Any]:
         self.trust.remove(cluster_id)
+        if cluster_id != self.identity.cluster_id:
+            # Its datasets go at once, not when its catalog expires; trusting it again
+            # fetches the catalog afresh (no ETag held).
+            self.catalogs.forget(cluster_id)
+            for status in self.health.peers():
+                if status.cluster_id == cluster_id:
+                    self._etags.pop(status.url, None)
         return {"cluster_id": cluster_id, "removed": True}
 
     def status(self) -> dict[str, Any]:
