@@ -122,6 +122,13 @@ def stub_of(manifest: Manifest) -> Manifest:
     )
 
 
+def public_view(manifest: Manifest, show: str) -> Manifest | None:
+    """A manifest as a public catalog shows it: restricted ones as stubs, or (`hidden`) not at all."""
+    if not is_restricted(manifest):
+        return manifest
+    return None if show == "hidden" else stub_of(manifest)
+
+
 class Restricted:
     """Grants, the CA, the doors, and the fetcher's certificates, for one daemon."""
 
@@ -170,9 +177,7 @@ class Restricted:
 
     def public_view(self, manifest: Manifest) -> Manifest | None:
         """Our manifest as the public catalog shows it (None: not at all)."""
-        if not is_restricted(manifest):
-            return manifest
-        return None if self.show == "hidden" else stub_of(manifest)
+        return public_view(manifest, self.show)
 
     def grant(self, name: str, cluster: str) -> dict[str, Any]:
         """Let `cluster` fetch every version of our restricted dataset `name`."""
