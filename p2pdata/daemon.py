@@ -34,6 +34,7 @@ from p2pdata.catalog import (
     parse_ref,
     scan_dataset,
 )
+from p2pdata.catalog.access import prove_info
 from p2pdata.config import Config, secure_home
 from p2pdata.db import open_db
 from p2pdata.errors import NotFound, P2pdataError, PeerError, TransferError
@@ -157,6 +158,7 @@ class Daemon:
         self.restricted = restricted.Restricted(
             self.conn, self.identity, self.local_catalog, config.home,
             show=config.restricted.show, certificate_lifetime=config.restricted.certificate_lifetime,
+            own_urls=self.own_urls,
         )
         self.catalogs = self.local_catalog.index  # every verified catalog held, ours included
         self.trust = TrustStore(self.conn, trust_on_first_use=config.cluster.trust_on_first_use)
@@ -268,10 +270,10 @@ class Daemon:
         config = self.config
         limits = ConnectionLimits(per_ip=config.peer_api.connections_per_ip,
                                   header_timeout=config.peer_api.header_timeout)
-        callers = SignedCallers(lambda: (self.peer_url, self.identity.cluster_id), self.known_cluster)
+        callers = SignedCallers(self.own_urls, self.identity.cluster_id, self.known_cluster)
         peer_runner = guarded_runner(peer_app(
             self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted,
-            callers=callers,
+            callers=callers, prove=lambda nonce: prove_info(self.identity, nonce, self.peer_url),
         ), limits)
         await peer_runner.setup()
         await GuardedSite(peer_runner, config.peer_api.host, config.peer_api.port,
@@ -359,6 +361,10 @@ class Daemon:
                 [_advertised_host(self.config.peer_api.host), self.transfer.ssl_listen_port]
             ],
         }
+
+    def own_urls(self) -> tuple[str, ...]:
+        """The URL peers must sign their requests for: our peer API as we announce it."""
+        return (normalize_peer_url(self.peer_url),)
 
     def known_cluster(self, cluster_id: str, key: bytes) -> bool:
         """A cluster we trust, granted, or sync with: its signed requests get their own budget."""
@@ -667,6 +673,8 @@ class Daemon:
                     "failures": status.failures,
                     "error": status.last_error,
                     "catalog_version": held.version if held else None,
+                    # Signed our nonce naming this very URL: not an impostor or a relay.
+                    "proven": bool((info := self._peer_info.get(status.url)) and info.proven),
                 }
             )
         return rows

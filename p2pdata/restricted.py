@@ -55,7 +55,7 @@ from p2pdata.catalog.access import (
 )
 from p2pdata.catalog.fields import field, require_map
 from p2pdata.errors import NotFound, P2pdataError, PeerError
-from p2pdata.peers import PeerHttpError, PeerInfo
+from p2pdata.peers import PeerHttpError, PeerInfo, normalize_peer_url
 from p2pdata.transfer.certs import (
     FFDHE2048_PEM,
     ClusterCA,
@@ -134,7 +134,8 @@ class Restricted:
 
     def __init__(self, conn: sqlite3.Connection, identity: Identity, local: LocalCatalog,
                  home: Path, *, show: str = "stub", certificate_lifetime: int = 3600,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 own_urls: Callable[[], tuple[str, ...]] | None = None) -> None:
         self.conn = conn
         self.identity = identity
         self.local = local
@@ -142,7 +143,8 @@ class Restricted:
         self.certificate_lifetime = certificate_lifetime
         self.clock = clock
         self.grants = GrantTable(conn)
-        self.verifier = RequestVerifier(identity.cluster_id, conn, clock)
+        # With our URLs, a door only accepts requests signed for one of them (never relayed).
+        self.verifier = RequestVerifier(identity.cluster_id, conn, clock, urls=own_urls)
         self._granted_etags: dict[str, str] = {}  # peer url -> ETag of its listing we indexed
         self.dir = home / "restricted"
         self.ca = ClusterCA.load_or_create(self.dir, identity.cluster_id, int(clock()))
@@ -289,14 +291,15 @@ class Restricted:
                                 (manifest.extra[STUB_FIELD],)).fetchone()
         return manifest if row is None else Manifest.from_dict(decode(row[0], max_size=_MAX_MANIFEST))
 
-    def _signed(self, path: str, owner: str) -> dict[str, str]:
-        return sign_request(self.identity, "GET", path, owner, now=int(self.clock()))
+    def _signed(self, url: str, path: str, owner: str) -> dict[str, str]:
+        return sign_request(self.identity, "GET", path, owner, now=int(self.clock()),
+                            url=normalize_peer_url(url))
 
     async def fetch_manifest(self, client: Any, url: str, owner_key: bytes,
                              stub: Manifest) -> Manifest:
         """Ask the owner for the full manifest behind `stub`, and check it is the one it committed to."""
         path = f"/v1/restricted/{stub.name}/{stub.version}/manifest"
-        body, headers = await client.signed_get(url, path, self._signed(path, stub.owner),
+        body, headers = await client.signed_get(url, path, self._signed(url, path, stub.owner),
                                                 _MAX_MANIFEST)
         try:
             signature = base64.b64decode(headers.get(SIGNATURE_HEADER, ""), validate=True)
@@ -315,7 +318,7 @@ class Restricted:
         """The restricted datasets `peer` grants us, hidden ones included, each checked against
         its signature and kept; None when the listing is unchanged since the last call."""
         fetched = await client.signed_listing(url, GRANTED_PATH,
-                                              self._signed(GRANTED_PATH, peer.cluster_id),
+                                              self._signed(url, GRANTED_PATH, peer.cluster_id),
                                               self._granted_etags.get(url))
         if fetched.data is None:
             return None
@@ -343,7 +346,7 @@ class Restricted:
         """A swarm certificate from the owner, for our TLS key."""
         key = base64.urlsafe_b64encode(self._tls_public()).decode().rstrip("=")
         path = f"/v1/restricted/{manifest.id}/certificate?key={key}"
-        pem, _ = await client.signed_get(url, path, self._signed(path, manifest.owner), _MAX_CERT)
+        pem, _ = await client.signed_get(url, path, self._signed(url, path, manifest.owner), _MAX_CERT)
         leaf = Leaf.parse(pem)
         if leaf.cluster_id != self.identity.cluster_id or leaf.dns_name != torrent_name(manifest):
             raise P2pdataError(f"{manifest.ref}: the owner issued a certificate for something else")
@@ -382,9 +385,10 @@ def _owners_manifest(body: bytes, signature: bytes, owner: str, owner_key: bytes
 
 
 def owner_url(daemon: Any, owner: str) -> tuple[str, bytes]:
-    """The peer API URL and public key of cluster `owner`, from the peers we have synced."""
+    """The peer API URL and public key of cluster `owner`, from the peers we have synced:
+    only a URL where it proved its key (never an impostor claiming its id)."""
     for url, info in daemon._peer_info.items():
-        if info.cluster_id == owner:
+        if info.cluster_id == owner and info.proven:
             return url, info.public_key
     raise NotFound(f"the owner {owner} of this restricted dataset is not among our reachable peers")
 
@@ -395,8 +399,8 @@ async def sync_granted(daemon: Any, url: str, peer: PeerInfo) -> None:
     Hidden ones are found only this way. Untrusted peers are not asked; a peer without the
     listing (older software) is skipped quietly; a bad listing is refused as a whole.
     """
-    if not daemon.trust.is_trusted(peer.cluster_id, peer.public_key):
-        return
+    if not peer.proven or not daemon.trust.is_trusted(peer.cluster_id, peer.public_key):
+        return  # an unproven URL may be an impostor relaying our signed requests
     try:
         granted = await daemon.restricted.fetch_granted(daemon.client, url, peer)
     except PeerError as exc:

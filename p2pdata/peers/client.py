@@ -12,14 +12,15 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
-from p2pdata.catalog.access import H_SIGNATURE, sign_request
+from p2pdata.catalog.access import H_SIGNATURE, info_proof_ok, sign_request
 from p2pdata.catalog.identity import Identity, decode_public_key, fingerprint
 from p2pdata.errors import ConfigError, IdentityError
 from p2pdata.peers.errors import (
@@ -69,6 +70,9 @@ class PeerInfo:
     torrent_endpoints: tuple[tuple[str, int], ...]
     # SSL listen endpoints, for restricted datasets' swarms (empty from older daemons).
     ssl_torrent_endpoints: tuple[tuple[str, int], ...] = ()
+    # It signed our nonce with its cluster key, naming the very URL we called as its own:
+    # only such a URL is sent requests that matter (restricted datasets).
+    proven: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,9 +156,21 @@ class PeerClient:
         return self._session
 
     async def info(self, url: str) -> PeerInfo:
+        """What the peer says of itself, and whether it proved it: it signs our fresh nonce
+        and its own URL with its cluster key (`PeerInfo.proven` when that URL is `url`)."""
         base = normalize_peer_url(url)
-        body = await self._get(base, "/v1/info", self.limits.max_json, self.limits.json_timeout)
-        return _parse_info(base, _load_json(base, "/v1/info", body))
+        nonce = secrets.token_hex(16)
+        body = await self._get(base, f"/v1/info?nonce={nonce}", self.limits.max_json,
+                               self.limits.json_timeout)
+        data = _load_json(base, "/v1/info", body)
+        info = _parse_info(base, data)
+        proof = data.get("proof")
+        if proof is None:
+            return info  # software without proofs: its public catalog only, never our requests
+        if not isinstance(proof, str) or not info_proof_ok(info.public_key, nonce, data["peer_api"], proof):
+            raise PeerBadResponse(base, f"/v1/info: claims cluster {info.cluster_id} but cannot prove "
+                                        "it holds that cluster's key (bad proof)")
+        return replace(info, proven=info.peer_api == base)
 
     async def catalog(self, url: str, etag: str | None = None) -> CatalogFetch:
         return await self._conditional(normalize_peer_url(url), "/v1/catalog", {}, etag)
@@ -261,7 +277,8 @@ class _Request:
         )
         self._headers = {"Accept-Encoding": "identity", **headers}
         if client.identity is not None and H_SIGNATURE not in headers:
-            self._headers.update(sign_request(client.identity, "GET", path, base, now=int(time.time())))
+            self._headers.update(sign_request(client.identity, "GET", path, base, now=int(time.time()),
+                                              url=base))
         self._expect = expect
         self._response: aiohttp.ClientResponse | None = None
 

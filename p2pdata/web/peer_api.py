@@ -15,6 +15,7 @@ from p2pdata.errors import NotFound, P2pdataError
 from p2pdata.web.ratelimit import RateLimiter, SignedCallers
 
 _MANIFEST_ID = re.compile(r"[0-9a-f]{64}")
+_NONCE = re.compile(r"[0-9a-f]{32}")
 _MAX_REQUEST_BYTES = 8 * 1024
 
 
@@ -55,8 +56,10 @@ def _door(call: Callable[[], Any]) -> Any:
 
 def peer_app(view: PeerView, *, requests_per_minute: int = 600,
              restricted: RestrictedDoors | None = None,
-             callers: SignedCallers | None = None) -> web.Application:
-    """`callers` names the known cluster behind a signed request: it gets its own budget."""
+             callers: SignedCallers | None = None,
+             prove: Callable[[str], str] | None = None) -> web.Application:
+    """`callers` names the known cluster behind a signed request: it gets its own budget;
+    `prove(nonce)` signs a client's nonce and our URL with our cluster key (see `/v1/info`)."""
     limiter = RateLimiter(requests_per_minute)
 
     @web.middleware
@@ -73,7 +76,11 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
         return await handler(request)
 
     async def info(request: web.Request) -> web.Response:
-        return web.json_response(view.info())
+        answer = view.info()
+        nonce = request.query.get("nonce", "")
+        if prove is not None and _NONCE.fullmatch(nonce):
+            answer = {**answer, "proof": prove(nonce)}
+        return web.json_response(answer)
 
     async def catalog(request: web.Request) -> web.Response:
         return _etagged(request, *view.catalog())

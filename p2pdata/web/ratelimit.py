@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from p2pdata.catalog.access import BadRequestSignature, claimed_caller, read_signed_request
+from p2pdata.catalog.access import H_URL, BadRequestSignature, claimed_caller, read_signed_request
 
 _MAX_CLIENTS = 10_000
 
@@ -41,15 +41,16 @@ class SignedCallers:
     """Which known cluster signed a peer API request, so it is limited on its own budget.
 
     The per-address limit alone lets a flood from an address a real peer shares (NAT, a
-    proxy, one host) lock that peer's syncs out. A request signed for this daemon (its
-    URL or its cluster id as audience) by a cluster it knows (`known`: trusted, granted,
+    proxy, one host) lock that peer's syncs out. A request signed for this daemon's URL
+    by a cluster it knows (`known`: trusted, granted,
     or a peer it syncs) is counted under that cluster instead. Seen nonces are kept in
     memory for the window, so a replayed request falls back to its address's budget.
     """
 
-    def __init__(self, audiences: Callable[[], tuple[str, ...]], known: Callable[[str, bytes], bool],
-                 *, window: int = 60, max_nonces: int = 100_000) -> None:
-        self.audiences = audiences
+    def __init__(self, urls: Callable[[], tuple[str, ...]], cluster_id: str,
+                 known: Callable[[str, bytes], bool], *, window: int = 60, max_nonces: int = 100_000) -> None:
+        self.urls = urls  # this daemon's own peer API URLs
+        self.cluster_id = cluster_id
         self.known = known
         self.window = window
         self.max_nonces = max_nonces
@@ -59,9 +60,10 @@ class SignedCallers:
         claimed = claimed_caller(headers)
         if claimed is None or not self.known(*claimed):
             return None  # unsigned, or a cluster nobody here knows: no signature check spent
-        for audience in self.audiences():
+        # Sync requests are signed for our URL, restricted ones for our cluster id.
+        for audience in (headers.get(H_URL, ""), self.cluster_id):
             try:
-                signed = read_signed_request(method, path, headers, audience)
+                signed = read_signed_request(method, path, headers, audience, self.urls())
             except BadRequestSignature:
                 continue
             if abs(now - signed.time) > self.window or not self._fresh(signed.nonce, now):
