@@ -57,6 +57,7 @@ def test_signed_syncs_of_a_known_cluster_have_their_own_budget(make_daemon: Any,
         alpha.cli("publish", str(tmp_path / "second"), "--name", "second", "--version", "1")
         wait_for(lambda: gamma.cli_json("search", "second"), timeout=30,
                  what="gamma's signed syncs to get through the flood")
-        assert flood.statuses[-1] == 429  # the flood itself is still refused
+        # The flood itself is still refused, but for the odd token the bucket refills (1/s).
+        assert flood.statuses[-20:].count(429) >= 15, flood.statuses[-20:]
     finally:
         flood.close()
