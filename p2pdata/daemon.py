@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import secrets
 import signal
 import socket
@@ -543,6 +544,10 @@ class Daemon:
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
         if train:
             self.registry.get(train)  # an unknown job fails now, not after the download
+        if to is None and len({m.owner for m in self.catalogs.manifests(name=manifest.name)}) > 1:
+            # Two publishers use this name: the landed path carries the publisher, so their
+            # datasets never meet at one NAME/VERSION.
+            to = posixpath.join(self.config.store_root, manifest.owner)
         now = int(time.time())
         job = self.fetch_jobs.new(
             ref=f"{manifest.owner}/{manifest.ref}",

@@ -50,3 +50,23 @@ def test_a_relabelled_copy_makes_the_bare_name_ambiguous(make_daemon: Any, tmp_p
         assert [record["cluster"] for record in landed] == [alpha.cluster_id]
     finally:
         relabeller.close()
+
+
+def test_two_publishers_of_one_name_land_apart(make_daemon: Any, tmp_path: Path) -> None:
+    publishers = [make_daemon(name) for name in ("alpha", "beta")]
+    for daemon in publishers:
+        source = tmp_path / "sources" / daemon.home.name
+        source.mkdir(parents=True)
+        (source / "part-0.csv").write_text(f"publisher\n{daemon.home.name}\n")
+        daemon.cli("publish", str(source), "--name", "clicks", "--version", "1")
+    gamma = make_daemon("gamma", discovery={"static_peers": [d.peer_url for d in publishers],
+                                            "sync_interval": 1})
+    for daemon in publishers:
+        gamma.cli("trust", "add", daemon.cluster_id)
+    wait_for(lambda: len(gamma.cli_json("search", "clicks")) == 2, what="both publishers' clicks")
+    for daemon in publishers:
+        job = gamma.cli_json("fetch", f"{daemon.cluster_id}/clicks@1", "--timeout", "60")
+        assert job["state"] == "landed", job
+        landed = gamma.home / "datasets" / daemon.cluster_id / "clicks" / "1" / "part-0.csv"
+        assert landed.read_text() == f"publisher\n{daemon.home.name}\n"
+        assert job["uri"].endswith(f"/{daemon.cluster_id}/clicks/1"), job
