@@ -10,7 +10,9 @@ import msgpack
 import pytest
 
 from p2pdata.catalog import encode_public_key
+from p2pdata.catalog.encoding import count_objects
 from p2pdata.devcluster import wait_for
+from p2pdata.errors import TooLarge
 from tests.hardening.attacker import FakePeer
 
 MIB = 1024 * 1024
@@ -58,3 +60,23 @@ def test_a_catalog_bomb_is_refused_before_decoding_and_bounded_after(make_daemon
                      what="the trusted bomb to be judged")
     assert "TooLarge" in error and "objects" in error, error
     assert _peak_rss(gamma) - before < 64 * MIB
+
+
+def _objects(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + sum(_objects(k) + _objects(v) for k, v in value.items())
+    if isinstance(value, list):
+        return 1 + sum(_objects(item) for item in value)
+    return 1
+
+
+@pytest.mark.parametrize("value", [
+    0, -1, 2**63 - 1, -(2**63), None, True, "", "x" * 31, "y" * 300, "z" * 70_000, b"", b"b" * 300,
+    b"c" * 70_000, [], [[]] * 20, list(range(70_000)), {"k": {"n": [1, "two", b"3", None]}},
+    {str(i): i for i in range(20)}, {str(i): [i] for i in range(70_000)},
+])
+def test_count_objects_counts_what_msgpack_builds(value: Any) -> None:
+    data = msgpack.packb(value, use_bin_type=True)
+    assert count_objects(data, 10**9) == _objects(value)
+    with pytest.raises(TooLarge):
+        count_objects(data, _objects(value) - 1) if _objects(value) > 1 else count_objects(data, 0)

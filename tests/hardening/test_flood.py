@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import socket
 import time
@@ -54,3 +55,32 @@ def test_a_flood_of_half_open_requests_is_capped_timed_out_and_logged_once(make_
     log = wait_for(lambda: (text := alpha.log.read_text()) and "flood from 127.0.0.1 ended" in text and text,
                    timeout=10, what="the flood's end in the log")
     assert log.count("refusing more") == 1, log
+
+
+async def test_a_trickled_control_body_times_out() -> None:
+    from aiohttp import web
+
+    from p2pdata.events import EventHub
+    from p2pdata.web import control_app
+
+    class Idle:
+        events = EventHub()
+
+        async def add_peer(self, url: str) -> dict[str, str]:
+            raise AssertionError("a body that never arrived was handled")
+
+    runner = web.AppRunner(control_app(Idle(), "token", body_timeout=1))  # type: ignore[arg-type]
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v1/peers HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: Bearer token\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{" % port)
+        await writer.drain()  # and never the other 99 bytes
+        status = await asyncio.wait_for(reader.readline(), 10)
+        assert status.startswith(b"HTTP/1.1 408"), status
+        writer.close()
+    finally:
+        await runner.cleanup()
