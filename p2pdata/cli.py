@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from p2pdata.config import Config, load_config, resolve_home, write_default_config
+from p2pdata.config import Config, load_config, resolve_home, secure_home, write_default_config
 from p2pdata.errors import P2pdataError
 
 console = Console()
@@ -108,6 +108,7 @@ def init(ctx: Context, name: str, force: bool) -> None:
     from p2pdata.db import open_db
 
     identity = Identity.generate()
+    secure_home(ctx.home)
     identity.save(ctx.home, force=force)
     write_default_config(ctx.home, name or identity.cluster_id)
     open_db(ctx.config.database).close()
@@ -492,15 +493,21 @@ def catalog() -> None:
 
 @catalog.command("export")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@click.option("--full", is_flag=True,
+              help="The owner's full copy: restricted datasets with their files, allow-list and "
+                   "torrent. Never hand it to a peer. Without it, export shows what peers see.")
 @pass_context
-def catalog_export(ctx: Context, output: str | None) -> None:
-    """Write this cluster's signed catalog."""
+def catalog_export(ctx: Context, output: str | None, full: bool) -> None:
+    """Write this cluster's signed catalog, as the peer API serves it."""
     from p2pdata.catalog import Identity, LocalCatalog
     from p2pdata.db import open_db
+    from p2pdata.restricted import public_view
 
     config = ctx.config
+    show = config.restricted.show
     signed = LocalCatalog(open_db(config.database), Identity.load(ctx.home)).signed(
-        now=int(time.time()), lifetime=config.cluster.catalog_lifetime
+        now=int(time.time()), lifetime=config.cluster.catalog_lifetime,
+        public=None if full else lambda manifest: public_view(manifest, show),
     )
     if output:
         Path(output).write_bytes(signed)

@@ -7,7 +7,6 @@ together, runs the background loops and turns their results into events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -33,7 +32,8 @@ from p2pdata.catalog import (
     encode_public_key,
     scan_dataset,
 )
-from p2pdata.config import Config
+from p2pdata.catalog.access import prove_info
+from p2pdata.config import Config, secure_home
 from p2pdata.db import open_db
 from p2pdata.errors import NotFound, P2pdataError, PeerError, TrainingError, TransferError
 from p2pdata.events import EventHub
@@ -46,6 +46,7 @@ from p2pdata.peers import (
     PeerHealth,
     Source,
     SyncResult,
+    SyncScheduler,
     ZeroconfDiscovery,
     catalog_verifier,
     normalize_peer_url,
@@ -54,7 +55,16 @@ from p2pdata.peers import (
 )
 from p2pdata.training import JobRegistry, Launcher, matching_jobs
 from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
-from p2pdata.web import control_app, peer_app, status_routes
+from p2pdata.web import (
+    ConnectionGate,
+    ConnectionLimits,
+    GuardedSite,
+    SignedCallers,
+    control_app,
+    guarded_runner,
+    peer_app,
+    status_routes,
+)
 
 log = logging.getLogger("p2pdata.daemon")
 
@@ -135,6 +145,7 @@ class Daemon:
     async def start(self) -> None:
         config = self.config
         peer_tls = tls_context(**config.peer_tls)  # a bad file fails the start, before anything runs
+        secure_home(config.home)  # before the lock file and the database are created in it
         self._lock.acquire()
         self.identity = Identity.load(config.home)
         self.conn = open_db(config.database)
@@ -142,6 +153,7 @@ class Daemon:
         self.restricted = restricted.Restricted(
             self.conn, self.identity, self.local_catalog, config.home,
             show=config.restricted.show, certificate_lifetime=config.restricted.certificate_lifetime,
+            own_urls=self.own_urls,
         )
         self.catalogs = self.local_catalog.index  # every verified catalog held, ours included
         self.trust = TrustStore(self.conn, trust_on_first_use=config.cluster.trust_on_first_use)
@@ -170,7 +182,7 @@ class Daemon:
             ),
         )
         await self.launcher.start()
-        self.client = PeerClient(tls=peer_tls)
+        self.client = PeerClient(tls=peer_tls, identity=self.identity)
         self.restricted_peers = restricted.RestrictedPeers(
             self.restricted, self.directory, self.client, self.trust, self.catalogs, self.transfer
         )
@@ -185,6 +197,7 @@ class Daemon:
             held=self._held_folders,
             on_landed=self._on_landed,
             own_cluster=self.identity.cluster_id,
+            store_root=config.store_root,
             default_tier=config.store.default_tier,
             stall_timeout=config.transfer.stall_timeout,
         )
@@ -266,13 +279,16 @@ class Daemon:
 
     async def _start_web(self) -> None:
         config = self.config
-        peer_runner = web.AppRunner(peer_app(
-            self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted
-        ))
+        limits = ConnectionLimits(per_ip=config.peer_api.connections_per_ip,
+                                  header_timeout=config.peer_api.header_timeout)
+        callers = SignedCallers(self.own_urls, self.identity.cluster_id, self.known_cluster)
+        peer_runner = guarded_runner(peer_app(
+            self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted,
+            callers=callers, prove=lambda nonce: prove_info(self.identity, nonce, self.peer_url),
+        ), limits)
         await peer_runner.setup()
-        await web.TCPSite(
-            peer_runner, config.peer_api.host, config.peer_api.port, ssl_context=self._peer_tls()
-        ).start()
+        await GuardedSite(peer_runner, config.peer_api.host, config.peer_api.port,
+                          ConnectionGate(limits, "peer API"), ssl_context=self._peer_tls()).start()
         self._runners.append(peer_runner)
         self._peer_port = _bound_port(peer_runner)
         scheme = "https" if config.peer_api.tls_cert else "http"
@@ -281,28 +297,27 @@ class Daemon:
             or f"{scheme}://{_advertised_host(config.peer_api.host)}:{self._peer_port}"
         )
 
-        app = control_app(self, self.token, open_paths=("/login", "/static/"))
+        app = control_app(self, self.token, open_paths=("/login", "/static/"), host=config.control.host)
         status_routes(app, self)
-        control_runner = web.AppRunner(app)
+        control_runner = guarded_runner(app, limits)
         await control_runner.setup()
         if config.control.socket:
             await web.UnixSite(control_runner, config.control.socket).start()
             os.chmod(config.control.socket, 0o600)
             self.control_url = f"unix:{config.control.socket}"
         else:
-            await web.TCPSite(control_runner, config.control.host, config.control.port).start()
-            self.control_url = f"http://{config.control.host}:{_bound_port(control_runner)}"
+            control_tls = _server_tls(*config.control_tls) if config.control_tls else None
+            await GuardedSite(control_runner, config.control.host, config.control.port,
+                              ConnectionGate(limits, "control API"), ssl_context=control_tls).start()
+            scheme = "https" if control_tls else "http"
+            self.control_url = f"{scheme}://{config.control.host}:{_bound_port(control_runner)}"
         self._runners.append(control_runner)
 
     def _peer_tls(self) -> Any:
         if not self.config.peer_api.tls_cert:
             return None
-        import ssl
-
         home, tls = self.config.home, self.config.peer_api
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(home / tls.tls_cert, home / tls.tls_key)  # relative to home
-        return context
+        return _server_tls(home / tls.tls_cert, home / tls.tls_key)  # relative to home
 
     def _write_runtime_file(self) -> None:
         """Where this daemon really listens (ports may be 0 in config): for the CLI and tests."""
@@ -357,6 +372,17 @@ class Daemon:
             ],
         }
 
+    def own_urls(self) -> tuple[str, ...]:
+        """The URL peers must sign their requests for: our peer API as we announce it."""
+        return (normalize_peer_url(self.peer_url),)
+
+    def known_cluster(self, cluster_id: str, key: bytes) -> bool:
+        """A cluster we trust, granted, or sync with: its signed requests get their own budget."""
+        encoded = encode_public_key(key)
+        return (self.directory.knows_key(key)
+                or any(e.cluster_id == cluster_id and e.public_key in (None, encoded) for e in self.trust.list())
+                or self.restricted.grants.any_to(cluster_id))
+
     def catalog(self) -> tuple[bytes, str]:
         signed = self.local_catalog.signed(
             now=int(time.time()),
@@ -398,17 +424,8 @@ class Daemon:
         self.events.emit("peer.lost", url=url)
 
     async def _sync_loop(self) -> None:
-        while True:
-            due = self.health.due(time.time())
-            results = await asyncio.gather(*(self.sync_peer(url) for url in due), return_exceptions=True)
-            for url, result in zip(due, results, strict=True):
-                if isinstance(result, Exception):  # one peer's bug must not stop syncing the others
-                    log.error("sync with %s failed", url, exc_info=result)
-            next_at = self.health.next_attempt()
-            delay = 60.0 if next_at is None else max(0.05, next_at - time.time())
-            self._sync_wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sync_wakeup.wait(), timeout=delay)
+        # One task per peer under a deadline: a slow peer delays only itself.
+        await SyncScheduler(self.health, self.sync_peer).run(self._sync_wakeup)
 
     async def sync_peer(self, url: str) -> None:
         """One round with one peer: info, catalog (a 304 when unchanged), the restricted datasets
@@ -559,6 +576,8 @@ class Daemon:
                     "failures": status.failures,
                     "error": status.last_error,
                     "catalog_version": held.version if held else None,
+                    # Signed our nonce naming this very URL: not an impostor or a relay.
+                    "proven": bool((info := self.directory.info(status.url)) and info.proven),
                 }
             )
         return rows
@@ -596,6 +615,13 @@ class Daemon:
 
     def trust_remove(self, cluster_id: str) -> dict[str, Any]:
         self.trust.remove(cluster_id)
+        if cluster_id != self.identity.cluster_id:
+            # Its datasets go at once, not when its catalog expires; trusting it again
+            # fetches the catalog afresh (no ETag held).
+            self.catalogs.forget(cluster_id)
+            for status in self.health.peers():
+                if status.cluster_id == cluster_id:
+                    self.directory.catalog_dropped(status.url)
         return {"cluster_id": cluster_id, "removed": True}
 
     def status(self) -> dict[str, Any]:
@@ -677,6 +703,14 @@ def manifest_summary(manifest: Manifest) -> dict[str, Any]:
 
 def _record_key(manifest: Manifest) -> dict[str, str]:
     return {"cluster": manifest.owner, "name": manifest.name, "version": manifest.version}
+
+
+def _server_tls(cert: Path, key: Path) -> Any:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def _bound_port(runner: web.AppRunner) -> int:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import secrets
 import shutil
 import sqlite3
@@ -327,8 +328,8 @@ class Fetcher:
 
     def __init__(self, *, jobs: FetchJobTable, catalogs: Catalogs, restricted: RestrictedFetch,
                  peers: PeerView, transfer: Transfer, open_store: StoreOpener, events: Events,
-                 held: HeldFolders, on_landed: OnLanded, own_cluster: str, default_tier: str,
-                 stall_timeout: float, clock: Callable[[], float] = time.time) -> None:
+                 held: HeldFolders, on_landed: OnLanded, own_cluster: str, store_root: str,
+                 default_tier: str, stall_timeout: float, clock: Callable[[], float] = time.time) -> None:
         self.jobs = jobs
         self.catalogs = catalogs
         self.restricted = restricted
@@ -339,6 +340,7 @@ class Fetcher:
         self.held = held
         self.on_landed = on_landed
         self.own_cluster = own_cluster
+        self.store_root = store_root
         self.default_tier = default_tier
         self.stall_timeout = stall_timeout
         self.clock = clock
@@ -374,6 +376,10 @@ class Fetcher:
         if manifest.torrent is None and manifest.access.mode != "restricted":
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
         files = sorted(files or [])
+        if to is None and len({m.owner for m in self.catalogs.manifests(name=manifest.name)}) > 1:
+            # Two publishers use this name: the landed path carries the publisher, so their
+            # datasets never meet at one NAME/VERSION.
+            to = posixpath.join(self.store_root, manifest.owner)
         for machine in self._machines.values():
             job = machine.job
             if job.manifest_id == manifest.id and job.files == files and job.to == to \
