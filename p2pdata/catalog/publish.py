@@ -31,6 +31,7 @@ from p2pdata.catalog.manifest import (
     Column,
     FileEntry,
     Manifest,
+    check_distinct_paths,
     check_name,
     check_relative_path,
 )
@@ -75,6 +76,10 @@ def scan_dataset(
     if not root.is_dir():
         raise PublishError(f"{root} is not a directory")
     paths = list_files(root)
+    try:
+        check_distinct_paths(paths, str(root))
+    except MalformedData as exc:
+        raise PublishError(str(exc)) from exc
     if not paths:
         raise PublishError(f"{root} holds no files: a dataset needs at least one")
     limit = Limits().max_files_per_dataset

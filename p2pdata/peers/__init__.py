@@ -14,6 +14,7 @@ from p2pdata.peers.dht import (
     check_item,
     prove_cluster,
 )
+from p2pdata.peers.directory import PeerDirectory
 from p2pdata.peers.discovery import SERVICE_TYPE, ListedPeers, PeerSource, ZeroconfDiscovery
 from p2pdata.peers.errors import (
     InvalidPeerUrl,
@@ -27,7 +28,7 @@ from p2pdata.peers.errors import (
 )
 from p2pdata.peers.health import PeerHealth, PeerState, PeerStatus, Source, merge_peer_urls
 from p2pdata.peers.store import HealthStore
-from p2pdata.peers.sync import SyncOutcome, SyncResult, catalog_verifier, sync_peer
+from p2pdata.peers.sync import SyncOutcome, SyncResult, SyncScheduler, catalog_verifier, sync_peer
 from p2pdata.peers.urls import normalize_peer_url
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ListedPeers",
     "PeerBadResponse",
     "PeerClient",
+    "PeerDirectory",
     "PeerHealth",
     "PeerHttpError",
     "PeerInfo",
@@ -59,6 +61,7 @@ __all__ = [
     "Source",
     "SyncOutcome",
     "SyncResult",
+    "SyncScheduler",
     "ZeroconfDiscovery",
     "catalog_verifier",
     "check_item",

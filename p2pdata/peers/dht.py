@@ -13,7 +13,7 @@ Anyone may read it; only the cluster key can sign it. A reader trusts an item on
 - it is not stale (`max_age`: a frozen item from a cluster long gone) nor issued in the future,
 
 and then each URL in it must still prove, when contacted, that it holds the cluster's key
-before it becomes a peer (source `dht`). The deciding is in `check_item`, a plain function of
+(it signs our nonce and its own URL) before it becomes a peer (source `dht`). The deciding is in `check_item`, a plain function of
 its inputs and the time; `DhtDiscovery` is the thin loop around it.
 """
 
@@ -209,14 +209,18 @@ class SeenStore:
 
 
 async def prove_cluster(client: PeerClient, url: str, cluster_id: str, public_key: bytes) -> None:
-    """Raise PeerError unless the peer at `url` answers as that cluster with that key.
+    """Raise PeerError unless the peer at `url` proves it holds that cluster's key.
 
-    The peer API's /v1/info names the cluster and its key; the catalog sync that follows
-    checks that the catalog it serves is signed by that key.
+    /v1/info must name the cluster and its pinned key, and sign our fresh nonce with that key
+    naming `url` itself as its peer API (`PeerInfo.proven`): an impostor that relays another
+    cluster's answers cannot. A bad signature is already refused by the client.
     """
     info = await client.info(url)
     if info.cluster_id != cluster_id or info.public_key != public_key:
         raise DhtRefused("impostor", f"{url} answers as cluster {info.cluster_id}, not {cluster_id}")
+    if not info.proven:
+        raise DhtRefused("unproven", f"{url} does not prove it holds the key of {cluster_id} "
+                                     f"(no signature over our nonce naming this URL)")
 
 
 @dataclass(frozen=True)
