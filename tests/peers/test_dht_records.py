@@ -253,3 +253,26 @@ def test_dht_settings_are_checked_at_load(tmp_path) -> None:
     (tmp_path / "config.toml").write_text('[discovery]\ndht = true\ndht_bootstrap = ["router"]\n')
     with pytest.raises(ConfigError, match=r"discovery\.dht_bootstrap: expected HOST:PORT, got 'router'"):
         load_config(tmp_path)
+
+
+async def test_a_url_must_prove_the_cluster_key() -> None:
+    from p2pdata.peers import PeerInfo, prove_cluster
+
+    alpha, mallory = Identity.generate(), Identity.generate()
+
+    class Client:  # what /v1/info said, as the client checked it
+        def __init__(self, info: PeerInfo) -> None:
+            self.answer = info
+
+        async def info(self, url: str) -> PeerInfo:
+            return self.answer
+
+    def info(who: Identity, proven: bool) -> PeerInfo:
+        return PeerInfo(who.cluster_id, who.public_key, "x", "1", "http://a:1", (), proven=proven)
+
+    url = "http://a:1"
+    await prove_cluster(Client(info(alpha, True)), url, alpha.cluster_id, alpha.public_key)
+    for answer, reason in ((info(mallory, True), "impostor"), (info(alpha, False), "unproven")):
+        with pytest.raises(DhtRefused) as refused:
+            await prove_cluster(Client(answer), url, alpha.cluster_id, alpha.public_key)
+        assert refused.value.reason == reason
