@@ -20,9 +20,9 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
 from p2pdata.config import Config, load_config, resolve_home, write_default_config
+from p2pdata.display import Column, ago, human_size, plain, print_table, publisher
 from p2pdata.errors import P2pdataError
 
 console = Console()
@@ -32,30 +32,54 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _size(n: int | float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+def _table(rows: list[dict[str, Any]], columns: list[Column], title: str | None = None) -> None:
+    print_table(console, rows, columns, title)
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(row.get(column, "")) for column in columns))
-    console.print(table)
-
-
-def _ago(when: float | None) -> str:
-    return "never" if when is None else f"{max(0, time.time() - when):.0f} s ago"
-
-
-def _listing(ctx: Context, path: str, columns: list[str], as_json: bool) -> None:
+def _listing(ctx: Context, path: str, columns: list[Column], as_json: bool) -> None:
     rows = ctx.call("GET", path)
     _emit_json(rows) if as_json else _table(rows, columns)
+
+
+# Columns of the tables several commands show; `whole` ones are what a user copies.
+PEER_COLUMNS = [
+    Column("url", whole=True),
+    Column("publisher", "cluster", whole=True),
+    Column("state"),
+    Column("last_seen", "seen", ago),
+    Column("catalog_version", "catalog"),
+    Column("error", wraps=True),
+]
+JOB_COLUMNS = [
+    Column("id", whole=True),
+    Column("ref", whole=True),
+    Column("state"),
+    Column("progress"),
+    Column("error", wraps=True),
+]
+LANDED_COLUMNS = [Column("ref", whole=True), Column("uri", whole=True), Column("tier")]
+RUN_COLUMNS = [
+    Column("id", whole=True),
+    Column("job"),
+    Column("dataset", whole=True),
+    Column("state"),
+    Column("exit_code", "exit"),
+]
+
+
+def _jobs_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**job, "progress": f"{human_size(job.get('done_bytes') or 0)} / {human_size(job.get('total_bytes'))}"}
+        for job in jobs
+    ]
+
+
+def _peer_rows(peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**peer, "publisher": _publisher(peer.get("cluster_id"), peer.get("name"))} for peer in peers]
+
+
+def _publisher(cluster_id: str | None, name: str | None) -> str:
+    return publisher(cluster_id, {cluster_id: name} if cluster_id and name else {})
 
 
 class Context:
@@ -180,7 +204,7 @@ def publish(
     else:
         click.echo(
             f"published {manifest['name']}@{manifest['version']}: {len(manifest['files'])} files, "
-            f"{_size(manifest['total_size'])}, format {manifest['format']}"
+            f"{human_size(manifest['total_size'])}, format {manifest['format']}"
         )
 
 
@@ -218,10 +242,15 @@ def search(
         _emit_json(results)
         return
     rows = [
-        {**r, "size": _size(r["total_size"]), "dataset": f"{r['publisher']}/{r['name']}@{r['version']}"}
-        for r in results
+        {**r, "dataset": f"{r['publisher']}/{r['name']}@{r['version']}"} for r in results
     ]
-    _table(rows, ["dataset", "format", "size", "description"], title=f"{len(rows)} datasets")
+    columns = [
+        Column("dataset", whole=True),
+        Column("format"),
+        Column("total_size", "size", human_size),
+        Column("description"),
+    ]
+    _table(rows, columns, title=f"{len(rows)} datasets")
 
 
 @main.command()
@@ -272,7 +301,7 @@ async def _follow_fetch(ctx: Context, job: dict[str, Any], quiet: bool) -> dict[
 
     client = ControlClient(ctx.config)
     columns = [
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),  # the ref and states may come from peers
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -316,14 +345,11 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
         _emit_json(data)
         return
     cluster = data["cluster"]
-    for peer in data["peers"]:
-        peer["last_seen"] = _ago(peer["last_seen"])
-    click.echo(f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
-    _table(data["peers"], ["url", "cluster_id", "state", "last_seen", "failures", "catalog_version", "error"],
-           "peers")
-    _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "error"], "fetch jobs")
-    _table(data["landed"], ["ref", "uri", "tier"], "landed datasets")
-    _table(data["runs"], ["id", "job", "dataset", "state", "exit_code"], "training runs")
+    plain(console, f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
+    _table(_peer_rows(data["peers"]), PEER_COLUMNS, "peers")
+    _table(_jobs_rows(data["jobs"]), JOB_COLUMNS, "fetch jobs")
+    _table(data["landed"], LANDED_COLUMNS, "landed datasets")
+    _table(data["runs"], RUN_COLUMNS, "training runs")
 
 
 @main.group(invoke_without_command=True)
@@ -332,12 +358,8 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
 def peers(click_ctx: click.Context, as_json: bool) -> None:
     """List peers (and add or remove static ones)."""
     if click_ctx.invoked_subcommand is None:
-        _listing(
-            click_ctx.obj,
-            "/v1/peers",
-            ["url", "cluster_id", "source", "state", "last_seen", "error"],
-            as_json,
-        )
+        rows = click_ctx.obj.call("GET", "/v1/peers")
+        _emit_json(rows) if as_json else _table(_peer_rows(rows), PEER_COLUMNS)
 
 
 @peers.command("add")
@@ -393,7 +415,13 @@ def trust_add(ctx: Context, cluster_or_key_file: str, name: str | None) -> None:
 @pass_context
 def trust_list(ctx: Context, as_json: bool) -> None:
     rows = ctx.call("GET", "/v1/trust")
-    _emit_json(rows) if as_json else _table(rows, ["cluster_id", "name", "added", "source"])
+    columns = [
+        Column("cluster_id", "cluster", whole=True),
+        Column("name"),
+        Column("added", show=ago),
+        Column("first_use", "how", lambda first: "first use" if first else "added"),
+    ]
+    _emit_json(rows) if as_json else _table(rows, columns)
 
 
 @trust.command("remove")
@@ -499,9 +527,8 @@ def train(ctx: Context, job: str, ref: str, as_json: bool) -> None:
 def jobs(click_ctx: click.Context, as_json: bool) -> None:
     """Fetch jobs (list, show, cancel) and training job specs (add) and run logs."""
     if click_ctx.invoked_subcommand is None:
-        _listing(
-            click_ctx.obj, "/v1/jobs", ["id", "ref", "state", "done_bytes", "total_bytes", "error"], as_json
-        )
+        rows = click_ctx.obj.call("GET", "/v1/jobs")
+        _emit_json(rows) if as_json else _table(_jobs_rows(rows), JOB_COLUMNS)
 
 
 @jobs.command("show")
@@ -547,7 +574,7 @@ def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
 def runs(click_ctx: click.Context, as_json: bool) -> None:
     """Training runs."""
     if click_ctx.invoked_subcommand is None:
-        _listing(click_ctx.obj, "/v1/runs", ["id", "job", "dataset", "state", "exit_code"], as_json)
+        _listing(click_ctx.obj, "/v1/runs", RUN_COLUMNS, as_json)
 
 
 @runs.command("cancel")

@@ -1,0 +1,96 @@
+"""The CLI's tables: outside text shown as typed (never Rich markup), readable at 80 columns."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from p2pdata.devcluster import wait_for
+from p2pdata.display import Column, ago, human_size, parse_size, table
+
+MARKUP = "[/] [link=https://evil.example/]click me[/link] [bold red]loud"
+
+
+class _Answers503(BaseHTTPRequestHandler):
+    """A peer that answers every request with a reason phrase that is Rich markup."""
+
+    def do_GET(self) -> None:
+        self.send_response(503, "[/] [link=https://evil.example/]x[/link]")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def markup_peer() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Answers503)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_markup_from_descriptions_and_peer_errors_is_shown_as_typed(
+    make_daemon: Any, tmp_path: Path, markup_peer: str
+) -> None:
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "a.bin").write_bytes(b"abc")
+    daemon = make_daemon("victim")
+    daemon.cli("publish", str(source), "--name", "marked", "--version", "1", "--description", MARKUP)
+    out = daemon.cli("search", "marked")
+    assert _column(out, "description").startswith("[/][link=https://evil.exam"), out
+
+    daemon.cli("peers", "add", markup_peer)
+    wait_for(lambda: any(p["error"] for p in daemon.cli_json("peers")), what="the peer's error")
+    for command in ("peers", "status"):
+        out = daemon.cli(command)
+        assert "HTTP503[/][link=https://evil.example/]x[/link]" in _column(out, "error"), out
+
+
+def _column(out: str, header: str) -> str:
+    """The text of one table column, lines joined and whitespace dropped (cells may be folded)."""
+    lines = out.splitlines()
+    head = next(line for line in lines if f" {header} " in line)
+    index = [cell.strip() for cell in head.split("┃")].index(header)
+    cells = [line.split("│")[index] for line in lines if line.startswith("│")]
+    return "".join("".join(cells).split())
+
+
+def _render(rows: list[dict[str, Any]], columns: list[Column]) -> list[str]:
+    console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(table(rows, columns))
+    console.file.close()
+    return console.export_text().splitlines()
+
+
+def test_a_reference_is_folded_never_cut_at_80_columns() -> None:
+    ref = "abcdefghijklmnop/a-rather-long-dataset-name-for-taxis@2024.03.01-final"
+    rows = [{"ref": ref, "description": "words " * 40, "size": 123456789, "state": None}]
+    lines = _render(rows, [Column("ref", whole=True), Column("description"),
+                           Column("size", show=human_size), Column("state")])
+    assert all(len(line) <= 80 for line in lines)
+    text = "".join(line.split("│")[1].strip() for line in lines if line.startswith("│"))
+    assert ref in text
+    assert "117.7 MiB" in "\n".join(lines) and "None" not in "\n".join(lines)
+
+
+def test_sizes_and_times_for_people() -> None:
+    assert human_size(0) == "0 B" and human_size(1536) == "1.5 KiB" and human_size(None) == ""
+    assert parse_size("10MiB") == 10 * 1024**2 == parse_size("10 M")
+    assert parse_size("2GB") == 2_000_000_000 and parse_size("4096") == 4096
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("ten")
+    assert ago(94.0, now=100.0) == "6 s ago"
+    assert ago(100.0 - 600, now=100.0) == "10 min ago"
+    assert ago(100.0 - 3 * 86400, now=100.0) == "3 d ago"
+    assert ago(None) == "never"
