@@ -82,12 +82,36 @@ def _publisher(cluster_id: str | None, name: str | None) -> str:
     return publisher(cluster_id, {cluster_id: name} if cluster_id and name else {})
 
 
+def complete_dataset(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of dataset names from the local search index (no daemon needed)."""
+    from p2pdata.catalog import CatalogStore
+    from p2pdata.db import open_db
+
+    try:
+        home = resolve_home(ctx.find_root().params.get("home"))
+        conn = open_db(load_config(home).database)
+    except (P2pdataError, OSError):
+        return []
+    try:
+        pairs = CatalogStore(conn).names(incomplete.split("@")[0])
+    finally:
+        conn.close()
+    if "@" in incomplete:
+        return [f"{name}@{version}" for name, version in pairs if f"{name}@{version}".startswith(incomplete)]
+    return sorted({name for name, _ in pairs})
+
+
 class Context:
     def __init__(self, home: Path) -> None:
         self.home = home
 
     @property
     def config(self) -> Config:
+        if not self.home.is_dir():
+            raise P2pdataError(
+                f"p2pdata home {self.home} does not exist: check --home or $P2PDATA_HOME, "
+                f"or create it with `p2pdata --home {self.home} init`"
+            )
         return load_config(self.home)
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None, **query: Any) -> Any:
@@ -241,16 +265,85 @@ def search(
     if as_json:
         _emit_json(results)
         return
-    rows = [
-        {**r, "dataset": f"{r['publisher']}/{r['name']}@{r['version']}"} for r in results
-    ]
+    rows = results
     columns = [
-        Column("dataset", whole=True),
+        Column("ref", "dataset", whole=True),
         Column("format"),
         Column("total_size", "size", human_size),
         Column("description"),
     ]
     _table(rows, columns, title=f"{len(rows)} datasets")
+
+
+@main.command()
+@click.argument("ref", shell_complete=complete_dataset)
+@json_option
+@pass_context
+def info(ctx: Context, ref: str, as_json: bool) -> None:
+    """Show NAME[@VERSION]: publisher, files, schema, versions, and where it landed here.
+
+    Works before any fetch, from the publisher's catalog.
+    """
+    data = ctx.call("GET", "/v1/datasets/info", ref=ref)
+    if as_json:
+        _emit_json(data)
+        return
+    rows = "" if data.get("rows") is None else f", {data['rows']:,} rows"
+    summary = f"{len(data['files'])} files, {human_size(data['total_size'])}{rows}"
+    lines = [
+        f"{data['name']}@{data['version']} ({data['format']}, {summary}, {data['access']})",
+        f"publisher: {_publisher(data['publisher'], data.get('publisher_name'))} [{data['publisher']}]",
+        f"description: {data['description']}" if data["description"] else "",
+        f"license: {data['license']}" if data["license"] else "",
+        f"tags: {', '.join(data['tags'])}" if data["tags"] else "",
+        f"versions: {', '.join(data['versions'])}",
+        f"published: {ago(data['created'])}",
+    ]
+    landed = data.get("landed")
+    if landed:
+        lines.append(f"landed here: {landed['uri']} (tier {landed['tier']}, {ago(landed['landed'])})")
+    else:
+        lines.append(f"not landed here: p2pdata fetch {data['publisher']}/{data['name']}@{data['version']}")
+    for line in filter(None, lines):
+        plain(console, line)
+    if data["schema"]:
+        _table(data["schema"], [Column("name", "column", whole=True), Column("type", wraps=True)], "schema")
+
+
+@main.command("ls")
+@click.argument("ref", shell_complete=complete_dataset)
+@json_option
+@pass_context
+def ls(ctx: Context, ref: str, as_json: bool) -> None:
+    """List the files of NAME[@VERSION] with their sizes (works before any fetch)."""
+    data = ctx.call("GET", "/v1/datasets/info", ref=ref)
+    if as_json:
+        _emit_json(data["files"])
+        return
+    title = f"{data['name']}@{data['version']}: {len(data['files'])} files, {human_size(data['total_size'])}"
+    _table(data["files"], [Column("path", whole=True), Column("size", show=human_size)], title)
+
+
+@main.command()
+@click.argument("ref", shell_complete=complete_dataset)
+@json_option
+@pass_context
+def unpublish(ctx: Context, ref: str, as_json: bool) -> None:
+    """Withdraw NAME@VERSION from this cluster's catalog and stop seeding it.
+
+    Peers see it gone at their next sync; copies they already fetched stay theirs.
+    """
+    result = ctx.call("POST", "/v1/unpublish", {"ref": ref})
+    _emit_json(result) if as_json else click.echo(f"unpublished {result['ref']}")
+
+
+@main.command()
+@json_option
+@pass_context
+def sync(ctx: Context, as_json: bool) -> None:
+    """Fetch every peer's catalog now, instead of waiting for the next round."""
+    rows = ctx.call("POST", "/v1/sync", {})
+    _emit_json(rows) if as_json else _table(_peer_rows(rows), PEER_COLUMNS, f"synced {len(rows)} peers")
 
 
 @main.command()

@@ -30,10 +30,12 @@ from p2pdata.catalog import (
     Identity,
     LocalCatalog,
     Manifest,
+    PublisherNames,
     TrustStore,
     encode_public_key,
     parse_ref,
     scan_dataset,
+    version_key,
 )
 from p2pdata.config import Config
 from p2pdata.db import open_db
@@ -506,9 +508,20 @@ class Daemon:
         except ValueError as exc:
             raise P2pdataError(f"size filters take a number of bytes: {exc}") from None
         others = {k: v for k, v in filters.items() if k in ("format", "publisher")}
+        names = self.publisher_names()
+        if others.get("publisher"):
+            others["publisher"] = names.cluster(others["publisher"])
         tags = [filters["tag"]] if filters.get("tag") else []
         hits = self.catalogs.search(query, **others, **sizes, tags=tags, now=int(time.time()))
-        return [{**manifest_summary(hit.manifest), "score": hit.score} for hit in hits]
+        return [
+            {
+                **manifest_summary(hit.manifest),
+                "publisher_name": names.of(hit.manifest.owner),
+                "ref": f"{names.label(hit.manifest.owner)}/{hit.manifest.ref}",  # what a user copies
+                "score": hit.score,
+            }
+            for hit in hits
+        ]
 
     async def fetch(
         self,
@@ -519,7 +532,7 @@ class Daemon:
         train: str | None = None,
         files: list[str] | None = None,
     ) -> dict[str, Any]:
-        manifest = self.catalogs.resolve(ref, now=int(time.time()))
+        manifest = self.catalogs.resolve(self.publisher_names().ref(ref), now=int(time.time()))
         if manifest.torrent is None and not restricted.is_stub(manifest):
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
         if train:
@@ -642,12 +655,14 @@ class Daemon:
 
     def peers(self) -> list[dict[str, Any]]:
         rows = []
+        names = self.publisher_names()
         for status in self.health.peers():
             held = self.catalogs.held(status.cluster_id) if status.cluster_id else None
             rows.append(
                 {
                     "url": status.url,
                     "cluster_id": status.cluster_id,
+                    "name": names.of(status.cluster_id),
                     "state": str(status.state),
                     "source": ",".join(sorted(str(source) for source in status.sources)),
                     "last_seen": status.last_seen,
@@ -714,6 +729,7 @@ class Daemon:
             "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),
             "published": [manifest_summary(m) for m in self.local_catalog.datasets()],
+            "publishers": self.publisher_names().as_dict(),
         }
 
     # ---- control API: tiers and training ------------------------------------------------------
@@ -723,7 +739,7 @@ class Daemon:
         return asdict(await self.store.set_tier(manifest.name, manifest.version, tier, move=move))
 
     def _landed_manifest(self, ref: str) -> Manifest:
-        manifest = self.catalogs.resolve(ref)
+        manifest = self.catalogs.resolve(self.publisher_names().ref(ref))
         if manifest.id not in self.landed.items():
             raise NotFound(f"{manifest.ref} has not landed on this cluster")
         return manifest
@@ -749,6 +765,54 @@ class Daemon:
 
     def training_jobs(self) -> list[dict[str, Any]]:
         return [spec.to_dict() for spec in self.registry.specs()]
+
+
+    # ---- control API: datasets (info, ls), publisher names, unpublish, sync now --------------
+
+    def publisher_names(self) -> PublisherNames:
+        return PublisherNames(
+            own=(self.identity.cluster_id, self.config.cluster.name),
+            labels={entry.cluster_id: entry.name for entry in self.trust.list()},
+            claimed={info.cluster_id: info.name for info in self._peer_info.values()},
+        )
+
+    def dataset_info(self, ref: str) -> dict[str, Any]:
+        """What `info`, `ls` and `p2pdata.load` show: the manifest, its publisher's name, the
+        other versions, and where it has landed here (None before any fetch)."""
+        names = self.publisher_names()
+        manifest = self.restricted.full(self.catalogs.resolve(names.ref(ref)))
+        versions = {m.version for m in self.catalogs.manifests(cluster=manifest.owner, name=manifest.name)}
+        record = self.landed.items().get(manifest.id)
+        return {
+            **manifest_summary(manifest),
+            "publisher_name": names.of(manifest.owner),
+            "rows": manifest.extra.get("rows"),
+            "versions": sorted(versions, key=version_key),
+            "landed": None if record is None else {k: record.get(k) for k in ("uri", "tier", "landed")},
+        }
+
+    async def unpublish(self, ref: str) -> dict[str, Any]:
+        """Withdraw one of our versions: a new signed catalog without it; its seed stops."""
+        _, name, version = parse_ref(ref)
+        if version is None:
+            raise P2pdataError(f"unpublish takes NAME@VERSION (which version of {name}?)")
+        manifest = self.local_catalog.get(name, version)
+        self.local_catalog.remove(name, version)
+        self.published.delete(manifest.id)
+        for swarm in self.transfer.swarms():
+            if swarm.manifest.id == manifest.id and manifest.id not in self.landed.items():
+                await swarm.stop()
+        self.events.emit("dataset.unpublished", ref=manifest.ref, manifest=manifest.id)
+        return {"ref": manifest.ref, "unpublished": True}
+
+    async def sync_now(self) -> list[dict[str, Any]]:
+        """Ask every known peer for its catalog now, not at its next turn; the peers afterwards."""
+        urls = [status.url for status in self.health.peers() if status.sources]
+        results = await asyncio.gather(*(self.sync_peer(url) for url in urls), return_exceptions=True)
+        for url, result in zip(urls, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("sync with %s failed", url, exc_info=result)
+        return self.peers()
 
 
 def manifest_summary(manifest: Manifest) -> dict[str, Any]:

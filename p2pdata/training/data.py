@@ -27,20 +27,29 @@ HDFS_USER = "P2PDATA_HDFS_USER"
 
 
 def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and the path inside it for a `file://` or `hdfs://` URI.
+    """A pyarrow filesystem and the path inside it for a `file://` or `hdfs://` URI."""
+    parts = urlsplit(uri)
+    if (parts.scheme or "file") == "file":
+        return pafs.LocalFileSystem(), unquote(parts.path)
+    fs, path = fsspec_for(uri)
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def fsspec_for(uri: str) -> tuple[Any, str]:
+    """An fsspec filesystem and the path inside it for a `file://` or `hdfs://` URI.
 
     `hdfs://HOST:PORT/path` names the NameNode's WebHDFS HTTP address (TensorFlow and
     pyarrow cannot speak native HDFS here, so everything goes through fsspec's webhdfs);
     `swebhdfs://` is the same over TLS.
     """
+    import fsspec  # only readers pay for it
+
     parts = urlsplit(uri)
     scheme = parts.scheme or "file"
     path = unquote(parts.path)
     if scheme == "file":
-        return pafs.LocalFileSystem(), path
+        return fsspec.filesystem("file"), path
     if scheme in ("hdfs", "webhdfs", "swebhdfs"):
-        import fsspec  # only workers reading HDFS pay for it
-
         if not parts.hostname or not parts.port:
             raise TrainingError(f"{uri}: an HDFS URI needs HOST:PORT of the WebHDFS address")
         fs = fsspec.filesystem(
@@ -50,7 +59,7 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
             user=parts.username or os.environ.get(HDFS_USER) or None,
             use_https=scheme == "swebhdfs",
         )
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+        return fs, path
     raise TrainingError(f"{uri}: unsupported scheme {scheme!r} (use file:// or hdfs://)")
 
 

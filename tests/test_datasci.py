@@ -1,0 +1,110 @@
+"""The data scientist's side against real daemons: info and ls before a fetch, publisher
+names in references, p2pdata.load, the p2pdata:// fsspec protocol, unpublish and sync."""
+
+from __future__ import annotations
+
+import configparser
+import importlib
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import p2pdata
+from p2pdata.devcluster import wait_for
+from p2pdata.errors import NotFound
+from p2pdata.fsspec_protocol import P2pdataFileSystem
+from tests.test_cli import run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _taxi_trips(root: Path) -> pd.DataFrame:
+    """Hive-partitioned Parquet (`date=…/` folders), as Spark writes it."""
+    table = pa.table({
+        "fare": [5.5, 12.0, 7.25, 30.0],
+        "tip": [1.0, 2.5, 0.0, 6.0],
+        "vendor": ["VTS", "CMT", "VTS", "CMT"],
+        "date": ["2024-03-01", "2024-03-01", "2024-03-02", "2024-03-02"],
+    })
+    pq.write_to_dataset(table, root, partition_cols=["date"])
+    (root / "_SUCCESS").write_text("")
+    return pd.read_parquet(root)
+
+
+@pytest.fixture
+def fsspec_p2pdata() -> Any:
+    # The `fsspec.specs` entry point registers the protocol once p2pdata is pip-installed
+    # from this tree; test_fsspec_entry_point checks the declaration itself.
+    fsspec.register_implementation("p2pdata", P2pdataFileSystem, clobber=True)
+    yield
+    P2pdataFileSystem.clear_instance_cache()
+
+
+def test_fsspec_entry_point_declares_the_filesystem() -> None:
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    line = config["options.entry_points"]["fsspec.specs"].strip()
+    name, _, target = (part.strip() for part in line.partition("="))
+    module, _, attribute = target.partition(":")
+    assert name == "p2pdata"
+    assert getattr(importlib.import_module(module), attribute) is P2pdataFileSystem
+
+
+def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Path, fsspec_p2pdata: Any) -> None:
+    expected = _taxi_trips(tmp_path / "trips")
+    lab = make_daemon("lab-a")
+    lab.cli("publish", str(tmp_path / "trips"), "--name", "taxi-trips", "--version", "2024.03",
+            "--license", "CC-BY-4.0", "--tag", "nyc")
+    me = make_daemon("me", discovery={"static_peers": [lab.peer_url]})
+    me.cli("trust", "add", lab.cluster_id)
+    wait_for(lambda: me.cli_json("search", "taxi"), what="the publisher's catalog")
+
+    # Before any fetch: info and ls from the catalog, the publisher's name accepted in refs.
+    info = me.cli_json("info", "lab-a/taxi-trips@2024.03")
+    assert info["publisher"] == lab.cluster_id and info["publisher_name"] == "lab-a"
+    assert info["landed"] is None and info["versions"] == ["2024.03"]
+    assert info["license"] == "CC-BY-4.0" and {"fare", "tip", "vendor"} <= {c["name"] for c in info["schema"]}
+    shown = me.cli("info", "taxi-trips")
+    assert "lab-a" in shown and "not landed here" in shown and "fare" in shown
+    files = me.cli_json("ls", "taxi-trips@2024.03")
+    assert len(files) == 3 and "_SUCCESS" in {f["path"] for f in files}
+    part = next(f["path"] for f in files if f["path"].startswith("date=2024-03-02/"))
+    assert part in me.cli("ls", "taxi-trips@2024.03").replace("\n│", "")
+    assert [r["name"] for r in me.cli_json("search", "--publisher", "lab-a")] == ["taxi-trips"]
+    assert "no publisher named" in me.cli("search", "--publisher", "lab-b", ok=False)
+    assert "lab-a" in " ".join(me.cli("search", "taxi").split())
+    with pytest.raises(NotFound, match="p2pdata fetch"):
+        p2pdata.load("taxi-trips@2024.03", home=me.home)
+
+    trips = p2pdata.load("lab-a/taxi-trips@2024.03", fetch=True, home=me.home, progress=False)
+    frame = p2pdata.to_pandas(trips)
+    assert sorted(frame.columns) == sorted(expected.columns)  # the date= partition column too
+    assert sorted(frame["fare"]) == sorted(expected["fare"]) and len(frame) == 4
+    assert me.cli_json("info", "taxi-trips")["landed"]["uri"].startswith("file://")
+
+    options = {"home": str(me.home)}
+    via_url = pd.read_parquet("p2pdata://taxi-trips@2024.03", storage_options=options)
+    assert sorted(via_url.columns) == sorted(expected.columns) and len(via_url) == 4
+    fs = fsspec.filesystem("p2pdata", **options)
+    assert "lab-a/taxi-trips@2024.03/date=2024-03-01" in fs.ls("lab-a/taxi-trips@2024.03", detail=False)
+    with fsspec.open(f"p2pdata://lab-a/taxi-trips@2024.03/{part}", "rb", **options) as handle:
+        assert sorted(pq.read_table(handle)["fare"].to_pylist()) == [7.25, 30.0]
+
+    # Unpublished at the source: a new signed catalog; `sync` brings it here at once.
+    lab.cli("unpublish", "taxi-trips@2024.03")
+    assert lab.cli_json("search", "taxi") == []
+    me.cli("sync")
+    assert me.cli_json("search", "taxi") == []
+    assert "NAME@VERSION" in lab.cli("unpublish", "taxi-trips", ok=False)
+
+
+def test_load_says_what_to_do_without_a_home(tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="does not exist"):
+        p2pdata.load("x@1", home=tmp_path / "nowhere")
+    code, output = run(tmp_path / "nowhere", "info", "x")
+    assert code == 1 and "does not exist" in output
