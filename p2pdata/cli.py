@@ -4,6 +4,7 @@ calls to the running daemon's control API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -642,22 +643,61 @@ def jobs_cancel(ctx: Context, job_id: str) -> None:
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @pass_context
 def jobs_add(ctx: Context, spec: str) -> None:
-    """Add a training job spec (TOML)."""
+    """Add a training job spec (TOML); a spec with the same name is replaced."""
+    import tomllib
+
     path = Path(spec)
-    payload = {"spec": path.read_text(), "filename": path.name, "base_dir": str(path.absolute().parent)}
+    text = path.read_text()
+    base_dir = path.absolute().parent
+    with contextlib.suppress(tomllib.TOMLDecodeError, AttributeError, TypeError):  # the daemon says what is wrong
+        data = tomllib.loads(text)
+        script = data.get("entry", {}).get("script")
+        if isinstance(script, str) and not (Path(data.get("base_dir") or base_dir) / script).is_file():
+            raise P2pdataError(f"{spec}: entry.script {script} does not exist (relative to {base_dir})")
+    payload = {"spec": text, "filename": path.name, "base_dir": str(base_dir)}
     _emit_json(ctx.call("POST", "/v1/training/jobs", payload))
+
+
+@jobs.command("specs")
+@json_option
+@pass_context
+def jobs_specs(ctx: Context, as_json: bool) -> None:
+    """List the training job specs and the datasets that trigger them."""
+    rows = ctx.call("GET", "/v1/training/jobs")
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        trigger = row.get("trigger") or {}
+        row["triggered by"] = trigger.get("dataset") or ""
+        row["runs"] = (row.get("entry") or {}).get("script") or (row.get("entry") or {}).get("module")
+    _table(rows, [Column("name", whole=True), Column("triggered by"), Column("runs", wraps=True),
+                  Column("workers")])
+
+
+@jobs.command("remove")
+@click.argument("name")
+@pass_context
+def jobs_remove(ctx: Context, name: str) -> None:
+    """Remove the training job spec NAME (its past runs stay listed)."""
+    ctx.call("POST", "/v1/training/jobs/remove", {"name": name})
+    click.echo(f"removed training job {name}")
 
 
 @jobs.command("logs")
 @click.argument("run_id")
-@click.option("--follow", is_flag=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
 @pass_context
 def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
     """Print the logs of training run RUN_ID."""
-    from p2pdata.training import follow_logs
+    from p2pdata.training import RunState, follow_logs
 
     run = ctx.call("GET", f"/v1/runs/{run_id}")
-    for line in follow_logs([Path(p) for p in run["logs"]], follow=follow):
+
+    def ended() -> bool:
+        return RunState(ctx.call("GET", f"/v1/runs/{run_id}")["state"]).terminal
+
+    for line in follow_logs([Path(p) for p in run["logs"]], follow=follow, done=ended):
         click.echo(line, nl=False)
 
 

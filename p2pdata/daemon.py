@@ -763,6 +763,10 @@ class Daemon:
             spec_toml, filename, base_dir=Path(base_dir) if base_dir else None, replace=True
         ).to_dict()
 
+    def remove_training_job(self, name: str) -> dict[str, Any]:
+        self.registry.remove(name)
+        return {"name": name, "removed": True}
+
     def training_jobs(self) -> list[dict[str, Any]]:
         return [spec.to_dict() for spec in self.registry.specs()]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import configparser
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,25 @@ from p2pdata.fsspec_protocol import P2pdataFileSystem
 from tests.test_cli import run
 
 REPO = Path(__file__).resolve().parent.parent
+
+READER = """
+import os, pathlib, time
+import p2pdata
+print("rows", p2pdata.open_dataset(os.environ["P2PDATA_DATASET_URI"]).count_rows(), flush=True)
+release = pathlib.Path(os.environ["RELEASE"])
+while not release.exists():
+    time.sleep(0.05)
+print("done", flush=True)
+"""
+SPEC = """
+name = "{name}"
+[trigger]
+dataset = "taxi-*"
+[entry]
+script = "{script}"
+[env]
+RELEASE = "{release}"
+"""
 
 
 def _taxi_trips(root: Path) -> pd.DataFrame:
@@ -63,6 +84,15 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     me = make_daemon("me", discovery={"static_peers": [lab.peer_url]})
     me.cli("trust", "add", lab.cluster_id)
     wait_for(lambda: me.cli_json("search", "taxi"), what="the publisher's catalog")
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "reader.py").write_text(READER)
+    release = tmp_path / "release"
+    (jobs / "reader.toml").write_text(SPEC.format(name="reader", script="reader.py", release=release))
+    (jobs / "typo.toml").write_text(SPEC.format(name="typo", script="raeder.py", release=release))
+    me.cli("jobs", "add", str(jobs / "reader.toml"))
+    assert "raeder.py does not exist" in me.cli("jobs", "add", str(jobs / "typo.toml"), ok=False)
+    assert [spec["name"] for spec in me.cli_json("jobs", "specs")] == ["reader"]
 
     # Before any fetch: info and ls from the catalog, the publisher's name accepted in refs.
     info = me.cli_json("info", "lab-a/taxi-trips@2024.03")
@@ -86,6 +116,23 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     assert sorted(frame.columns) == sorted(expected.columns)  # the date= partition column too
     assert sorted(frame["fare"]) == sorted(expected["fare"]) and len(frame) == 4
     assert me.cli_json("info", "taxi-trips")["landed"]["uri"].startswith("file://")
+
+    # The landing started the reader; `jobs logs --follow` ends when the run does.
+    run = wait_for(lambda: next(iter(me.cli_json("runs")), None), what="the triggered run")
+    log = Path(run["logs"][0])
+    wait_for(lambda: log.exists() and "rows 4" in log.read_text(), what="the reader to read")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "p2pdata", "--home", str(me.home), "jobs", "logs", run["id"], "--follow"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        release.touch()
+        out, _ = follower.communicate(timeout=60)
+    finally:
+        follower.kill()
+    assert "rows 4" in out and "done" in out and follower.returncode == 0
+    me.cli("jobs", "remove", "reader")
+    assert me.cli_json("jobs", "specs") == []
 
     options = {"home": str(me.home)}
     via_url = pd.read_parquet("p2pdata://taxi-trips@2024.03", storage_options=options)
