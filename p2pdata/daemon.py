@@ -39,7 +39,7 @@ from p2pdata.catalog import (
 )
 from p2pdata.config import Config
 from p2pdata.db import open_db
-from p2pdata.errors import NotFound, P2pdataError, PeerError, TransferError
+from p2pdata.errors import ConfigError, NotFound, P2pdataError, PeerError, TransferError
 from p2pdata.events import EventHub
 from p2pdata.fetching import FetchJob, FetchJobTable
 from p2pdata.hdfs import open_store
@@ -262,10 +262,11 @@ class Daemon:
             self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted
         ))
         await peer_runner.setup()
-        await web.TCPSite(
-            peer_runner, config.peer_api.host, config.peer_api.port, ssl_context=self._peer_tls()
-        ).start()
         self._runners.append(peer_runner)
+        await self._listen(
+            web.TCPSite(peer_runner, config.peer_api.host, config.peer_api.port, ssl_context=self._peer_tls()),
+            "peer_api", f"{config.peer_api.host}:{config.peer_api.port}",
+        )
         self._peer_port = _bound_port(peer_runner)
         scheme = "https" if config.peer_api.tls_cert else "http"
         self.peer_url = (
@@ -277,14 +278,28 @@ class Daemon:
         status_routes(app, self)
         control_runner = web.AppRunner(app)
         await control_runner.setup()
+        self._runners.append(control_runner)
         if config.control.socket:
             await web.UnixSite(control_runner, config.control.socket).start()
             os.chmod(config.control.socket, 0o600)
             self.control_url = f"unix:{config.control.socket}"
         else:
-            await web.TCPSite(control_runner, config.control.host, config.control.port).start()
+            await self._listen(
+                web.TCPSite(control_runner, config.control.host, config.control.port),
+                "control", f"{config.control.host}:{config.control.port}",
+            )
             self.control_url = f"http://{config.control.host}:{_bound_port(control_runner)}"
-        self._runners.append(control_runner)
+
+    async def _listen(self, site: web.TCPSite, section: str, where: str) -> None:
+        """Start listening; a taken port or bad host is one line naming the key to change."""
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {where} ({exc.strerror or exc}): another program (or p2pdata daemon) "
+                f"may hold it; set {section}.port (0 picks a free port) or {section}.host in "
+                f"{self.config.home / 'config.toml'}"
+            ) from None
 
     def _peer_tls(self) -> Any:
         if not self.config.peer_api.tls_cert:
