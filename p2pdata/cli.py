@@ -23,10 +23,12 @@ from rich.progress import (
 )
 
 from p2pdata.config import Config, load_config, resolve_home, write_default_config
-from p2pdata.display import Column, ago, human_size, plain, print_table, publisher
+from p2pdata.display import Column, ago, human_size, parse_size, plain, print_table, publisher
 from p2pdata.errors import P2pdataError
 
 console = Console()
+# catalog.FORMATS, spelt out: importing the catalog package (pyarrow) would slow every command.
+FORMATS = ("parquet", "tfrecord", "csv", "files")
 
 
 def _emit_json(data: Any) -> None:
@@ -136,7 +138,24 @@ class _Group(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=_Group)
+class SizeType(click.ParamType):
+    """A size with units: 4096, 512KiB, 10MiB, 1.5GiB, 2GB."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = SizeType()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(file_okay=False), help="State directory (default: $P2PDATA_HOME).")
 @click.version_option(package_name="p2pdata")
 @click.pass_context
@@ -188,12 +207,13 @@ def daemon(ctx: Context, verbose: bool) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-@click.option("--name", required=True)
-@click.option("--version", "version", required=True)
-@click.option("--description", default="")
-@click.option("--tag", "tags", multiple=True)
-@click.option("--license", "license_", default="")
-@click.option("--access", type=click.Choice(["public", "restricted"]), default="public")
+@click.option("--name", required=True, help="Dataset name: [a-z0-9][a-z0-9._-]*.")
+@click.option("--version", "version", required=True, help="Version, e.g. 2024.03; a version's files never change.")
+@click.option("--description", default="", help="What the data is, for search.")
+@click.option("--tag", "tags", multiple=True, help="A tag for search (repeatable).")
+@click.option("--license", "license_", default="", help="Licence, e.g. CC-BY-4.0.")
+@click.option("--access", type=click.Choice(["public", "restricted"]), default="public", show_default=True,
+              help="restricted: only clusters given --allow or `p2pdata grant` may fetch it.")
 @click.option("--allow", multiple=True, help="Cluster ids allowed to fetch a restricted dataset.")
 @json_option
 @pass_context
@@ -235,11 +255,11 @@ def publish(
 
 @main.command()
 @click.argument("query", default="")
-@click.option("--format", "fmt", help="parquet, csv, tfrecord or files")
-@click.option("--publisher", help="Cluster id of the publisher.")
-@click.option("--tag")
-@click.option("--min-size", type=int)
-@click.option("--max-size", type=int)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Only datasets of this format.")
+@click.option("--publisher", help="Only this publisher: its cluster id or name.")
+@click.option("--tag", help="Only datasets with this tag.")
+@click.option("--min-size", type=SIZE, help="At least this big, e.g. 10MiB.")
+@click.option("--max-size", type=SIZE, help="At most this big, e.g. 2GiB.")
 @json_option
 @pass_context
 def search(
@@ -348,7 +368,7 @@ def sync(ctx: Context, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_dataset)
 @click.option("--tier", help="Storage tier: ssd, one_ssd, hot, warm, cold, memory (or a policy name).")
 @click.option("--to", "to", help="Store root to land under, instead of the configured one.")
 @click.option("--train", "train", help="A training job to start once the data has landed.")
@@ -460,6 +480,7 @@ def peers(click_ctx: click.Context, as_json: bool) -> None:
 @click.argument("url")
 @pass_context
 def peers_add(ctx: Context, url: str) -> None:
+    """Add a peer by the URL of its peer API (kept across restarts)."""
     click.echo(json.dumps(ctx.call("POST", "/v1/peers", {"url": url})))
 
 
@@ -467,6 +488,7 @@ def peers_add(ctx: Context, url: str) -> None:
 @click.argument("url")
 @pass_context
 def peers_remove(ctx: Context, url: str) -> None:
+    """Forget a peer added by URL."""
     click.echo(json.dumps(ctx.call("POST", "/v1/peers/remove", {"url": url})))
 
 
@@ -508,6 +530,7 @@ def trust_add(ctx: Context, cluster_or_key_file: str, name: str | None) -> None:
 @json_option
 @pass_context
 def trust_list(ctx: Context, as_json: bool) -> None:
+    """List the trusted publishers."""
     rows = ctx.call("GET", "/v1/trust")
     columns = [
         Column("cluster_id", "cluster", whole=True),
@@ -522,6 +545,7 @@ def trust_list(ctx: Context, as_json: bool) -> None:
 @click.argument("cluster_id")
 @pass_context
 def trust_remove(ctx: Context, cluster_id: str) -> None:
+    """Stop trusting CLUSTER_ID's catalogs."""
     click.echo(json.dumps(ctx.call("POST", "/v1/trust/remove", {"cluster_id": cluster_id})))
 
 
@@ -619,7 +643,7 @@ def train(ctx: Context, job: str, ref: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def jobs(click_ctx: click.Context, as_json: bool) -> None:
-    """Fetch jobs (list, show, cancel) and training job specs (add) and run logs."""
+    """Fetch jobs (list, show, cancel), training job specs (add, specs, remove) and run logs."""
     if click_ctx.invoked_subcommand is None:
         rows = click_ctx.obj.call("GET", "/v1/jobs")
         _emit_json(rows) if as_json else _table(_jobs_rows(rows), JOB_COLUMNS)
@@ -629,6 +653,7 @@ def jobs(click_ctx: click.Context, as_json: bool) -> None:
 @click.argument("job_id")
 @pass_context
 def jobs_show(ctx: Context, job_id: str) -> None:
+    """Show fetch job JOB_ID (JSON)."""
     _emit_json(ctx.call("GET", f"/v1/jobs/{job_id}"))
 
 
@@ -636,6 +661,7 @@ def jobs_show(ctx: Context, job_id: str) -> None:
 @click.argument("job_id")
 @pass_context
 def jobs_cancel(ctx: Context, job_id: str) -> None:
+    """Cancel fetch job JOB_ID; what already landed stays."""
     _emit_json(ctx.call("POST", f"/v1/jobs/{job_id}/cancel", {}))
 
 
@@ -705,7 +731,7 @@ def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
 @json_option
 @click.pass_context
 def runs(click_ctx: click.Context, as_json: bool) -> None:
-    """Training runs."""
+    """List training runs (and cancel one)."""
     if click_ctx.invoked_subcommand is None:
         _listing(click_ctx.obj, "/v1/runs", RUN_COLUMNS, as_json)
 
@@ -714,4 +740,5 @@ def runs(click_ctx: click.Context, as_json: bool) -> None:
 @click.argument("run_id")
 @pass_context
 def runs_cancel(ctx: Context, run_id: str) -> None:
+    """Cancel training run RUN_ID (its workers are stopped)."""
     _emit_json(ctx.call("POST", f"/v1/runs/{run_id}/cancel", {}))

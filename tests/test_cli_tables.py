@@ -8,7 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 from p2pdata.devcluster import wait_for
@@ -94,3 +96,44 @@ def test_sizes_and_times_for_people() -> None:
     assert ago(100.0 - 600, now=100.0) == "10 min ago"
     assert ago(100.0 - 3 * 86400, now=100.0) == "3 d ago"
     assert ago(None) == "never"
+
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    for name, command in group.commands.items():
+        yield (*prefix, name), command
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+
+
+def test_every_command_and_option_has_help_and_dash_h() -> None:
+    from p2pdata.catalog import FORMATS
+    from p2pdata.cli import FORMATS as CLI_FORMATS
+    from p2pdata.cli import main
+
+    assert CLI_FORMATS == FORMATS
+    for path, command in _commands(main):
+        assert command.help, f"p2pdata {' '.join(path)} has no help text"
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"p2pdata {' '.join(path)} {param.opts[0]} has no help text"
+        result = CliRunner().invoke(main, [*path, "-h"])
+        assert result.exit_code == 0 and "Usage:" in result.output, (path, result.output)
+
+
+def test_size_and_format_options_are_checked(tmp_path: Path) -> None:
+    from p2pdata.cli import main
+
+    result = CliRunner().invoke(main, ["--home", str(tmp_path), "search", "--format", "parquett"])
+    assert result.exit_code == 2 and "'parquett' is not one of" in result.output
+    result = CliRunner().invoke(main, ["--home", str(tmp_path), "search", "--min-size", "ten"])
+    assert result.exit_code == 2 and "not a size" in result.output
+
+
+def test_search_size_options_take_units(make_daemon: Any, tmp_path: Path) -> None:
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "a.bin").write_bytes(b"x" * 3000)
+    daemon = make_daemon("solo")
+    daemon.cli("publish", str(source), "--name", "small", "--version", "1")
+    assert [r["name"] for r in daemon.cli_json("search", "--min-size", "2KiB")] == ["small"]
+    assert daemon.cli_json("search", "--min-size", "3.5KB", "--max-size", "1MiB") == []
