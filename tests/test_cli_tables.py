@@ -137,3 +137,23 @@ def test_search_size_options_take_units(make_daemon: Any, tmp_path: Path) -> Non
     daemon.cli("publish", str(source), "--name", "small", "--version", "1")
     assert [r["name"] for r in daemon.cli_json("search", "--min-size", "2KiB")] == ["small"]
     assert daemon.cli_json("search", "--min-size", "3.5KB", "--max-size", "1MiB") == []
+
+
+def test_shell_completion_offers_dataset_names_from_the_local_index(make_daemon: Any, tmp_path: Path) -> None:
+    from p2pdata.cli import main
+
+    source = tmp_path / "data"
+    source.mkdir()
+    (source / "a.bin").write_bytes(b"x")
+    daemon = make_daemon("solo")
+    for name, version in (("taxi-trips", "2024.02"), ("taxi-trips", "2024.03"), ("weather", "1")):
+        daemon.cli("publish", str(source), "--name", name, "--version", version)
+
+    def complete(words: str) -> list[str]:
+        env = {"_P2PDATA_COMPLETE": "bash_complete", "COMP_WORDS": f"p2pdata --home {daemon.home} {words}",
+               "COMP_CWORD": str(len(words.split()) + 2)}
+        result = CliRunner().invoke(main, [], env=env, prog_name="p2pdata")
+        return [line.partition(",")[2] for line in result.output.split()]  # bash: "plain,VALUE"
+
+    assert complete("info ta") == ["taxi-trips"]
+    assert complete("fetch taxi-trips@") == ["taxi-trips@2024.02", "taxi-trips@2024.03"]
