@@ -215,6 +215,8 @@ def daemon(ctx: Context, verbose: bool) -> None:
 @click.option("--access", type=click.Choice(["public", "restricted"]), default="public", show_default=True,
               help="restricted: only clusters given --allow or `p2pdata grant` may fetch it.")
 @click.option("--allow", multiple=True, help="Cluster ids allowed to fetch a restricted dataset.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="The format, when the file names do not tell it alone (files: publish a mix as plain files).")
 @json_option
 @pass_context
 def publish(
@@ -227,6 +229,7 @@ def publish(
     license_: str,
     access: str,
     allow: tuple[str, ...],
+    fmt: str | None,
     as_json: bool,
 ) -> None:
     """Publish DIRECTORY as NAME@VERSION in this cluster's catalog."""
@@ -242,6 +245,7 @@ def publish(
             "license": license_,
             "access": access,
             "allow": list(allow),
+            "format": fmt,
         },
     )
     if as_json:

@@ -493,6 +493,7 @@ class Daemon:
         license: str = "",
         access: str = "public",
         allow: list[str] | None = None,
+        format: str | None = None,
     ) -> dict[str, Any]:
         root = Path(directory)
         manifest = await asyncio.to_thread(
@@ -506,6 +507,7 @@ class Daemon:
             tags=tags or [],
             license=license,
             access=Access(access, tuple(allow or ())),
+            format=format,
         )
         torrent = await asyncio.to_thread(
             make_torrent, manifest.files, root, **self.restricted.torrent_options(manifest)
@@ -552,12 +554,14 @@ class Daemon:
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
         if train:
             self.registry.get(train)  # an unknown job fails now, not after the download
+        # Progress counts the selected files only (a stub's files are known once it is granted).
+        selected = _subset(manifest, files) if files and not restricted.is_stub(manifest) else manifest
         now = int(time.time())
         job = self.fetch_jobs.new(
             ref=f"{manifest.owner}/{manifest.ref}",
             manifest_id=manifest.id,
             publisher=manifest.owner,
-            total_bytes=manifest.total_size,
+            total_bytes=selected.total_size,
             tier=tier or self.config.store.default_tier,
             to=to,
             train=train,
@@ -611,7 +615,8 @@ class Daemon:
                     },
                 )
             job.uri = store.uri(landing)
-            job.done_bytes = job.total_bytes
+            job.total_bytes = job.done_bytes = landing.total_size
+            job.landed_files = len(landing.files)
             self._set_state(job, "landed")
             self.events.emit("dataset.landed", job=job.id, ref=job.ref, uri=job.uri)
             await self._trigger_training(landing, job.uri, job.train)

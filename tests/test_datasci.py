@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,19 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     assert "rows 4" in out and "done" in out and follower.returncode == 0
     me.cli("jobs", "remove", "reader")
     assert me.cli_json("jobs", "specs") == []
+
+    # A partial fetch counts only the files it selects; `jobs show` counts what landed.
+    full = me.cli_json("jobs")[0]
+    assert full["landed_files"] == 3 and full["total_bytes"] == full["done_bytes"] == info["total_size"]
+    other = make_daemon("other", discovery={"static_peers": [lab.peer_url]})
+    other.cli("trust", "add", lab.cluster_id)
+    wait_for(lambda: other.cli_json("search", "taxi"), what="the publisher's catalog")
+    job = other.cli_json("fetch", "taxi-trips@2024.03", "--files", "date=2024-03-01/*", "--detach")
+    selected = [f for f in files if f["path"].startswith("date=2024-03-01/")]
+    assert job["total_bytes"] == sum(f["size"] for f in selected) < info["total_size"]
+    job = wait_for(lambda: (j := json.loads(other.cli("jobs", "show", job["id"])))["state"] == "landed" and j,
+                   what="the partial fetch")
+    assert job["landed_files"] == len(selected) == 1 and job["done_bytes"] == job["total_bytes"]
 
     options = {"home": str(me.home)}
     via_url = pd.read_parquet("p2pdata://taxi-trips@2024.03", storage_options=options)

@@ -15,14 +15,13 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
+from p2pdata.catalog.publish import NOTES  # beside a table, they never make it a `files` dataset
 from p2pdata.errors import TrainingError
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
-# Files beside a table that describe it rather than hold data: they never make it a `files` dataset.
-NOTES = (".md", ".txt", ".rst", ".json", ".yaml", ".yml", ".html", ".pdf")
 HDFS_USER = "P2PDATA_HDFS_USER"
 
 
