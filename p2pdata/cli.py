@@ -13,17 +13,19 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import Progress
 
 from p2pdata.config import Config, load_config, resolve_home, write_default_config
-from p2pdata.display import Column, ago, human_size, parse_size, plain, print_table, publisher
+from p2pdata.display import (
+    Column,
+    ago,
+    human_size,
+    parse_size,
+    plain,
+    print_table,
+    publisher,
+    transfer_columns,
+)
 from p2pdata.errors import P2pdataError
 
 console = Console()
@@ -418,13 +420,7 @@ async def _follow_fetch(ctx: Context, job: dict[str, Any], quiet: bool) -> dict[
     from p2pdata.web.client import ControlClient
 
     client = ControlClient(ctx.config)
-    columns = [
-        TextColumn("{task.description}", markup=False),  # the ref and states may come from peers
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    ]
+    columns = transfer_columns()
     with Progress(*columns, console=console, disable=quiet) as progress:
         task = progress.add_task(job["ref"], total=job.get("total_bytes") or None)
         events = client.events()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -112,3 +113,22 @@ def print_table(
 def plain(console: Console, text: str) -> None:
     """Print a line that may hold outside text, without interpreting markup or highlighting."""
     console.print(Text(text), highlight=False)
+
+
+class SpeedColumn(ProgressColumn):
+    """Transfer speed in the binary units every other size uses (Rich's own says MB/s)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{human_size(speed)}/s", style="progress.data.speed")
+
+
+def transfer_columns() -> tuple[ProgressColumn, ...]:
+    """The columns of every transfer progress bar: description (never markup), bar, sizes, speed."""
+    return (
+        TextColumn("{task.description}", markup=False),  # refs and states may come from peers
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        SpeedColumn(),
+        TimeRemainingColumn(),
+    )

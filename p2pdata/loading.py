@@ -62,14 +62,13 @@ class DaemonLink:
 
     async def _follow(self, job: dict[str, Any], progress: bool) -> dict[str, Any]:
         from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+        from rich.progress import Progress
 
+        from p2pdata.display import transfer_columns
         from p2pdata.web.client import ControlClient
 
         client = ControlClient(self.config)
-        columns = (TextColumn("{task.description}", markup=False), BarColumn(), DownloadColumn(),
-                   TransferSpeedColumn())
-        with Progress(*columns, console=Console(file=sys.stderr), disable=not progress) as bar:
+        with Progress(*transfer_columns(), console=Console(file=sys.stderr), disable=not progress) as bar:
             task = bar.add_task(job["ref"], total=job.get("total_bytes") or None)
             events = client.events()
             # Subscribed first, then re-read: a state change in between cannot be missed.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -157,3 +158,18 @@ def test_shell_completion_offers_dataset_names_from_the_local_index(make_daemon:
 
     assert complete("info ta") == ["taxi-trips"]
     assert complete("fetch taxi-trips@") == ["taxi-trips@2024.02", "taxi-trips@2024.03"]
+
+
+def test_transfer_bars_use_the_units_of_every_table_and_show_refs_as_typed() -> None:
+    from rich.progress import Progress
+
+    from p2pdata.display import transfer_columns
+
+    console = Console(width=120, record=True, file=io.StringIO())
+    with Progress(*transfer_columns(), console=console, auto_refresh=False) as progress:
+        task = progress.add_task("lab/x@1 [landing] [/]", total=10 * 1024**2)
+        progress.update(task, completed=5 * 1024**2)
+        progress.refresh()
+    text = console.export_text()
+    assert "lab/x@1 [landing] [/]" in text
+    assert "5.0/10.0 MiB" in text and " MB" not in text
