@@ -630,8 +630,22 @@ class Daemon:
             # On daemon shutdown (CancelledError) the job stays active and resumes on the next start.
             self._swarms.pop(job.id, None)
 
+    def _source_labels(self) -> dict[tuple[str, int], str]:
+        """Torrent endpoint → the publisher name (or id) of the peer that listens there."""
+        names = self.publisher_names()
+        return {
+            (host, port): names.of(info.cluster_id) or info.cluster_id
+            for info in self._peer_info.values()
+            for host, port in (*info.torrent_endpoints, *info.ssl_torrent_endpoints)
+        }
+
     async def _report_progress(self, job: FetchJob, swarm: Any) -> None:
         async for progress in swarm.progress_events():
+            labels = self._source_labels()
+            sources: dict[str, int] = {}
+            for endpoint, received in progress.sources:
+                label = labels.get(endpoint, f"{endpoint[0]}:{endpoint[1]}")
+                sources[label] = sources.get(label, 0) + received
             job.done_bytes = progress.done
             self.fetch_jobs.save(job)
             self.events.emit(
@@ -642,6 +656,7 @@ class Daemon:
                 rate=progress.rate,
                 eta=progress.eta,
                 peers=progress.peers,
+                sources=sources,  # bytes received from each peer so far
             )
 
     def _set_state(self, job: FetchJob, state: str, error: str | None = None) -> None:
