@@ -98,10 +98,10 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     # Before any fetch: info and ls from the catalog, the publisher's name accepted in refs.
     info = me.cli_json("info", "lab-a/taxi-trips@2024.03")
     assert info["publisher"] == lab.cluster_id and info["publisher_name"] == "lab-a"
-    assert info["landed"] is None and info["versions"] == ["2024.03"]
+    assert info["landed"] is None and info["versions"] == ["2024.03"] and info["rows"] == 4
     assert info["license"] == "CC-BY-4.0" and {"fare", "tip", "vendor"} <= {c["name"] for c in info["schema"]}
     shown = me.cli("info", "taxi-trips")
-    assert "lab-a" in shown and "not landed here" in shown and "fare" in shown
+    assert "lab-a" in shown and "not landed here" in shown and "fare" in shown and "4 rows" in shown
     files = me.cli_json("ls", "taxi-trips@2024.03")
     assert len(files) == 3 and "_SUCCESS" in {f["path"] for f in files}
     part = next(f["path"] for f in files if f["path"].startswith("date=2024-03-02/"))

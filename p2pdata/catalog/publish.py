@@ -94,6 +94,7 @@ def scan_dataset(
         raise PublishError(f"format {format!r} is not one of {', '.join(FORMATS)}")
     fmt = format or detect_format(paths, root)
     files = hash_files(root, paths, workers=workers)
+    schema, rows = read_schema(root, paths, fmt)
     return Manifest(
         name=name,
         version=version,
@@ -104,8 +105,9 @@ def scan_dataset(
         description=description,
         tags=tag_list,
         license=license,
-        schema=read_schema(root, paths, fmt),
+        schema=schema,
         access=access or Access(),
+        extra={} if rows is None else {"rows": rows},  # `p2pdata info` shows it before any fetch
     )
 
 
@@ -244,14 +246,19 @@ def detect_format(paths: list[str], root: Path | str = ".") -> str:
     )
 
 
-def read_schema(root: Path, paths: list[str], fmt: str) -> tuple[Column, ...]:
-    """The Arrow schema of tabular data: all Parquet footers (unified), or the first CSV block."""
+def read_schema(root: Path, paths: list[str], fmt: str) -> tuple[tuple[Column, ...], int | None]:
+    """The Arrow schema of tabular data (all Parquet footers unified, or the first CSV block),
+    and the row count where the format tells it without reading the data (Parquet footers)."""
     data = [path for path in paths if file_kind(path) == fmt]
+    rows: int | None = None
     if fmt == "parquet":
         schema: pa.Schema | None = None
+        rows = 0
         for path in data:
             try:
-                found = pq.read_schema(root / path)
+                metadata = pq.read_metadata(root / path)
+                found = metadata.schema.to_arrow_schema()
+                rows += metadata.num_rows
                 schema = found if schema is None else pa.unify_schemas([schema, found])
             except (pa.ArrowException, OSError) as exc:
                 raise PublishError(f"{root / path}: cannot read its Parquet schema: {exc}") from exc
@@ -263,7 +270,7 @@ def read_schema(root: Path, paths: list[str], fmt: str) -> tuple[Column, ...]:
         except (pa.ArrowException, OSError) as exc:
             raise PublishError(f"{root / data[0]}: cannot read it as CSV: {exc}") from exc
     else:
-        return ()
+        return (), None
     if schema is None:
-        return ()
-    return tuple(Column(field.name, str(field.type)) for field in schema)
+        return (), rows
+    return tuple(Column(field.name, str(field.type)) for field in schema), rows
