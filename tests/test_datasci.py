@@ -6,6 +6,7 @@ from __future__ import annotations
 import configparser
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,14 +68,28 @@ def fsspec_p2pdata() -> Any:
     P2pdataFileSystem.clear_instance_cache()
 
 
-def test_fsspec_entry_point_declares_the_filesystem() -> None:
+def _declared_fsspec_spec() -> str:
     config = configparser.ConfigParser()
     config.read(REPO / "setup.cfg")
-    line = config["options.entry_points"]["fsspec.specs"].strip()
-    name, _, target = (part.strip() for part in line.partition("="))
+    return config["options.entry_points"]["fsspec.specs"].strip()
+
+
+def test_fsspec_entry_point_declares_the_filesystem() -> None:
+    name, _, target = (part.strip() for part in _declared_fsspec_spec().partition("="))
     module, _, attribute = target.partition(":")
     assert name == "p2pdata"
     assert getattr(importlib.import_module(module), attribute) is P2pdataFileSystem
+
+
+def _installed_entry_point(where: Path) -> dict[str, str]:
+    """An environment whose Python sees setup.cfg's `fsspec.specs` entry point as pip would
+    install it (a dist-info on the path), so fsspec registers `p2pdata://` by itself."""
+    dist = where / "p2pdata_fsspec_check-0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: p2pdata-fsspec-check\nVersion: 0\n")
+    (dist / "entry_points.txt").write_text(f"[fsspec.specs]\n{_declared_fsspec_spec()}\n")
+    path = os.pathsep.join(filter(None, [str(where), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
 
 
 def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Path, fsspec_p2pdata: Any) -> None:
@@ -155,6 +170,16 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     assert "lab-a/taxi-trips@2024.03/date=2024-03-01" in fs.ls("lab-a/taxi-trips@2024.03", detail=False)
     with fsspec.open(f"p2pdata://lab-a/taxi-trips@2024.03/{part}", "rb", **options) as handle:
         assert sorted(pq.read_table(handle)["fare"].to_pylist()) == [7.25, 30.0]
+
+    # The notebook-style example reads it with pandas (and torch where installed).
+    example = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "read_landed.py"), "lab-a/taxi-trips@2024.03",
+         "--label", "tip", "--features", "fare"],
+        capture_output=True, text=True, timeout=120,
+        env={**_installed_entry_point(tmp_path / "site"), "P2PDATA_HOME": str(me.home)},
+    )
+    assert example.returncode == 0, example.stderr
+    assert "4 rows in 2 files" in example.stdout and "fare" in example.stdout
 
     # Unpublished at the source: a new signed catalog; `sync` brings it here at once.
     lab.cli("unpublish", "taxi-trips@2024.03")
