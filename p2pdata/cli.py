@@ -20,6 +20,7 @@ from p2pdata.display import (
     Column,
     ago,
     human_size,
+    named_ref,
     parse_size,
     plain,
     print_table,
@@ -460,9 +461,10 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
         return
     cluster = data["cluster"]
     plain(console, f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
+    names = data.get("publishers") or {}
     _table(_peer_rows(data["peers"]), PEER_COLUMNS, "peers")
-    _table(_jobs_rows(data["jobs"]), JOB_COLUMNS, "fetch jobs")
-    _table(data["landed"], LANDED_COLUMNS, "landed datasets")
+    _table([{**j, "ref": named_ref(j["ref"], names)} for j in _jobs_rows(data["jobs"])], JOB_COLUMNS, "fetch jobs")
+    _table([{**d, "ref": named_ref(d["ref"], names)} for d in data["landed"]], LANDED_COLUMNS, "landed datasets")
     _table(data["runs"], RUN_COLUMNS, "training runs")
 
 

@@ -66,6 +66,12 @@ def publisher(cluster_id: str | None, names: Mapping[str, str]) -> str:
     return f"{name} ({cluster_id[:8]}…)" if name and name != cluster_id else cluster_id
 
 
+def named_ref(ref: str, names: Mapping[str, str]) -> str:
+    """`CLUSTER/NAME@V` with the publisher's name in place of its id, when it has one."""
+    cluster, slash, rest = ref.rpartition("/")
+    return f"{names.get(cluster, cluster)}/{rest}" if slash else ref
+
+
 @dataclass(frozen=True)
 class Column:
     """One table column: `key` of the row, how to show its value, and whether it may be cut.

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import requests
 
 import p2pdata
 from p2pdata.devcluster import wait_for
@@ -132,6 +133,8 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     assert sorted(frame.columns) == sorted(expected.columns)  # the date= partition column too
     assert sorted(frame["fare"]) == sorted(expected["fare"]) and len(frame) == 4
     assert me.cli_json("info", "taxi-trips")["landed"]["uri"].startswith("file://")
+    status = me.cli("status")
+    assert "lab-a/taxi-trips@2024.03" in status.replace("│\n│", "")  # named, in jobs and landed
 
     # The landing started the reader; `jobs logs --follow` ends when the run does.
     run = wait_for(lambda: next(iter(me.cli_json("runs")), None), what="the triggered run")
@@ -182,8 +185,12 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     assert "4 rows in 2 files" in example.stdout and "fare" in example.stdout
 
     # Unpublished at the source: a new signed catalog; `sync` brings it here at once.
+    def seeded() -> list[str]:
+        return requests.get(f"{lab.peer_url}/v1/have", timeout=10).json()["datasets"]
+
+    assert info["id"] in seeded()
     lab.cli("unpublish", "taxi-trips@2024.03")
-    assert lab.cli_json("search", "taxi") == []
+    assert lab.cli_json("search", "taxi") == [] and info["id"] not in seeded()
     me.cli("sync")
     assert me.cli_json("search", "taxi") == []
     assert "NAME@VERSION" in lab.cli("unpublish", "taxi-trips", ok=False)

@@ -22,6 +22,7 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from p2pdata.display import named_ref, publisher
 from p2pdata.errors import P2pdataError
 from p2pdata.events import EventHub
 from p2pdata.web.control_api import TOKEN_COOKIE, ControlService, Handler
@@ -73,8 +74,8 @@ def status_routes(app: web.Application, service: ControlService, *, token: str |
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     )
-    templates.filters.update(size=human_size, duration=human_duration, ago=_ago, publisher=_publisher,
-                             ref=_ref_label)
+    templates.filters.update(size=human_size, duration=human_duration, ago=_ago, publisher=publisher,
+                             ref=named_ref)
 
     def html(name: str, status: int = 200, **context: Any) -> web.Response:
         response = web.Response(text=templates.get_template(name).render(**context),
@@ -207,20 +208,6 @@ def _grouped(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             first[job["ref"]] = {**job, "earlier": []}
     return list(first.values())
-
-
-def _publisher(cluster_id: str | None, publishers: dict[str, str]) -> str:
-    """'south (c-south…)': the publisher's name beside (the start of) its id."""
-    if not cluster_id:
-        return "\u2013"
-    name = publishers.get(cluster_id)
-    return f"{name} ({cluster_id[:8]}…)" if name and name != cluster_id else cluster_id
-
-
-def _ref_label(ref: str, publishers: dict[str, str]) -> str:
-    """`CLUSTER/NAME@V` with the cluster's name in place of its id, when it has one."""
-    cluster, slash, rest = ref.rpartition("/")
-    return f"{publishers.get(cluster, cluster)}/{rest}" if slash else ref
 
 
 def _run_duration(run: dict[str, Any], now: float) -> float | None:
