@@ -3,7 +3,8 @@
     pd.read_parquet("p2pdata://taxi-trips@2024.03")
     fsspec.open("p2pdata://lab-a/taxi-trips@2024.03/date=2024-03-01/part-0.parquet")
 
-A path is `[PUBLISHER/]NAME[@VERSION][/PATH inside the dataset]`; the dataset part is
+A path is `NAME[@VERSION][/PATH]` or `PUBLISHER/NAME@VERSION[/PATH]` (with a publisher,
+the version is needed to tell where the dataset part ends); the dataset part is
 resolved once per filesystem instance through the local daemon (`$P2PDATA_HOME`, or
 `storage_options={"home": ...}`), then every call goes to the filesystem that holds the
 landed copy. Read-only. Registered with fsspec through the `fsspec.specs` entry point.

@@ -201,3 +201,14 @@ def test_load_says_what_to_do_without_a_home(tmp_path: Path) -> None:
         p2pdata.load("x@1", home=tmp_path / "nowhere")
     code, output = run(tmp_path / "nowhere", "info", "x")
     assert code == 1 and "does not exist" in output
+
+
+@pytest.mark.parametrize(("path", "dataset", "inner"), [
+    ("taxi-trips@2024.03", "taxi-trips@2024.03", ""),
+    ("taxi-trips@2024.03/date=2024-03-01/part-0.parquet", "taxi-trips@2024.03", "date=2024-03-01/part-0.parquet"),
+    ("lab-a/taxi-trips@2024.03/date=2024-03-01", "lab-a/taxi-trips@2024.03", "date=2024-03-01"),
+    ("taxi-trips", "taxi-trips", ""),
+    ("taxi-trips/part-0.parquet", "taxi-trips", "part-0.parquet"),
+])
+def test_a_p2pdata_path_splits_into_dataset_and_path(path: str, dataset: str, inner: str) -> None:
+    assert P2pdataFileSystem.split(P2pdataFileSystem._strip_protocol(f"p2pdata://{path}/")) == (dataset, inner)
