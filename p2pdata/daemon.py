@@ -805,7 +805,6 @@ class Daemon:
     def training_jobs(self) -> list[dict[str, Any]]:
         return [spec.to_dict() for spec in self.registry.specs()]
 
-
     # ---- control API: datasets (info, ls), publisher names, unpublish, sync now --------------
 
     def publisher_names(self) -> PublisherNames:
