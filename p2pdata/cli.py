@@ -329,7 +329,8 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
     ]
     landed = data.get("landed")
     if landed:
-        lines.append(f"landed here: {landed['uri']} (tier {landed['tier']}, {ago(landed['landed'])})")
+        part = "" if landed["files"] == len(data["files"]) else f"{landed['files']} of {len(data['files'])} files, "
+        lines.append(f"landed here: {landed['uri']} ({part}tier {landed['tier']}, {ago(landed['landed'])})")
     else:
         lines.append(f"not landed here: p2pdata fetch {data['publisher']}/{data['name']}@{data['version']}")
     for line in filter(None, lines):

@@ -612,6 +612,7 @@ class Daemon:
                         "tier": job.tier,
                         "staging": str(swarm.folder),
                         "landed": int(time.time()),
+                        "files": len(landing.files),  # fewer than the manifest's after `--files`
                     },
                 )
             job.uri = store.uri(landing)
@@ -826,7 +827,10 @@ class Daemon:
             "publisher_name": names.of(manifest.owner),
             "rows": manifest.extra.get("rows"),
             "versions": sorted(versions, key=version_key),
-            "landed": None if record is None else {k: record.get(k) for k in ("uri", "tier", "landed")},
+            "landed": None if record is None else {
+                "uri": record["uri"], "tier": record.get("tier"), "landed": record.get("landed"),
+                "files": record.get("files", len(manifest.files)),
+            },
         }
 
     async def unpublish(self, ref: str) -> dict[str, Any]:

@@ -165,6 +165,8 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     job = wait_for(lambda: (j := json.loads(other.cli("jobs", "show", job["id"])))["state"] == "landed" and j,
                    what="the partial fetch")
     assert job["landed_files"] == len(selected) == 1 and job["done_bytes"] == job["total_bytes"]
+    assert other.cli_json("info", "taxi-trips@2024.03")["landed"]["files"] == 1
+    assert "1 of 3 files" in other.cli("info", "taxi-trips@2024.03")
 
     options = {"home": str(me.home)}
     via_url = pd.read_parquet("p2pdata://taxi-trips@2024.03", storage_options=options)
