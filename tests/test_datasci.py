@@ -3,6 +3,7 @@ names in references, p2pdata.load, the p2pdata:// fsspec protocol, unpublish and
 
 from __future__ import annotations
 
+import asyncio
 import configparser
 import importlib
 import json
@@ -214,3 +215,13 @@ def test_load_says_what_to_do_without_a_home(tmp_path: Path) -> None:
 ])
 def test_a_p2pdata_path_splits_into_dataset_and_path(path: str, dataset: str, inner: str) -> None:
     assert P2pdataFileSystem.split(P2pdataFileSystem._strip_protocol(f"p2pdata://{path}/")) == (dataset, inner)
+
+
+async def test_load_works_from_a_notebook_whose_event_loop_is_running() -> None:
+    from p2pdata.loading import _run
+
+    async def answer() -> int:
+        await asyncio.sleep(0)
+        return 42
+
+    assert asyncio.get_running_loop() and _run(answer()) == 42  # asyncio.run here would refuse
