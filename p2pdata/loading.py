@@ -52,10 +52,16 @@ class DaemonLink:
     def info(self, ref: str) -> dict[str, Any]:
         return self.call("GET", "/v1/datasets/info", ref=ref)
 
-    def fetch(self, ref: str, *, progress: bool = True) -> dict[str, Any]:
-        """Fetch `ref` and wait until it has landed, with a progress bar on stderr."""
+    def fetch(self, ref: str, *, progress: bool = True, timeout: float | None = None) -> dict[str, Any]:
+        """Fetch `ref` and wait until it has landed (or `timeout` seconds), with a progress bar
+        on stderr. After a timeout the fetch goes on in the daemon (`p2pdata jobs`)."""
         job = self.call("POST", "/v1/fetch", {"ref": ref})
-        job = _run(self._follow(job, progress))
+        try:
+            job = _run(asyncio.wait_for(self._follow(job, progress), timeout))
+        except TimeoutError:
+            raise P2pdataError(
+                f"{job['ref']} has not landed after {timeout:.0f} s; the fetch goes on: p2pdata jobs show {job['id']}"
+            ) from None
         if job["state"] != "landed":
             raise P2pdataError(f"fetch of {job['ref']} {job['state']}: {job.get('error') or ''}")
         return job
@@ -86,7 +92,7 @@ class DaemonLink:
 
 
 def landed_uri(ref: str, *, fetch: bool = False, home: str | os.PathLike[str] | None = None,
-               progress: bool = True) -> tuple[str, dict[str, Any]]:
+               progress: bool = True, timeout: float | None = None) -> tuple[str, dict[str, Any]]:
     """(URI of the landed copy, the dataset's info), fetching it first when `fetch`."""
     link = DaemonLink(home)
     info = link.info(ref)
@@ -96,21 +102,23 @@ def landed_uri(ref: str, *, fetch: bool = False, home: str | os.PathLike[str] | 
             raise NotFound(
                 f"{exact} has not landed on this cluster: `p2pdata fetch {exact}`, or load(..., fetch=True)"
             )
-        link.fetch(exact, progress=progress)
+        link.fetch(exact, progress=progress, timeout=timeout)
         info = link.info(exact)
     return info["landed"]["uri"], info
 
 
 def load(ref: str, *, fetch: bool = False, home: str | os.PathLike[str] | None = None,
-         format: str | None = None, progress: bool = True) -> pads.Dataset | list[str]:
+         format: str | None = None, progress: bool = True, timeout: float | None = None,
+         ) -> pads.Dataset | list[str]:
     """Open a dataset that landed on this cluster: `NAME`, `NAME@VERSION` or `PUBLISHER/NAME@VERSION`.
 
     Parquet and CSV datasets come back as a `pyarrow.dataset.Dataset` (see `to_pandas`,
     `to_torch`, `to_tf_dataset`); `files` and `tfrecord` datasets as the list of their
     files' URIs. With `fetch=True` a dataset that has not landed is fetched first, with a
-    progress bar. `home` is the daemon's home (default: $P2PDATA_HOME).
+    progress bar, for at most `timeout` seconds. `home` is the daemon's home (default:
+    $P2PDATA_HOME).
     """
-    uri, info = landed_uri(ref, fetch=fetch, home=home, progress=progress)
+    uri, info = landed_uri(ref, fetch=fetch, home=home, progress=progress, timeout=timeout)
     if format or info["format"] in TABULAR:
         return open_dataset(uri, format=format or info["format"])
     _, root = filesystem_for(uri)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import configparser
+import getpass
 import importlib
 import json
 import os
@@ -129,7 +130,7 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     with pytest.raises(NotFound, match="p2pdata fetch"):
         p2pdata.load("taxi-trips@2024.03", home=me.home)
 
-    trips = p2pdata.load("lab-a/taxi-trips@2024.03", fetch=True, home=me.home, progress=False)
+    trips = p2pdata.load("lab-a/taxi-trips@2024.03", fetch=True, home=me.home, progress=False, timeout=120)
     frame = p2pdata.to_pandas(trips)
     assert sorted(frame.columns) == sorted(expected.columns)  # the date= partition column too
     assert sorted(frame["fare"]) == sorted(expected["fare"]) and len(frame) == 4
@@ -225,3 +226,26 @@ async def test_load_works_from_a_notebook_whose_event_loop_is_running() -> None:
         return 42
 
     assert asyncio.get_running_loop() and _run(answer()) == 42  # asyncio.run here would refuse
+
+
+@pytest.mark.hdfs
+def test_a_dataset_landed_in_hdfs_reads_through_load_and_the_url(
+    make_daemon: Any, hdfs_cluster: Any, tmp_path: Path, fsspec_p2pdata: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = _taxi_trips(tmp_path / "trips")
+    lab = make_daemon("lab-h")
+    lab.cli("publish", str(tmp_path / "trips"), "--name", "taxi-trips", "--version", "2024.03")
+    user = getpass.getuser()
+    me = make_daemon("me-h", discovery={"static_peers": [lab.peer_url]},
+                     store={"kind": "hdfs", "webhdfs_url": hdfs_cluster.webhdfs_url,
+                            "root": f"/p2pdata-{tmp_path.name}", "user": user,
+                            "storagepolicy_command": hdfs_cluster.storagepolicy_command})
+    me.cli("trust", "add", lab.cluster_id)
+    wait_for(lambda: me.cli_json("search", "taxi"), what="the publisher's catalog")
+    monkeypatch.setenv("P2PDATA_HDFS_USER", user)
+
+    trips = p2pdata.load("lab-h/taxi-trips@2024.03", fetch=True, home=me.home, progress=False, timeout=120)
+    assert not me.cli_json("info", "taxi-trips")["landed"]["uri"].startswith("file:")
+    assert sorted(p2pdata.to_pandas(trips)["fare"]) == sorted(expected["fare"])
+    frame = pd.read_parquet("p2pdata://taxi-trips@2024.03", storage_options={"home": str(me.home)})
+    assert sorted(frame.columns) == sorted(expected.columns) and len(frame) == 4
