@@ -320,7 +320,8 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
     summary = f"{len(data['files'])} files, {human_size(data['total_size'])}{rows}"
     lines = [
         f"{data['name']}@{data['version']} ({data['format']}, {summary}, {data['access']})",
-        f"publisher: {_publisher(data['publisher'], data.get('publisher_name'))} [{data['publisher']}]",
+        f"publisher: {data['publisher_name']} ({data['publisher']})" if data.get("publisher_name")
+        else f"publisher: {data['publisher']}",
         f"description: {data['description']}" if data["description"] else "",
         f"license: {data['license']}" if data["license"] else "",
         f"tags: {', '.join(data['tags'])}" if data["tags"] else "",
