@@ -333,7 +333,7 @@ def info(ctx: Context, ref: str, as_json: bool) -> None:
         part = "" if landed["files"] == len(data["files"]) else f"{landed['files']} of {len(data['files'])} files, "
         lines.append(f"landed here: {landed['uri']} ({part}tier {landed['tier']}, {ago(landed['landed'])})")
     else:
-        lines.append(f"not landed here: p2pdata fetch {data['publisher']}/{data['name']}@{data['version']}")
+        lines.append(f"not landed here: p2pdata fetch {data['ref']}")
     for line in filter(None, lines):
         plain(console, line)
     if data["schema"]:

@@ -825,6 +825,7 @@ class Daemon:
         return {
             **manifest_summary(manifest),
             "publisher_name": names.of(manifest.owner),
+            "ref": f"{names.label(manifest.owner)}/{manifest.ref}",  # what a user copies
             "rows": manifest.extra.get("rows"),
             "versions": sorted(versions, key=version_key),
             "landed": None if record is None else {

@@ -113,12 +113,17 @@ def table(rows: Iterable[Mapping[str, Any]], columns: list[Column], title: str |
 def print_table(
     console: Console, rows: Iterable[Mapping[str, Any]], columns: list[Column], title: str | None = None
 ) -> None:
-    console.print(table(rows, columns, title))
+    rows = list(rows)
+    if rows:
+        console.print(table(rows, columns, title))
+    else:  # an empty frame says less than one line
+        plain(console, f"{title}: none" if title else "none")
 
 
 def plain(console: Console, text: str) -> None:
     """Print a line that may hold outside text, without interpreting markup or highlighting."""
-    console.print(Text(text), highlight=False)
+    # soft_wrap: the terminal wraps a long line, so a command in it copies whole.
+    console.print(Text(text), highlight=False, soft_wrap=True)
 
 
 class SpeedColumn(ProgressColumn):

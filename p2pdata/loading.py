@@ -97,7 +97,7 @@ def landed_uri(ref: str, *, fetch: bool = False, home: str | os.PathLike[str] | 
     link = DaemonLink(home)
     info = link.info(ref)
     if not info["landed"]:
-        exact = f"{info['publisher']}/{info['name']}@{info['version']}"
+        exact = info["ref"]
         if not fetch:
             raise NotFound(
                 f"{exact} has not landed on this cluster: `p2pdata fetch {exact}`, or load(..., fetch=True)"
