@@ -188,6 +188,21 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     assert example.returncode == 0, example.stderr
     assert "4 rows in 2 files" in example.stdout and "fare" in example.stdout
 
+    # An image folder: a mix of formats is refused unless published as files; load lists them.
+    pics = tmp_path / "pics"
+    (pics / "train").mkdir(parents=True)
+    for i in range(3):
+        (pics / "train" / f"{i}.jpg").write_bytes(bytes([i]) * 100)
+    (pics / "labels.csv").write_text("file,label\n0.jpg,1\n1.jpg,0\n2.jpg,1\n")
+    assert "--format files" in lab.cli("publish", str(pics), "--name", "pics", "--version", "1", ok=False)
+    lab.cli("publish", str(pics), "--name", "pics", "--version", "1", "--format", "files")
+    me.cli("sync")
+    uris = p2pdata.load("pics@1", fetch=True, home=me.home, progress=False, timeout=120)
+    assert sorted(uri.rsplit("/", 2)[-2] + "/" + uri.rsplit("/", 1)[-1] for uri in uris) == [
+        "1/labels.csv", "train/0.jpg", "train/1.jpg", "train/2.jpg"]
+    assert all(Path(uri.removeprefix("file://")).is_file() for uri in uris)
+    assert p2pdata.load("pics@1", home=me.home, format="csv").count_rows() == 3
+
     # Unpublished at the source: a new signed catalog; `sync` brings it here at once.
     def seeded() -> list[str]:
         return requests.get(f"{lab.peer_url}/v1/have", timeout=10).json()["datasets"]
