@@ -77,17 +77,19 @@ class DaemonLink:
         with Progress(*transfer_columns(), console=Console(file=sys.stderr), disable=not progress) as bar:
             task = bar.add_task(job["ref"], total=job.get("total_bytes") or None)
             events = client.events()
-            # Subscribed first, then re-read: a state change in between cannot be missed.
-            job = await client.call("GET", f"/v1/jobs/{job['id']}")
-            while job["state"] not in _FINAL:
-                event = await anext(events)
-                if event.get("job") != job["id"]:
-                    continue
-                if event["type"] == "fetch.progress":
-                    bar.update(task, completed=event["done_bytes"], total=event["total_bytes"])
-                elif event["type"] == "fetch.state":
-                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
-            await events.aclose()
+            try:
+                # Subscribed first, then re-read: a state change in between cannot be missed.
+                job = await client.call("GET", f"/v1/jobs/{job['id']}")
+                while job["state"] not in _FINAL:
+                    event = await anext(events)
+                    if event.get("job") != job["id"]:
+                        continue
+                    if event["type"] == "fetch.progress":
+                        bar.update(task, completed=event["done_bytes"], total=event["total_bytes"])
+                    elif event["type"] == "fetch.state":
+                        job = await client.call("GET", f"/v1/jobs/{job['id']}")
+            finally:  # on a timeout too: the event stream's connection is closed, not leaked
+                await events.aclose()
         return job
 
 
