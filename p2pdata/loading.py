@@ -23,6 +23,7 @@ from p2pdata.training.data import filesystem_for, list_files, open_dataset
 T = TypeVar("T")
 TABULAR = ("parquet", "csv")
 _FINAL = ("landed", "failed", "cancelled")
+_REREAD = 2.0  # seconds without news after which the job is read again
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -74,22 +75,29 @@ class DaemonLink:
         from p2pdata.web.client import ControlClient
 
         client = ControlClient(self.config)
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def read() -> None:
+            async for event in client.events():
+                if event.get("job") == job["id"]:
+                    events.put_nowait(event)
+
+        reader = asyncio.create_task(read())
         with Progress(*transfer_columns(), console=Console(file=sys.stderr), disable=not progress) as bar:
             task = bar.add_task(job["ref"], total=job.get("total_bytes") or None)
-            events = client.events()
             try:
-                # Subscribed first, then re-read: a state change in between cannot be missed.
-                job = await client.call("GET", f"/v1/jobs/{job['id']}")
                 while job["state"] not in _FINAL:
-                    event = await anext(events)
-                    if event.get("job") != job["id"]:
-                        continue
+                    try:
+                        event = await asyncio.wait_for(events.get(), _REREAD)
+                    except TimeoutError:  # what changed before the stream was open is read, not awaited
+                        event = {"type": "fetch.state"}
                     if event["type"] == "fetch.progress":
                         bar.update(task, completed=event["done_bytes"], total=event["total_bytes"])
                     elif event["type"] == "fetch.state":
                         job = await client.call("GET", f"/v1/jobs/{job['id']}")
             finally:  # on a timeout too: the event stream's connection is closed, not leaked
-                await events.aclose()
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
         return job
 
 
