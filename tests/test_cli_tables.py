@@ -70,9 +70,8 @@ def _column(out: str, header: str) -> str:
 
 
 def _render(rows: list[dict[str, Any]], columns: list[Column]) -> list[str]:
-    console = Console(width=80, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console = Console(width=80, record=True, file=io.StringIO())
     console.print(table(rows, columns))
-    console.file.close()
     return console.export_text().splitlines()
 
 
