@@ -73,9 +73,14 @@ RUN_COLUMNS = [
 ]
 
 
-def _jobs_rows(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _jobs_rows(jobs: list[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
+    """Fetch jobs for a table: refs under the publisher's name, progress in human sizes."""
     return [
-        {**job, "progress": f"{human_size(job.get('done_bytes') or 0)} / {human_size(job.get('total_bytes'))}"}
+        {
+            **job,
+            "ref": named_ref(job["ref"], names),
+            "progress": f"{human_size(job.get('done_bytes') or 0)} / {human_size(job.get('total_bytes'))}",
+        }
         for job in jobs
     ]
 
@@ -465,7 +470,7 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
     plain(console, f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
     names = data.get("publishers") or {}
     _table(_peer_rows(data["peers"]), PEER_COLUMNS, "peers")
-    _table([{**j, "ref": named_ref(j["ref"], names)} for j in _jobs_rows(data["jobs"])], JOB_COLUMNS, "fetch jobs")
+    _table(_jobs_rows(data["jobs"], names), JOB_COLUMNS, "fetch jobs")
     _table([{**d, "ref": named_ref(d["ref"], names)} for d in data["landed"]], LANDED_COLUMNS, "landed datasets")
     _table(data["runs"], RUN_COLUMNS, "training runs")
 
@@ -650,7 +655,11 @@ def jobs(click_ctx: click.Context, as_json: bool) -> None:
     """Fetch jobs (list, show, cancel), training job specs (add, specs, remove) and run logs."""
     if click_ctx.invoked_subcommand is None:
         rows = click_ctx.obj.call("GET", "/v1/jobs")
-        _emit_json(rows) if as_json else _table(_jobs_rows(rows), JOB_COLUMNS)
+        if as_json:
+            _emit_json(rows)
+        else:
+            names = click_ctx.obj.call("GET", "/v1/publishers")
+            _table(_jobs_rows(rows, names), JOB_COLUMNS)
 
 
 @jobs.command("show")

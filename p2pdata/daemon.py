@@ -765,7 +765,7 @@ class Daemon:
             "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),
             "published": [manifest_summary(m) for m in self.local_catalog.datasets()],
-            "publishers": self.publisher_names().as_dict(),
+            "publishers": self.publishers(),
         }
 
     # ---- control API: tiers and training ------------------------------------------------------
@@ -814,6 +814,10 @@ class Daemon:
             labels={entry.cluster_id: entry.name for entry in self.trust.list()},
             claimed={info.cluster_id: info.name for info in self._peer_info.values()},
         )
+
+    def publishers(self) -> dict[str, str]:
+        """Cluster id → the name shown for it (for tables that show refs)."""
+        return self.publisher_names().as_dict()
 
     def dataset_info(self, ref: str) -> dict[str, Any]:
         """What `info`, `ls` and `p2pdata.load` show: the manifest, its publisher's name, the

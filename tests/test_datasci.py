@@ -135,8 +135,8 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     assert sorted(frame.columns) == sorted(expected.columns)  # the date= partition column too
     assert sorted(frame["fare"]) == sorted(expected["fare"]) and len(frame) == 4
     assert me.cli_json("info", "taxi-trips")["landed"]["uri"].startswith("file://")
-    status = me.cli("status")
-    assert "lab-a/taxi-trips@2024.03" in status.replace("│\n│", "")  # named, in jobs and landed
+    for command in ("status", "jobs"):  # refs under the publisher's name, in jobs and landed
+        assert "lab-a/taxi-trips@2024.03" in me.cli(command).replace("│\n│", "")
 
     # The landing started the reader; `jobs logs --follow` ends when the run does.
     run = wait_for(lambda: next(iter(me.cli_json("runs")), None), what="the triggered run")
