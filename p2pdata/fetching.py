@@ -329,7 +329,9 @@ class Fetcher:
     def __init__(self, *, jobs: FetchJobTable, catalogs: Catalogs, restricted: RestrictedFetch,
                  peers: PeerView, transfer: Transfer, open_store: StoreOpener, events: Events,
                  held: HeldFolders, on_landed: OnLanded, own_cluster: str, store_root: str,
-                 default_tier: str, stall_timeout: float, clock: Callable[[], float] = time.time) -> None:
+                 default_tier: str, stall_timeout: float,
+                 source_label: Callable[[Endpoint], str] = lambda e: f"{e[0]}:{e[1]}",
+                 clock: Callable[[], float] = time.time) -> None:
         self.jobs = jobs
         self.catalogs = catalogs
         self.restricted = restricted
@@ -343,6 +345,7 @@ class Fetcher:
         self.store_root = store_root
         self.default_tier = default_tier
         self.stall_timeout = stall_timeout
+        self.source_label = source_label  # a torrent endpoint as the user knows its peer
         self.clock = clock
         self._machines: dict[str, FetchMachine] = {}  # active jobs
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -392,10 +395,12 @@ class Fetcher:
             failed.tier, failed.train = tier or failed.tier, train or failed.train
             self.jobs.save(failed)
             return {**await self.retry(failed.id), "attached": False}
+        # Progress counts the selected files only (a stub's files are known once it is granted).
+        selected = _subset(manifest, files) if files and manifest.files else manifest
         now = int(self.clock())
         job = self.jobs.new(
             ref=f"{manifest.owner}/{manifest.ref}", manifest_id=manifest.id,
-            publisher=manifest.owner, total_bytes=manifest.total_size,
+            publisher=manifest.owner, total_bytes=selected.total_size,
             tier=tier or self.default_tier, to=to, train=train, files=files,
             created=now, updated=now,
         )
@@ -471,8 +476,10 @@ class Fetcher:
                 manifest, certificate = await self.restricted.prepare_fetch(manifest)
             store = self.open_store(job.to)
             landing = _subset(manifest, job.files) if job.files else manifest
+            job.total_bytes = landing.total_size  # a stub's files are known once it is granted
             if await store.is_landed(landing):
                 # Landed before: nothing to do, and its training is not started again.
+                job.landed_files = len(landing.files)
                 machine.landed(self.clock(), store.uri(landing))
                 self._changed(machine)
                 return
@@ -498,6 +505,7 @@ class Fetcher:
                 swarm.release()  # landed: the staged copy is now an evictable seed
                 folder = swarm.folder
             uri = store.uri(landing)
+            job.landed_files = len(landing.files)
             machine.landed(self.clock(), uri)
             try:  # recorded and its runs known before anyone is told it landed
                 job.runs = await self.on_landed(Landed(job, manifest, landing, uri, folder))
@@ -623,9 +631,13 @@ class Fetcher:
             now = self.clock()
             machine.observe(now, progress.done, self._sources(swarm.manifest, swarm, progress.peers))
             self.jobs.save(machine.job)
+            sources: dict[str, int] = {}  # bytes received from each peer so far
+            for endpoint, received in progress.sources:
+                label = self.source_label(endpoint)
+                sources[label] = sources.get(label, 0) + received
             self.events.emit("fetch.progress", job=machine.job.id, done_bytes=progress.done,
                              total_bytes=progress.total, rate=progress.rate, eta=progress.eta,
-                             peers=progress.peers, waiting=machine.job.waiting)
+                             peers=progress.peers, waiting=machine.job.waiting, sources=sources)
             if (error := machine.tick(now)) is not None:
                 return error
         return None

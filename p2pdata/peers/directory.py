@@ -61,6 +61,9 @@ class PeerDirectory:
     def info(self, url: str) -> PeerInfo | None:
         return self._info.get(url)
 
+    def infos(self) -> list[PeerInfo]:
+        return list(self._info.values())
+
     def knows_key(self, key: bytes) -> bool:
         """Some peer we sync with answered with this cluster key."""
         return any(info.public_key == key for info in self._info.values())
