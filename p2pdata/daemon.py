@@ -370,7 +370,7 @@ class Daemon:
     def known_cluster(self, cluster_id: str, key: bytes) -> bool:
         """A cluster we trust, granted, or sync with: its signed requests get their own budget."""
         encoded = encode_public_key(key)
-        return (any(info.public_key == key for info in self._peer_info.values())
+        return (any(info.proven and info.public_key == key for info in self._peer_info.values())
                 or any(e.cluster_id == cluster_id and e.public_key in (None, encoded) for e in self.trust.list())
                 or self.restricted.grants.any_to(cluster_id))
 
