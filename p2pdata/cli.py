@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -231,7 +233,7 @@ def search(
 @click.option("--to", "to", help="Store root to land under, instead of the configured one.")
 @click.option("--train", "train", help="A training job to start once the data has landed.")
 @click.option("--files", "files", multiple=True, help="Only files matching this glob (repeatable).")
-@click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs show`.")
+@click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs watch ID`.")
 @click.option("--timeout", type=float, help="Stop waiting after this many seconds (the fetch goes on).")
 @json_option
 @pass_context
@@ -246,32 +248,96 @@ def fetch(
     timeout: float | None,
     as_json: bool,
 ) -> None:
-    """Fetch NAME[@VERSION] (or CLUSTER/NAME@VERSION) from every peer that has it and land it."""
+    """Fetch NAME[@VERSION] (or CLUSTER/NAME@VERSION) from every peer that has it and land it.
+
+    A fetch of a dataset already being fetched attaches to that job. Ctrl-C leaves the
+    fetch running in the daemon (see `p2pdata jobs watch`); a second Ctrl-C within
+    3 seconds cancels it. Exits 1 when the job fails or is cancelled, with --json too.
+    """
     job = ctx.call(
         "POST", "/v1/fetch", {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files)}
     )
+    if job.get("attached") and not as_json:  # JSON says so in "attached"
+        click.echo(f"{job['ref']} is already being fetched: attached to job {job['id']}")
     if not detach:
-        try:
-            job = asyncio.run(asyncio.wait_for(_follow_fetch(ctx, job, quiet=as_json), timeout))
-        except TimeoutError:
-            job = ctx.call("GET", f"/v1/jobs/{job['id']}")
-    if as_json:
-        _emit_json(job)
-    elif job["state"] == "landed":
-        click.echo(f"landed {job['ref']} at {job['uri']}")
-    elif job["state"] in ("failed", "cancelled"):
-        raise P2pdataError(f"fetch of {job['ref']} {job['state']}: {job.get('error') or ''}")
-    else:
-        click.echo(f"fetch job {job['id']} for {job['ref']}: {job['state']}")
+        job = asyncio.run(_attach(ctx, job, timeout=timeout, quiet=as_json))
+    _job_outcome(job, as_json)
 
 
 _FINAL_STATES = ("landed", "failed", "cancelled")
+_CANCEL_WINDOW = 3.0  # seconds in which a second Ctrl-C cancels the fetch
+_REREAD = 2.0  # seconds without an event after which an attached client re-reads its job
 
 
-async def _follow_fetch(ctx: Context, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
+def _say(message: str, quiet: bool) -> None:
+    """A note for the user; on stderr when stdout is JSON for a script."""
+    click.echo(message, err=quiet)
+
+
+def _job_outcome(job: dict[str, Any], as_json: bool) -> None:
+    """Print what became of a fetch job; exit 1 if it failed or was cancelled."""
+    if as_json:
+        _emit_json(job)
+        if job["state"] in ("failed", "cancelled"):
+            sys.exit(1)
+        return
+    if job["state"] == "landed":
+        click.echo(f"landed {job['ref']} at {job['uri']}")
+        for run in job.get("runs") or []:
+            click.echo(f"started training run {run} (follow it with `p2pdata jobs logs {run} --follow`)")
+    elif job["state"] in ("failed", "cancelled"):
+        hint = f"; retry with `p2pdata jobs retry {job['id']}`" if job.get("retryable") else ""
+        raise P2pdataError(f"fetch of {job['ref']} {job['state']}: {job.get('error') or ''}{hint}")
+    else:
+        click.echo(f"fetch job {job['id']} for {job['ref']}: {job['state']}"
+                   + (f" ({job['waiting']})" if job.get("waiting") else ""))
+
+
+async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
+                  quiet: bool) -> dict[str, Any]:
+    """Follow a job until it ends, the timeout passes, or Ctrl-C (see `fetch`)."""
     from p2pdata.web.client import ControlClient
 
     client = ControlClient(ctx.config)
+    loop = asyncio.get_running_loop()
+    follow = asyncio.create_task(_follow_fetch(client, job, quiet))
+    choice: list[str] = []  # "asked", then "leave" or "cancel"
+
+    def leave() -> None:
+        if choice == ["asked"]:
+            choice.append("leave")
+            follow.cancel()
+
+    def interrupted() -> None:
+        if not choice:
+            choice.append("asked")
+            _say(f"\nCtrl-C: fetch job {job['id']} goes on in the daemon. "
+                 f"Press Ctrl-C again within {_CANCEL_WINDOW:.0f} s to cancel it.", quiet)
+            loop.call_later(_CANCEL_WINDOW, leave)
+        elif choice == ["asked"]:
+            choice.append("cancel")
+            follow.cancel()
+
+    handled = threading.current_thread() is threading.main_thread()  # else no signals reach us
+    if handled:
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        _say(f"following fetch job {job['id']}: Ctrl-C leaves it running, twice cancels it", quiet)
+    try:
+        await asyncio.wait({follow}, timeout=timeout)
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGINT)
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+    if "cancel" in choice:
+        return await client.call("POST", f"/v1/jobs/{job['id']}/cancel", {})
+    if "leave" in choice:
+        _say(f"left fetch job {job['id']} running: `p2pdata jobs watch {job['id']}` follows it, "
+             f"`p2pdata jobs cancel {job['id']}` stops it", quiet)
+    return await client.call("GET", f"/v1/jobs/{job['id']}")
+
+
+async def _follow_fetch(client: Any, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -279,26 +345,40 @@ async def _follow_fetch(ctx: Context, job: dict[str, Any], quiet: bool) -> dict[
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     ]
+
+    def describe(peers: int | None = None) -> str:
+        what = f"{job['ref']} [{job['state']}]" if peers is None else f"{job['ref']} ({peers} peers)"
+        return f"{what}: {job['waiting']}" if job.get("waiting") else what
+
     with Progress(*columns, console=console, disable=quiet) as progress:
         task = progress.add_task(job["ref"], total=job.get("total_bytes") or None)
         events = client.events()
-        # Re-read the job after subscribing, so an event between the two cannot be missed.
-        job = await client.call("GET", f"/v1/jobs/{job['id']}")
-        while job["state"] not in _FINAL_STATES:
-            event = await anext(events)
-            if event.get("job") != job["id"]:
-                continue
-            if event["type"] == "fetch.progress":
-                progress.update(
-                    task,
-                    completed=event["done_bytes"],
-                    total=event["total_bytes"],
-                    description=f"{job['ref']} ({event.get('peers', 0)} peers)",
-                )
-            elif event["type"] == "fetch.state":
-                job = await client.call("GET", f"/v1/jobs/{job['id']}")
-                progress.update(task, description=f"{job['ref']} [{job['state']}]")
-        await events.aclose()
+        pending: asyncio.Future[dict[str, Any]] | None = None
+        try:
+            job = await client.call("GET", f"/v1/jobs/{job['id']}")
+            progress.update(task, completed=job["done_bytes"], description=describe())
+            while job["state"] not in _FINAL_STATES:
+                pending = pending or asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({pending}, timeout=_REREAD)
+                if not done:  # quiet for a while: re-read, in case the end came before we listened
+                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
+                    progress.update(task, completed=job["done_bytes"], description=describe())
+                    continue
+                event, pending = pending.result(), None
+                if event.get("job") != job["id"]:
+                    continue
+                if event["type"] == "fetch.progress":
+                    job["waiting"] = event.get("waiting")
+                    progress.update(task, completed=event["done_bytes"], total=event["total_bytes"],
+                                    description=describe(event.get("peers", 0)))
+                elif event["type"] == "fetch.state":
+                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
+                    progress.update(task, completed=job["done_bytes"], description=describe())
+        finally:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+            await events.aclose()
     return job
 
 
@@ -322,7 +402,9 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
     click.echo(f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
     _table(data["peers"], ["url", "cluster_id", "state", "last_seen", "failures", "catalog_version", "error"],
            "peers")
-    _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "error"], "fetch jobs")
+    for job in data["jobs"]:
+        job["why"] = job.get("waiting") or job.get("error") or ""
+    _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "why"], "fetch jobs")
     _table(data["landed"], ["ref", "uri", "tier"], "landed datasets")
     _table(data["runs"], ["id", "job", "dataset", "state", "exit_code"], "training runs")
 
@@ -504,25 +586,71 @@ def train(ctx: Context, job: str, ref: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def jobs(click_ctx: click.Context, as_json: bool) -> None:
-    """Fetch jobs (list, show, cancel) and training job specs (add) and run logs."""
+    """Fetch jobs (list, show, watch, cancel, retry) and training job specs (add) and run logs."""
     if click_ctx.invoked_subcommand is None:
-        _listing(
-            click_ctx.obj, "/v1/jobs", ["id", "ref", "state", "done_bytes", "total_bytes", "error"], as_json
-        )
+        rows = click_ctx.obj.call("GET", "/v1/jobs")
+        if as_json:
+            _emit_json(rows)
+            return
+        for row in rows:  # why it waits while it runs, why it failed once it is over
+            row["progress"] = f"{_size(row['done_bytes'])}/{_size(row['total_bytes'])}"
+            row["why"] = row.get("waiting") or row.get("error") or ""
+        _table(rows, ["id", "ref", "state", "progress", "why"])
 
 
 @jobs.command("show")
 @click.argument("job_id")
+@json_option
 @pass_context
-def jobs_show(ctx: Context, job_id: str) -> None:
-    _emit_json(ctx.call("GET", f"/v1/jobs/{job_id}"))
+def jobs_show(ctx: Context, job_id: str, as_json: bool) -> None:
+    """One fetch job: state, progress, why it waits, its error."""
+    job = ctx.call("GET", f"/v1/jobs/{job_id}")
+    if as_json:
+        _emit_json(job)
+        return
+    rows = [("job", job["id"]), ("dataset", job["ref"]), ("state", job["state"]),
+            ("progress", f"{_size(job['done_bytes'])} of {_size(job['total_bytes'])}"),
+            ("files", ", ".join(job["files"]) or "all"), ("tier", job["tier"]),
+            ("waiting", job.get("waiting")), ("error", job.get("error")), ("uri", job.get("uri")),
+            ("runs", ", ".join(job.get("runs") or []))]
+    for name, value in rows:
+        if value:
+            click.echo(f"{name:>9}: {value}")
+    if job.get("retryable"):
+        click.echo(f"retry with `p2pdata jobs retry {job['id']}`")
+
+
+@jobs.command("watch")
+@click.argument("job_id")
+@click.option("--timeout", type=float, help="Stop watching after this many seconds.")
+@json_option
+@pass_context
+def jobs_watch(ctx: Context, job_id: str, timeout: float | None, as_json: bool) -> None:
+    """Attach to fetch job JOB_ID: its bar until it ends (Ctrl-C as in `fetch`)."""
+    job = asyncio.run(_attach(ctx, ctx.call("GET", f"/v1/jobs/{job_id}"), timeout=timeout,
+                              quiet=as_json))
+    _job_outcome(job, as_json)
 
 
 @jobs.command("cancel")
 @click.argument("job_id")
 @pass_context
 def jobs_cancel(ctx: Context, job_id: str) -> None:
+    """Cancel fetch job JOB_ID and delete what it staged."""
     _emit_json(ctx.call("POST", f"/v1/jobs/{job_id}/cancel", {}))
+
+
+@jobs.command("retry")
+@click.argument("job_id")
+@click.option("--detach", is_flag=True, help="Return at once.")
+@json_option
+@pass_context
+def jobs_retry(ctx: Context, job_id: str, detach: bool, as_json: bool) -> None:
+    """Run a failed fetch job again: what was verified is landed, not fetched again."""
+    job = ctx.call("POST", f"/v1/jobs/{job_id}/retry", {})
+    if not detach:
+        job = asyncio.run(_attach(ctx, job, timeout=None, quiet=as_json))
+    _job_outcome(job, as_json)
 
 
 @jobs.command("add")

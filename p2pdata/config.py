@@ -92,6 +92,8 @@ class TransferSection:
     staging_budget: int = 100 * 1024**3
     download_limit: int = 0  # bytes/s, 0 = unlimited
     upload_limit: int = 0
+    # Seconds a fetch may go without receiving a byte before it fails, naming why.
+    stall_timeout: int = 300
 
 
 @dataclass
@@ -260,6 +262,8 @@ def _check_choices(config: Config, path: Path) -> None:
         raise ConfigError(f"{path}: store.webhdfs_url: expected a URL when store.kind is 'hdfs'")
     if config.restricted.show not in ("stub", "hidden"):
         raise ConfigError(f"{path}: restricted.show: expected 'stub' or 'hidden', got {config.restricted.show!r}")
+    if config.transfer.stall_timeout < 1:
+        raise ConfigError(f"{path}: transfer.stall_timeout: expected at least 1 second")
     if config.restricted.certificate_lifetime < 5:
         raise ConfigError(f"{path}: restricted.certificate_lifetime: expected at least 5 seconds")
     control = config.control
@@ -303,6 +307,7 @@ listen = ["0.0.0.0:6881"]
 staging_budget = 107374182400    # bytes
 download_limit = 0               # bytes/s, 0 = unlimited
 upload_limit = 0
+stall_timeout = 300              # seconds without a byte before a fetch fails, saying why
 
 [store]
 kind = "local"                   # or "hdfs" with webhdfs_url

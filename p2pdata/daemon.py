@@ -12,13 +12,11 @@ import hashlib
 import json
 import logging
 import os
-import posixpath
 import secrets
 import signal
 import socket
 import time
-from dataclasses import asdict, replace
-from fnmatch import fnmatchcase
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +30,20 @@ from p2pdata.catalog import (
     Manifest,
     TrustStore,
     encode_public_key,
-    parse_ref,
     scan_dataset,
 )
 from p2pdata.catalog.access import prove_info
 from p2pdata.config import Config, secure_home
 from p2pdata.db import open_db
-from p2pdata.errors import NotFound, P2pdataError, PeerError, TransferError
+from p2pdata.errors import NotFound, P2pdataError, PeerError, TrainingError, TransferError
 from p2pdata.events import EventHub
-from p2pdata.fetching import FetchJob, FetchJobTable
-from p2pdata.hdfs import open_store
+from p2pdata.fetching import Fetcher, FetchJobTable, Landed
+from p2pdata.hdfs import Store, open_store
 from p2pdata.peers import (
     HealthStore,
     PeerClient,
+    PeerDirectory,
     PeerHealth,
-    PeerInfo,
     Source,
     SyncResult,
     SyncScheduler,
@@ -138,10 +135,7 @@ class Daemon:
         self._runners: list[web.AppRunner] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_wakeup = asyncio.Event()
-        self._swarms: dict[str, Any] = {}  # fetch job id -> SwarmJob
-        self._peer_info: dict[str, PeerInfo] = {}  # peer url -> what /v1/info said
-        self._peer_have: dict[str, set[str]] = {}  # peer url -> manifest ids it seeds
-        self._etags: dict[str, str] = {}  # peer url -> catalog ETag held
+        self.directory = PeerDirectory()
         self.discovery: ZeroconfDiscovery | None = None
         self.peer_url = ""
         self.control_url = ""
@@ -163,7 +157,6 @@ class Daemon:
         )
         self.catalogs = self.local_catalog.index  # every verified catalog held, ours included
         self.trust = TrustStore(self.conn, trust_on_first_use=config.cluster.trust_on_first_use)
-        self.fetch_jobs = FetchJobTable(self.conn)
         self.published = _Table(self.conn, "published_sources")
         self.landed = _Table(self.conn, "landed_datasets")
         self.added_peers = _Table(self.conn, "added_peers")
@@ -189,9 +182,27 @@ class Daemon:
             ),
         )
         await self.launcher.start()
+        self.client = PeerClient(tls=peer_tls, identity=self.identity)
+        self.restricted_peers = restricted.RestrictedPeers(
+            self.restricted, self.directory, self.client, self.trust, self.catalogs, self.transfer
+        )
+        self.fetcher = Fetcher(
+            jobs=FetchJobTable(self.conn),
+            catalogs=self.catalogs,
+            restricted=self.restricted_peers,
+            peers=self.directory,
+            transfer=self.transfer,
+            open_store=lambda root: self._open_store(root) if root else self.store,
+            events=self.events,
+            held=self._held_folders,
+            on_landed=self._on_landed,
+            own_cluster=self.identity.cluster_id,
+            store_root=config.store_root,
+            default_tier=config.store.default_tier,
+            stall_timeout=config.transfer.stall_timeout,
+        )
         await self._start_web()
         await self._reseed()
-        self.client = PeerClient(tls=peer_tls, identity=self.identity)
         health_store = HealthStore(self.conn)
         saved_health = health_store.load()  # before adding peers saves their fresh state over it
         self.health = PeerHealth(sync_interval=config.discovery.sync_interval,
@@ -216,10 +227,8 @@ class Daemon:
             )
             await self.discovery.start()
         self._spawn(self._sync_loop())
-        self._spawn(restricted.renew_loop(self))
-        for job in self.fetch_jobs.unfinished():
-            log.info("resuming fetch job %s (%s)", job.id, job.ref)
-            self._spawn(self._run_fetch(job))
+        self._spawn(self.restricted_peers.renew_loop())
+        self.fetcher.resume_all()
         self._write_runtime_file()
         log.info(
             "cluster %s ready: peer API %s, control %s",
@@ -230,6 +239,7 @@ class Daemon:
 
     async def stop(self) -> None:
         # Background work first: fetches stay active in SQLite, landings stay parked in .incoming.
+        await self.fetcher.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -252,7 +262,7 @@ class Daemon:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _open_store(self, root: str) -> Any:
+    def _open_store(self, root: str) -> Store:
         store = self.config.store
         if store.kind == "local":
             return open_store("local", root)
@@ -318,10 +328,9 @@ class Daemon:
             "control_url": self.control_url,
             "torrent_port": self.transfer.listen_port,
         }
-        # Atomically: the CLI and tests read it as soon as it exists.
-        partial = self.config.home / f"{RUNTIME_FILE}.tmp"
-        partial.write_text(json.dumps(data))
-        partial.replace(self.config.home / RUNTIME_FILE)
+        path = self.config.home / RUNTIME_FILE
+        path.with_suffix(".tmp").write_text(json.dumps(data))
+        os.replace(path.with_suffix(".tmp"), path)  # readers wait for it: never a torn file
 
     async def _reseed(self) -> None:
         """Seed every published and landed dataset we still have the bytes of."""
@@ -370,7 +379,7 @@ class Daemon:
     def known_cluster(self, cluster_id: str, key: bytes) -> bool:
         """A cluster we trust, granted, or sync with: its signed requests get their own budget."""
         encoded = encode_public_key(key)
-        return (any(info.proven and info.public_key == key for info in self._peer_info.values())
+        return (self.directory.knows_key(key)
                 or any(e.cluster_id == cluster_id and e.public_key in (None, encoded) for e in self.trust.list())
                 or self.restricted.grants.any_to(cluster_id))
 
@@ -411,14 +420,8 @@ class Daemon:
     def _on_peer_lost(self, url: str) -> None:
         status = self.health.withdraw(url, Source.ZEROCONF, time.time())
         if status is not None and not status.active:
-            self._drop_peer_view(status.url)
+            self.directory.drop(status.url)
         self.events.emit("peer.lost", url=url)
-
-    def _drop_peer_view(self, url: str) -> None:
-        """Forget what a peer said of itself (endpoints, what it seeds): no source, no owner
-        to ask, until it answers a sync again."""
-        self._peer_info.pop(url, None)
-        self._peer_have.pop(url, None)
 
     async def _sync_loop(self) -> None:
         # One task per peer under a deadline: a slow peer delays only itself.
@@ -428,7 +431,7 @@ class Daemon:
         """One round with one peer: info, catalog (a 304 when unchanged), the restricted datasets
         it grants us (likewise), what it seeds."""
         outcome = await sync_peer(
-            self.client, self.health, url, self._verify, etag=self._etags.get(url), clock=time.time
+            self.client, self.health, url, self._verify, etag=self.directory.etag(url), clock=time.time
         )
         if outcome.result is SyncResult.REMOVED:
             return
@@ -436,11 +439,11 @@ class Daemon:
             self.health.forget(url)  # our own advertisement, seen at another address
             return
         if outcome.result is SyncResult.UNREACHABLE or outcome.info is None:
-            self._drop_peer_view(url)
+            self.directory.drop(url, unreachable=True)
             self.events.emit("peer.failed", url=url, message=outcome.error)
             return
         if outcome.result is SyncResult.REJECTED:
-            self._etags.pop(url, None)
+            self.directory.catalog_dropped(url)
             reason = (outcome.error or "").partition("(")[2].partition(")")[0] or "unknown"
             self.events.emit("peer.rejected", url=url, reason=reason, message=outcome.error)
             log.warning("rejected catalog from %s: %s", url, outcome.error)
@@ -448,40 +451,23 @@ class Daemon:
             self.catalogs.store(outcome.verified, source=url)
             catalog = outcome.verified.catalog
             self.events.emit("catalog.updated", url=url, cluster_id=catalog.cluster, version=catalog.version)
-        self._peer_info[url] = outcome.info
+        self.directory.answered(url, outcome.info)
         if outcome.result is not SyncResult.REJECTED:  # its catalog holds: index what it grants us
             if outcome.etag:
-                self._etags[url] = outcome.etag
-            await restricted.sync_granted(self, url, outcome.info)
+                self.directory.catalog_held(url, outcome.etag)
+            await self.restricted_peers.sync_granted(url, outcome.info)
         try:
             have = set(await self.client.have(url))
         except PeerError as exc:
             if self.health.get(url) is not None:
                 self.health.failed(url, time.time(), str(exc))
-            self._drop_peer_view(url)
+            self.directory.drop(url, unreachable=True)
             return
         if self.health.get(url) is None:  # removed while we asked: keep nothing it said
-            self._drop_peer_view(url)
+            self.directory.drop(url)
             return
-        self._peer_have[url] = have
-        for swarm in self._swarms.values():
-            swarm.add_peers(self._endpoints_for(swarm.manifest))
-
-    def _endpoints_for(self, manifest: Manifest) -> list[tuple[str, int]]:
-        """Torrent endpoints of every peer seeding these very files, whoever published them."""
-        if restricted.is_restricted(manifest):
-            return restricted.endpoints(self, manifest)
-        info_hash = manifest.torrent.info_hash if manifest.torrent else None
-        same_files = {
-            m.id
-            for m in self.catalogs.manifests(name=manifest.name)
-            if m.torrent and m.torrent.info_hash == info_hash
-        }
-        endpoints: list[tuple[str, int]] = []
-        for url, have in self._peer_have.items():
-            if have & same_files:
-                endpoints.extend(self._peer_info[url].torrent_endpoints)
-        return endpoints
+        self.directory.seeds(url, have)
+        self.fetcher.peers_changed()
 
     # ---- control API: publish, search, fetch ------------------------------------------------
 
@@ -530,137 +516,49 @@ class Daemon:
         hits = self.catalogs.search(query, **others, **sizes, tags=tags, now=int(time.time()))
         return [{**manifest_summary(hit.manifest), "score": hit.score} for hit in hits]
 
-    async def fetch(
-        self,
-        ref: str,
-        *,
-        tier: str | None = None,
-        to: str | None = None,
-        train: str | None = None,
-        files: list[str] | None = None,
-    ) -> dict[str, Any]:
-        manifest = self.catalogs.resolve(ref, now=int(time.time()))
-        if manifest.torrent is None and not restricted.is_stub(manifest):
-            raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
+    async def fetch(self, ref: str, *, train: str | None = None, **options: Any) -> dict[str, Any]:
         if train:
             self.registry.get(train)  # an unknown job fails now, not after the download
-        if to is None and len({m.owner for m in self.catalogs.manifests(name=manifest.name)}) > 1:
-            # Two publishers use this name: the landed path carries the publisher, so their
-            # datasets never meet at one NAME/VERSION.
-            to = posixpath.join(self.config.store_root, manifest.owner)
-        now = int(time.time())
-        job = self.fetch_jobs.new(
-            ref=f"{manifest.owner}/{manifest.ref}",
-            manifest_id=manifest.id,
-            publisher=manifest.owner,
-            total_bytes=manifest.total_size,
-            tier=tier or self.config.store.default_tier,
-            to=to,
-            train=train,
-            files=files or [],
-            created=now,
-            updated=now,
-        )
-        self.events.emit("fetch.state", job=job.id, state=job.state)
-        self._spawn(self._run_fetch(job))
-        return job.to_dict()
-
-    async def _run_fetch(self, job: FetchJob) -> None:
-        swarm = None
-        try:
-            cluster, name, version = parse_ref(job.ref)
-            manifest = self._manifest({"cluster": cluster, "name": name, "version": version})
-            if manifest is None:
-                raise NotFound(f"{job.ref} is no longer in any verified catalog")
-            if job.state != "queued":
-                job.move("queued", int(time.time()))  # resumed after a restart
-            certificate = None
-            if restricted.is_restricted(manifest) and manifest.owner != self.identity.cluster_id:
-                manifest, certificate = await restricted.prepare_fetch(self, manifest)
-            store = self._open_store(job.to) if job.to else self.store
-            landing = _subset(manifest, job.files) if job.files else manifest
-            if await store.is_landed(landing):
-                self._set_state(job, "transferring")
-            else:
-                swarm = await self.transfer.fetch(
-                    manifest,
-                    peers=self._endpoints_for(manifest),
-                    files=job.files or None,
-                    certificate=certificate,
-                )
-                self._swarms[job.id] = swarm
-                self._set_state(job, "transferring")
-                progress = self._spawn(self._report_progress(job, swarm))
-                await store.land(landing, swarm.completed_files(), job.tier)
-                await swarm.wait()
-                swarm.release()  # landed: the staged copy is now an evictable seed
-                progress.cancel()
-                self.landed.put(
-                    manifest.id,
-                    {
-                        **_record_key(manifest),
-                        "ref": job.ref,
-                        "uri": store.uri(landing),
-                        "tier": job.tier,
-                        "staging": str(swarm.folder),
-                        "landed": int(time.time()),
-                    },
-                )
-            job.uri = store.uri(landing)
-            job.done_bytes = job.total_bytes
-            self._set_state(job, "landed")
-            self.events.emit("dataset.landed", job=job.id, ref=job.ref, uri=job.uri)
-            await self._trigger_training(landing, job.uri, job.train)
-        except P2pdataError as exc:
-            log.warning("fetch job %s failed: %s", job.id, exc)
-            if swarm is not None:
-                await swarm.cancel()
-            if job.state not in ("failed", "cancelled", "landed"):
-                self._set_state(job, "failed", error=str(exc))
-        finally:
-            # On daemon shutdown (CancelledError) the job stays active and resumes on the next start.
-            self._swarms.pop(job.id, None)
-
-    async def _report_progress(self, job: FetchJob, swarm: Any) -> None:
-        async for progress in swarm.progress_events():
-            job.done_bytes = progress.done
-            self.fetch_jobs.save(job)
-            self.events.emit(
-                "fetch.progress",
-                job=job.id,
-                done_bytes=progress.done,
-                total_bytes=progress.total,
-                rate=progress.rate,
-                eta=progress.eta,
-                peers=progress.peers,
-            )
-
-    def _set_state(self, job: FetchJob, state: str, error: str | None = None) -> None:
-        job.move(state, int(time.time()), error)
-        self.fetch_jobs.save(job)
-        self.events.emit("fetch.state", job=job.id, state=state, error=job.error)
-
-    async def _trigger_training(self, manifest: Manifest, uri: str, requested: str | None) -> None:
-        specs = matching_jobs(self.registry.specs(), manifest)
-        if requested and all(spec.name != requested for spec in specs):
-            specs.append(self.registry.get(requested))
-        for spec in specs:
-            await self.launcher.submit(spec, manifest, uri)
+        return await self.fetcher.fetch(ref, train=train, **options)
 
     def jobs(self) -> list[dict[str, Any]]:
-        return [job.to_dict() for job in self.fetch_jobs.all()]
+        return self.fetcher.list()
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self.fetch_jobs.get(job_id).to_dict()
+        return self.fetcher.get(job_id)
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
-        job = self.fetch_jobs.get(job_id)
-        swarm = self._swarms.get(job_id)
-        if job.state not in ("landed", "failed", "cancelled"):
-            self._set_state(job, "cancelled")
-        if swarm is not None:
-            await swarm.cancel()
-        return job.to_dict()
+        return await self.fetcher.cancel(job_id)
+
+    async def retry_job(self, job_id: str) -> dict[str, Any]:
+        return await self.fetcher.retry(job_id)
+
+    def _held_folders(self) -> list[tuple[Manifest, Path]]:
+        """Datasets whose files this cluster holds, and where: a fetch reuses them."""
+        held = []
+        for table, folder in ((self.published, "directory"), (self.landed, "staging")):
+            for record in table.items().values():
+                manifest = self._manifest(record)
+                if manifest is not None and not restricted.is_stub(manifest):
+                    held.append((manifest, Path(record[folder])))
+        return held
+
+    async def _on_landed(self, landed: Landed) -> list[str]:
+        """Record a landing (to seed it and train on it); start its training runs, once."""
+        manifest, job = landed.manifest, landed.job
+        self.landed.put(manifest.id, {
+            **_record_key(manifest), "ref": job.ref, "uri": landed.uri, "tier": job.tier,
+            "staging": str(landed.staging), "landed": int(time.time()),
+        })
+        specs = matching_jobs(self.registry.specs(), landed.landing)
+        try:
+            if job.train and all(spec.name != job.train for spec in specs):
+                specs.append(self.registry.get(job.train))
+            return [(await self.launcher.submit(spec, landed.landing, landed.uri)).id for spec in specs]
+        except TrainingError as exc:  # the data landed all the same
+            log.warning("fetch job %s landed, but training did not start: %s", job.id, exc)
+            self.events.emit("run.failed", job=job.id, message=str(exc))
+            return []
 
     # ---- control API: peers, trust, status ---------------------------------------------------
 
@@ -679,7 +577,7 @@ class Daemon:
                     "error": status.last_error,
                     "catalog_version": held.version if held else None,
                     # Signed our nonce naming this very URL: not an impostor or a relay.
-                    "proven": bool((info := self._peer_info.get(status.url)) and info.proven),
+                    "proven": bool((info := self.directory.info(status.url)) and info.proven),
                 }
             )
         return rows
@@ -694,8 +592,7 @@ class Daemon:
     async def remove_peer(self, url: str) -> dict[str, Any]:
         url = normalize_peer_url(url)
         self.added_peers.delete(url)
-        self._drop_peer_view(url)  # never again a source or an owner to ask
-        self._etags.pop(url, None)
+        self.directory.forget(url)  # never again a source or an owner to ask
         return {"url": url, "removed": self.health.forget(url)}
 
     def grant(self, name: str, cluster: str) -> dict[str, Any]:
@@ -724,7 +621,7 @@ class Daemon:
             self.catalogs.forget(cluster_id)
             for status in self.health.peers():
                 if status.cluster_id == cluster_id:
-                    self._etags.pop(status.url, None)
+                    self.directory.catalog_dropped(status.url)
         return {"cluster_id": cluster_id, "removed": True}
 
     def status(self) -> dict[str, Any]:
@@ -743,6 +640,7 @@ class Daemon:
                 },
             },
             "peers": self.peers(),
+            "transfer": {"uploaded": sum(swarm.uploaded for swarm in self.transfer.swarms())},
             "jobs": self.jobs(),
             "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),
@@ -805,13 +703,6 @@ def manifest_summary(manifest: Manifest) -> dict[str, Any]:
 
 def _record_key(manifest: Manifest) -> dict[str, str]:
     return {"cluster": manifest.owner, "name": manifest.name, "version": manifest.version}
-
-
-def _subset(manifest: Manifest, globs: list[str]) -> Manifest:
-    files = tuple(f for f in manifest.files if any(fnmatchcase(f.path, g) for g in globs))
-    if not files:
-        raise NotFound(f"no file of {manifest.ref} matches {', '.join(globs)}")
-    return replace(manifest, files=files)
 
 
 def _server_tls(cert: Path, key: Path) -> Any:

@@ -4,6 +4,7 @@ Imports only the catalog room and p2pdata.errors; the daemon composes the pieces
 """
 
 from p2pdata.peers.client import CatalogFetch, ClientLimits, PeerClient, PeerInfo, tls_context
+from p2pdata.peers.directory import PeerDirectory
 from p2pdata.peers.discovery import SERVICE_TYPE, ZeroconfDiscovery
 from p2pdata.peers.errors import (
     InvalidPeerUrl,
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidPeerUrl",
     "PeerBadResponse",
     "PeerClient",
+    "PeerDirectory",
     "PeerHealth",
     "PeerHttpError",
     "PeerInfo",

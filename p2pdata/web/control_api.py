@@ -33,6 +33,7 @@ class ControlService(Protocol):
     def jobs(self) -> list[dict[str, Any]]: ...
     def job(self, job_id: str) -> dict[str, Any]: ...
     async def cancel_job(self, job_id: str) -> dict[str, Any]: ...
+    async def retry_job(self, job_id: str) -> dict[str, Any]: ...
     def peers(self) -> list[dict[str, Any]]: ...
     async def add_peer(self, url: str) -> dict[str, Any]: ...
     async def remove_peer(self, url: str) -> dict[str, Any]: ...
@@ -204,6 +205,10 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
     async def cancel_job(request: web.Request) -> web.Response:
         return reply(await service.cancel_job(request.match_info["job_id"]))
 
+    @routes.post("/v1/jobs/{job_id}/retry")
+    async def retry_job(request: web.Request) -> web.Response:
+        return reply(await service.retry_job(request.match_info["job_id"]))
+
     @routes.get("/v1/peers")
     async def peers(request: web.Request) -> web.Response:
         return reply(service.peers())
@@ -287,9 +292,12 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
         await response.prepare(request)
         # A comment line first, so clients know the stream is open before any event arrives.
         await response.write(b": connected\n\n")
-        async for event in service.events.subscribe():
-            payload = json.dumps(event, separators=(",", ":"))
-            await response.write(f"id: {event['id']}\nevent: {event['type']}\ndata: {payload}\n\n".encode())
+        try:
+            async for event in service.events.subscribe():
+                payload = json.dumps(event, separators=(",", ":"))
+                await response.write(f"id: {event['id']}\nevent: {event['type']}\ndata: {payload}\n\n".encode())
+        except ConnectionError:  # the client went away (e.g. an attached fetch ended): not an error
+            pass
         return response
 
     app = web.Application(middlewares=[guard], client_max_size=_MAX_REQUEST_BYTES)

@@ -87,9 +87,9 @@ def test_static_peers_search_fetch_and_reseed(make_daemon, tmp_path):
         "fetch", "clicks@1", ok=False)
     job = gamma.cli_json("fetch", f"{alpha.cluster_id}/clicks@1", "--timeout", "60")
     assert job["state"] == "landed", job
-    # Two publishers use the name: the landed path carries the publisher.
+    # Two publishers use the name: the landed path carries the one the user chose.
     assert landed_files(gamma.home / "datasets" / alpha.cluster_id, "clicks", "1") == expected
-    assert not (gamma.home / "datasets" / alpha.cluster_id / ".incoming" / "clicks" / "1").exists()
+    assert not (gamma.home / "datasets" / "clicks").exists()
 
     # gamma now seeds what it fetched: once the publishers are gone, a fourth cluster fetches from gamma.
     delta = make_daemon("delta", discovery={"static_peers": [alpha.peer_url, gamma.peer_url]})
@@ -132,13 +132,13 @@ def test_fetching_daemon_killed_mid_transfer_resumes_and_never_shows_a_partial_d
     final = gamma.home / "datasets" / "big" / "1"
 
     job = gamma.cli_json("fetch", "big@1", "--detach")
-    wait_for(lambda: json.loads(gamma.cli("jobs", "show", job["id"]))["done_bytes"] > 3 * 1024 * 1024,
+    wait_for(lambda: json.loads(gamma.cli("jobs", "show", job["id"], "--json"))["done_bytes"] > 3 * 1024 * 1024,
              what="a few MB to arrive")
     gamma.stop(signal.SIGKILL)
     assert not final.exists()
 
     gamma.start()
-    landed = wait_for(lambda: (j := json.loads(gamma.cli("jobs", "show", job["id"])))["state"] == "landed" and j,
+    landed = wait_for(lambda: (j := json.loads(gamma.cli("jobs", "show", job["id"], "--json")))["state"] == "landed" and j,
                       timeout=60, what="the resumed fetch to land")
     assert landed["uri"].startswith("file://")
     assert landed_files(gamma.home / "datasets", "big", "1") == expected
