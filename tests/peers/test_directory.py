@@ -44,3 +44,12 @@ def test_an_unreachable_peer_is_no_source_until_it_answers_again():
     assert directory.unreachable() == []
     directory.forget("http://a")
     assert directory.etag("http://a") is None and directory.info("http://a") is None
+
+
+def test_only_a_proven_key_is_known():
+    """Anyone can claim a cluster's key in /v1/info; only a proof makes it count (rate-limit budget)."""
+    directory = PeerDirectory()
+    directory.answered("http://impostor", info("alpha", 1, proven=False))
+    assert not directory.knows_key(b"key-alpha")
+    directory.answered("http://alpha", info("alpha", 2))
+    assert directory.knows_key(b"key-alpha")
