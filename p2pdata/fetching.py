@@ -398,7 +398,7 @@ class Fetcher:
         self._spawn(self._machine(job))
         return {**job.to_dict(), "attached": False}
 
-    def list(self) -> list[dict[str, Any]]:
+    def listing(self) -> list[dict[str, Any]]:
         live = {job_id: m.job for job_id, m in self._machines.items()}
         return [live.get(job.id, job).to_dict() for job in self.jobs.all()]
 
