@@ -67,18 +67,24 @@ async def test_an_unexpected_exception_fails_the_job_with_a_readable_error(tmp_p
         return []
 
     conn = open_db(tmp_path / "state.db")
+    events = EventHub()
     fetcher = Fetcher(
         jobs=FetchJobTable(conn), catalogs=OneDataset(manifest), restricted=NotRestricted(),
         peers=PeerDirectory(), transfer=BrokenTransfer(tmp_path / "staging"),
-        open_store=lambda root: open_store("local", str(tmp_path / "store")), events=EventHub(),
+        open_store=lambda root: open_store("local", str(tmp_path / "store")), events=events,
         held=lambda: [], on_landed=on_landed, own_cluster="me", default_tier="hot",
         stall_timeout=60,
     )
+
+    async def ended() -> None:
+        async for event in events.subscribe():
+            if event["type"] == "fetch.state" and event["state"] not in ("queued", "transferring"):
+                return
+
+    watching = asyncio.create_task(ended())
+    await asyncio.sleep(0)  # subscribed before the job starts
     job = await fetcher.fetch("d@1")
-    for _ in range(200):  # the runner needs a few turns of the loop, no time
-        if fetcher.get(job["id"])["state"] == "failed":
-            break
-        await asyncio.sleep(0)
+    await asyncio.wait_for(watching, timeout=30)
     after = fetcher.get(job["id"])
     assert after["state"] == FetchState.FAILED and after["retryable"], after
     assert after["error"] == "internal error (KeyError): 'piece 7'"
