@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
 import secrets
 import shutil
 import sqlite3
@@ -327,8 +328,10 @@ class Fetcher:
 
     def __init__(self, *, jobs: FetchJobTable, catalogs: Catalogs, restricted: RestrictedFetch,
                  peers: PeerView, transfer: Transfer, open_store: StoreOpener, events: Events,
-                 held: HeldFolders, on_landed: OnLanded, own_cluster: str, default_tier: str,
-                 stall_timeout: float, clock: Callable[[], float] = time.time) -> None:
+                 held: HeldFolders, on_landed: OnLanded, own_cluster: str, store_root: str,
+                 default_tier: str, stall_timeout: float,
+                 source_label: Callable[[Endpoint], str] = lambda e: f"{e[0]}:{e[1]}",
+                 clock: Callable[[], float] = time.time) -> None:
         self.jobs = jobs
         self.catalogs = catalogs
         self.restricted = restricted
@@ -339,8 +342,10 @@ class Fetcher:
         self.held = held
         self.on_landed = on_landed
         self.own_cluster = own_cluster
+        self.store_root = store_root
         self.default_tier = default_tier
         self.stall_timeout = stall_timeout
+        self.source_label = source_label  # a torrent endpoint as the user knows its peer
         self.clock = clock
         self._machines: dict[str, FetchMachine] = {}  # active jobs
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -375,6 +380,10 @@ class Fetcher:
         if manifest.torrent is None and manifest.access.mode != "restricted":
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
         files = sorted(files or [])
+        if to is None and len({m.owner for m in self.catalogs.manifests(name=manifest.name)}) > 1:
+            # Two publishers use this name: the landed path carries the publisher, so their
+            # datasets never meet at one NAME/VERSION.
+            to = posixpath.join(self.store_root, manifest.owner)
         for machine in self._machines.values():
             job = machine.job
             if job.manifest_id == manifest.id and job.files == files and job.to == to \
@@ -387,10 +396,12 @@ class Fetcher:
             failed.tier, failed.train = tier or failed.tier, train or failed.train
             self.jobs.save(failed)
             return {**await self.retry(failed.id), "attached": False}
+        # Progress counts the selected files only (a stub's files are known once it is granted).
+        selected = _subset(manifest, files) if files and manifest.files else manifest
         now = int(self.clock())
         job = self.jobs.new(
             ref=f"{manifest.owner}/{manifest.ref}", manifest_id=manifest.id,
-            publisher=manifest.owner, total_bytes=manifest.total_size,
+            publisher=manifest.owner, total_bytes=selected.total_size,
             tier=tier or self.default_tier, to=to, train=train, files=files,
             created=now, updated=now,
         )
@@ -466,8 +477,10 @@ class Fetcher:
                 manifest, certificate = await self.restricted.prepare_fetch(manifest)
             store = self.open_store(job.to)
             landing = _subset(manifest, job.files) if job.files else manifest
+            job.total_bytes = landing.total_size  # a stub's files are known once it is granted
             if await store.is_landed(landing):
                 # Landed before: nothing to do, and its training is not started again.
+                job.landed_files = len(landing.files)
                 machine.landed(self.clock(), store.uri(landing))
                 self._changed(machine)
                 return
@@ -493,6 +506,7 @@ class Fetcher:
                 swarm.release()  # landed: the staged copy is now an evictable seed
                 folder = swarm.folder
             uri = store.uri(landing)
+            job.landed_files = len(landing.files)
             machine.landed(self.clock(), uri)
             try:  # recorded and its runs known before anyone is told it landed
                 job.runs = await self.on_landed(Landed(job, manifest, landing, uri, folder))
@@ -623,9 +637,13 @@ class Fetcher:
             now = self.clock()
             machine.observe(now, progress.done, self._sources(swarm.manifest, swarm, progress.peers))
             self.jobs.save(machine.job)
+            sources: dict[str, int] = {}  # bytes received from each peer so far
+            for endpoint, received in progress.sources:
+                label = self.source_label(endpoint)
+                sources[label] = sources.get(label, 0) + received
             self.events.emit("fetch.progress", job=machine.job.id, done_bytes=progress.done,
                              total_bytes=progress.total, rate=progress.rate, eta=progress.eta,
-                             peers=progress.peers, waiting=machine.job.waiting)
+                             peers=progress.peers, waiting=machine.job.waiting, sources=sources)
             if (error := machine.tick(now)) is not None:
                 return error
         return None

@@ -57,7 +57,7 @@ from p2pdata.catalog.fields import field, require_map
 from p2pdata.catalog.store import CatalogStore
 from p2pdata.catalog.trust import TrustStore
 from p2pdata.errors import NotFound, P2pdataError, PeerError
-from p2pdata.peers import PeerClient, PeerHttpError, PeerInfo
+from p2pdata.peers import PeerClient, PeerHttpError, PeerInfo, normalize_peer_url
 from p2pdata.peers.directory import PeerDirectory
 from p2pdata.transfer import TransferSession
 from p2pdata.transfer.certs import (
@@ -126,12 +126,20 @@ def stub_of(manifest: Manifest) -> Manifest:
     )
 
 
+def public_view(manifest: Manifest, show: str) -> Manifest | None:
+    """A manifest as a public catalog shows it: restricted ones as stubs, or (`hidden`) not at all."""
+    if not is_restricted(manifest):
+        return manifest
+    return None if show == "hidden" else stub_of(manifest)
+
+
 class Restricted:
     """Grants, the CA, the doors, and the fetcher's certificates, for one daemon."""
 
     def __init__(self, conn: sqlite3.Connection, identity: Identity, local: LocalCatalog,
                  home: Path, *, show: str = "stub", certificate_lifetime: int = 3600,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 own_urls: Callable[[], tuple[str, ...]] | None = None) -> None:
         self.conn = conn
         self.identity = identity
         self.local = local
@@ -139,7 +147,8 @@ class Restricted:
         self.certificate_lifetime = certificate_lifetime
         self.clock = clock
         self.grants = GrantTable(conn)
-        self.verifier = RequestVerifier(identity.cluster_id, conn, clock)
+        # With our URLs, a door only accepts requests signed for one of them (never relayed).
+        self.verifier = RequestVerifier(identity.cluster_id, conn, clock, urls=own_urls)
         self._granted_etags: dict[str, str] = {}  # peer url -> ETag of its listing we indexed
         self.dir = home / "restricted"
         self.ca = ClusterCA.load_or_create(self.dir, identity.cluster_id, int(clock()))
@@ -174,9 +183,7 @@ class Restricted:
 
     def public_view(self, manifest: Manifest) -> Manifest | None:
         """Our manifest as the public catalog shows it (None: not at all)."""
-        if not is_restricted(manifest):
-            return manifest
-        return None if self.show == "hidden" else stub_of(manifest)
+        return public_view(manifest, self.show)
 
     def grant(self, name: str, cluster: str) -> dict[str, Any]:
         """Let `cluster` fetch every version of our restricted dataset `name`."""
@@ -288,14 +295,15 @@ class Restricted:
                                 (manifest.extra[STUB_FIELD],)).fetchone()
         return manifest if row is None else Manifest.from_dict(decode(row[0], max_size=_MAX_MANIFEST))
 
-    def _signed(self, path: str, owner: str) -> dict[str, str]:
-        return sign_request(self.identity, "GET", path, owner, now=int(self.clock()))
+    def _signed(self, url: str, path: str, owner: str) -> dict[str, str]:
+        return sign_request(self.identity, "GET", path, owner, now=int(self.clock()),
+                            url=normalize_peer_url(url))
 
     async def fetch_manifest(self, client: PeerClient, url: str, owner_key: bytes,
                              stub: Manifest) -> Manifest:
         """Ask the owner for the full manifest behind `stub`, and check it is the one it committed to."""
         path = f"/v1/restricted/{stub.name}/{stub.version}/manifest"
-        body, headers = await client.signed_get(url, path, self._signed(path, stub.owner),
+        body, headers = await client.signed_get(url, path, self._signed(url, path, stub.owner),
                                                 _MAX_MANIFEST)
         try:
             signature = base64.b64decode(headers.get(SIGNATURE_HEADER, ""), validate=True)
@@ -314,7 +322,7 @@ class Restricted:
         """The restricted datasets `peer` grants us, hidden ones included, each checked against
         its signature and kept; None when the listing is unchanged since the last call."""
         fetched = await client.signed_listing(url, GRANTED_PATH,
-                                              self._signed(GRANTED_PATH, peer.cluster_id),
+                                              self._signed(url, GRANTED_PATH, peer.cluster_id),
                                               self._granted_etags.get(url))
         if fetched.data is None:
             return None
@@ -342,7 +350,7 @@ class Restricted:
         """A swarm certificate from the owner, for our TLS key."""
         key = base64.urlsafe_b64encode(self._tls_public()).decode().rstrip("=")
         path = f"/v1/restricted/{manifest.id}/certificate?key={key}"
-        pem, _ = await client.signed_get(url, path, self._signed(path, manifest.owner), _MAX_CERT)
+        pem, _ = await client.signed_get(url, path, self._signed(url, path, manifest.owner), _MAX_CERT)
         leaf = Leaf.parse(pem)
         if leaf.cluster_id != self.identity.cluster_id or leaf.dns_name != torrent_name(manifest):
             raise P2pdataError(f"{manifest.ref}: the owner issued a certificate for something else")
@@ -399,8 +407,8 @@ class RestrictedPeers:
         Hidden ones are found only this way. Untrusted peers are not asked; a peer without the
         listing (older software) is skipped quietly; a bad listing is refused as a whole.
         """
-        if not self.trust.is_trusted(peer.cluster_id, peer.public_key):
-            return
+        if not peer.proven or not self.trust.is_trusted(peer.cluster_id, peer.public_key):
+            return  # an unproven URL may be an impostor relaying our signed requests
         try:
             granted = await self.restricted.fetch_granted(self.client, url, peer)
         except PeerError as exc:

@@ -18,7 +18,7 @@ from p2pdata.peers.errors import (
 )
 from p2pdata.peers.health import PeerHealth, PeerState, PeerStatus, Source, merge_peer_urls
 from p2pdata.peers.store import HealthStore
-from p2pdata.peers.sync import SyncOutcome, SyncResult, catalog_verifier, sync_peer
+from p2pdata.peers.sync import SyncOutcome, SyncResult, SyncScheduler, catalog_verifier, sync_peer
 from p2pdata.peers.urls import normalize_peer_url
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "Source",
     "SyncOutcome",
     "SyncResult",
+    "SyncScheduler",
     "ZeroconfDiscovery",
     "catalog_verifier",
     "merge_peer_urls",

@@ -61,10 +61,18 @@ class PeerDirectory:
     def info(self, url: str) -> PeerInfo | None:
         return self._info.get(url)
 
+    def infos(self) -> list[PeerInfo]:
+        return list(self._info.values())
+
+    def knows_key(self, key: bytes) -> bool:
+        """Some peer we sync with answered with this cluster key."""
+        return any(info.public_key == key for info in self._info.values())
+
     def owner(self, cluster_id: str) -> tuple[str, bytes]:
-        """The peer API URL and public key of cluster `cluster_id`."""
+        """The peer API URL and public key of cluster `cluster_id`: only a URL where it proved
+        its key (never an impostor claiming its id and relaying our signed requests)."""
         for url, info in self._info.items():
-            if info.cluster_id == cluster_id:
+            if info.cluster_id == cluster_id and info.proven:
                 return url, info.public_key
         raise NotFound(f"the owner {cluster_id} of this restricted dataset is not among our "
                        "reachable peers")
