@@ -72,7 +72,8 @@ async def test_an_unexpected_exception_fails_the_job_with_a_readable_error(tmp_p
         jobs=FetchJobTable(conn), catalogs=OneDataset(manifest), restricted=NotRestricted(),
         peers=PeerDirectory(), transfer=BrokenTransfer(tmp_path / "staging"),
         open_store=lambda root: open_store("local", str(tmp_path / "store")), events=events,
-        held=lambda: [], on_landed=on_landed, own_cluster="me", default_tier="hot",
+        held=lambda: [], on_landed=on_landed, own_cluster="me", store_root=str(tmp_path / "store"),
+        default_tier="hot",
         stall_timeout=60,
     )
 
