@@ -552,7 +552,7 @@ class Daemon:
         return await self.fetcher.fetch(self.publisher_names().ref(ref), train=train, **options)
 
     def jobs(self) -> list[dict[str, Any]]:
-        return self.fetcher.list()
+        return self.fetcher.listing()
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.fetcher.get(job_id)

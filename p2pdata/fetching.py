@@ -350,6 +350,7 @@ class Fetcher:
         self._machines: dict[str, FetchMachine] = {}  # active jobs
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._swarms: dict[str, SwarmJob] = {}
+        self._turns: dict[str, str] = {}  # job id -> torrent key, in the order they queued
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -408,7 +409,7 @@ class Fetcher:
         self._spawn(self._machine(job))
         return {**job.to_dict(), "attached": False}
 
-    def list(self) -> list[dict[str, Any]]:
+    def listing(self) -> list[dict[str, Any]]:
         live = {job_id: m.job for job_id, m in self._machines.items()}
         return [live.get(job.id, job).to_dict() for job in self.jobs.all()]
 
@@ -469,8 +470,8 @@ class Fetcher:
         swarm: SwarmJob | None = None
         store: Store | None = None
         try:
-            await self._wait_turn(job)
             manifest = self._manifest(job)
+            await self._wait_turn(job, manifest)
             certificate = None
             if manifest.access.mode == "restricted" and manifest.owner != self.own_cluster:
                 manifest, certificate = await self.restricted.prepare_fetch(manifest)
@@ -528,18 +529,23 @@ class Fetcher:
                 self._changed(machine)
         finally:
             self._swarms.pop(job.id, None)
+            self._turns.pop(job.id, None)
 
-    async def _wait_turn(self, job: FetchJob) -> None:
-        """One job per torrent at a time: a later one waits for the earlier to end."""
+    async def _wait_turn(self, job: FetchJob, manifest: Manifest) -> None:
+        """One job per torrent at a time (whoever published it): a later one waits for the
+        earlier ones to end, then starts from what they left (often a held copy)."""
+        key = manifest.torrent.info_hash.hex() if manifest.torrent else manifest.id
+        self._turns[job.id] = key  # dicts keep insertion order: this is the queue
         while True:
-            earlier = [
-                task for job_id, task in self._tasks.items()
-                if job_id != job.id and self._machines[job_id].job.manifest_id == job.manifest_id
-                and self._machines[job_id].job.created <= job.created
-            ]
-            if not earlier:
+            ahead = []
+            for other, other_key in self._turns.items():
+                if other == job.id:
+                    break
+                if other_key == key and other in self._tasks:
+                    ahead.append(self._tasks[other])
+            if not ahead:
                 return
-            await asyncio.gather(*earlier, return_exceptions=True)
+            await asyncio.gather(*ahead, return_exceptions=True)
 
     async def _widen(self, store: Store, manifest: Manifest, landing: Manifest, job: FetchJob) -> None:
         """Where an earlier job landed fewer files of this dataset, reopen that landing so
