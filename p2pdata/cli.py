@@ -4,6 +4,7 @@ calls to the running daemon's control API."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -14,50 +15,105 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+from rich.progress import Progress
 
 from p2pdata.config import Config, load_config, resolve_home, secure_home, write_default_config
+from p2pdata.display import (
+    Column,
+    ago,
+    human_size,
+    named_ref,
+    parse_size,
+    plain,
+    print_table,
+    publisher,
+    transfer_columns,
+)
 from p2pdata.errors import P2pdataError
 
 console = Console()
+# catalog.FORMATS, spelt out: importing the catalog package (pyarrow) would slow every command.
+FORMATS = ("parquet", "tfrecord", "csv", "files")
 
 
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _size(n: int | float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+def _table(rows: list[dict[str, Any]], columns: list[Column], title: str | None = None) -> None:
+    print_table(console, rows, columns, title)
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(row.get(column, "")) for column in columns))
-    console.print(table)
-
-
-def _ago(when: float | None) -> str:
-    return "never" if when is None else f"{max(0, time.time() - when):.0f} s ago"
-
-
-def _listing(ctx: Context, path: str, columns: list[str], as_json: bool) -> None:
+def _listing(ctx: Context, path: str, columns: list[Column], as_json: bool) -> None:
     rows = ctx.call("GET", path)
     _emit_json(rows) if as_json else _table(rows, columns)
+
+
+# Columns of the tables several commands show; `whole` ones are what a user copies.
+PEER_COLUMNS = [
+    Column("url", whole=True),
+    Column("publisher", "cluster", whole=True),
+    Column("source"),  # how we know it: static, added, zeroconf, dht
+    Column("state"),
+    Column("last_seen", "seen", ago),
+    Column("catalog_version", "catalog"),
+    Column("error", wraps=True),
+]
+JOB_COLUMNS = [
+    Column("id", whole=True),
+    Column("ref", whole=True),
+    Column("state"),
+    Column("progress"),
+    Column("why", wraps=True),  # why it waits while it runs, why it failed once it is over
+]
+LANDED_COLUMNS = [Column("ref", whole=True), Column("uri", whole=True), Column("tier")]
+RUN_COLUMNS = [
+    Column("id", whole=True),
+    Column("job"),
+    Column("dataset", whole=True),
+    Column("state"),
+    Column("exit_code", "exit"),
+]
+
+
+def _jobs_rows(jobs: list[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
+    """Fetch jobs for a table: refs under the publisher's name, progress in human sizes."""
+    return [
+        {
+            **job,
+            "ref": named_ref(job["ref"], names),
+            "progress": f"{human_size(job.get('done_bytes') or 0)} / {human_size(job.get('total_bytes'))}",
+            "why": job.get("waiting") or job.get("error") or "",
+        }
+        for job in jobs
+    ]
+
+
+def _peer_rows(peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**peer, "publisher": _publisher(peer.get("cluster_id"), peer.get("name"))} for peer in peers]
+
+
+def _publisher(cluster_id: str | None, name: str | None) -> str:
+    return publisher(cluster_id, {cluster_id: name} if cluster_id and name else {})
+
+
+def complete_dataset(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of dataset names from the local search index (no daemon needed)."""
+    from p2pdata.catalog import CatalogStore
+    from p2pdata.db import open_db
+
+    try:
+        home = resolve_home(ctx.find_root().params.get("home"))
+        conn = open_db(load_config(home).database)
+    except (P2pdataError, OSError):
+        return []
+    try:
+        pairs = CatalogStore(conn).names(incomplete.split("@")[0])
+    finally:
+        conn.close()
+    if "@" in incomplete:
+        return [f"{name}@{version}" for name, version in pairs if f"{name}@{version}".startswith(incomplete)]
+    return sorted({name for name, _ in pairs})
 
 
 class Context:
@@ -66,6 +122,11 @@ class Context:
 
     @property
     def config(self) -> Config:
+        if not self.home.is_dir():
+            raise P2pdataError(
+                f"p2pdata home {self.home} does not exist: check --home or $P2PDATA_HOME, "
+                f"or create it with `p2pdata --home {self.home} init`"
+            )
         return load_config(self.home)
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None, **query: Any) -> Any:
@@ -89,7 +150,24 @@ class _Group(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=_Group)
+class SizeType(click.ParamType):
+    """A size with units: 4096, 512KiB, 10MiB, 1.5GiB, 2GB."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = SizeType()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(file_okay=False), help="State directory (default: $P2PDATA_HOME).")
 @click.version_option(package_name="p2pdata")
 @click.pass_context
@@ -142,13 +220,16 @@ def daemon(ctx: Context, verbose: bool) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-@click.option("--name", required=True)
-@click.option("--version", "version", required=True)
-@click.option("--description", default="")
-@click.option("--tag", "tags", multiple=True)
-@click.option("--license", "license_", default="")
-@click.option("--access", type=click.Choice(["public", "restricted"]), default="public")
+@click.option("--name", required=True, help="Dataset name: [a-z0-9][a-z0-9._-]*.")
+@click.option("--version", "version", required=True, help="Version, e.g. 2024.03; a version's files never change.")
+@click.option("--description", default="", help="What the data is, for search.")
+@click.option("--tag", "tags", multiple=True, help="A tag for search (repeatable).")
+@click.option("--license", "license_", default="", help="Licence, e.g. CC-BY-4.0.")
+@click.option("--access", type=click.Choice(["public", "restricted"]), default="public", show_default=True,
+              help="restricted: only clusters given --allow or `p2pdata grant` may fetch it.")
 @click.option("--allow", multiple=True, help="Cluster ids allowed to fetch a restricted dataset.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="The format, when the file names do not tell it alone (files: publish a mix as plain files).")
 @json_option
 @pass_context
 def publish(
@@ -161,6 +242,7 @@ def publish(
     license_: str,
     access: str,
     allow: tuple[str, ...],
+    fmt: str | None,
     as_json: bool,
 ) -> None:
     """Publish DIRECTORY as NAME@VERSION in this cluster's catalog."""
@@ -176,6 +258,7 @@ def publish(
             "license": license_,
             "access": access,
             "allow": list(allow),
+            "format": fmt,
         },
     )
     if as_json:
@@ -183,17 +266,17 @@ def publish(
     else:
         click.echo(
             f"published {manifest['name']}@{manifest['version']}: {len(manifest['files'])} files, "
-            f"{_size(manifest['total_size'])}, format {manifest['format']}"
+            f"{human_size(manifest['total_size'])}, format {manifest['format']}"
         )
 
 
 @main.command()
 @click.argument("query", default="")
-@click.option("--format", "fmt", help="parquet, csv, tfrecord or files")
-@click.option("--publisher", help="Cluster id of the publisher.")
-@click.option("--tag")
-@click.option("--min-size", type=int)
-@click.option("--max-size", type=int)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Only datasets of this format.")
+@click.option("--publisher", help="Only this publisher: its cluster id or name.")
+@click.option("--tag", help="Only datasets with this tag.")
+@click.option("--min-size", type=SIZE, help="At least this big, e.g. 10MiB.")
+@click.option("--max-size", type=SIZE, help="At most this big, e.g. 2GiB.")
 @json_option
 @pass_context
 def search(
@@ -220,15 +303,91 @@ def search(
     if as_json:
         _emit_json(results)
         return
-    rows = [
-        {**r, "size": _size(r["total_size"]), "dataset": f"{r['publisher']}/{r['name']}@{r['version']}"}
-        for r in results
+    rows = results
+    columns = [
+        Column("ref", "dataset", whole=True),
+        Column("format"),
+        Column("total_size", "size", human_size),
+        Column("description"),
     ]
-    _table(rows, ["dataset", "format", "size", "description"], title=f"{len(rows)} datasets")
+    _table(rows, columns, title=f"{len(rows)} datasets")
 
 
 @main.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_dataset)
+@json_option
+@pass_context
+def info(ctx: Context, ref: str, as_json: bool) -> None:
+    """Show NAME[@VERSION]: publisher, files, schema, versions, and where it landed here.
+
+    Works before any fetch, from the publisher's catalog.
+    """
+    data = ctx.call("GET", "/v1/datasets/info", ref=ref)
+    if as_json:
+        _emit_json(data)
+        return
+    rows = "" if data.get("rows") is None else f", {data['rows']:,} rows"
+    summary = f"{len(data['files'])} files, {human_size(data['total_size'])}{rows}"
+    lines = [
+        f"{data['name']}@{data['version']} ({data['format']}, {summary}, {data['access']})",
+        f"publisher: {data['publisher_name']} ({data['publisher']})" if data.get("publisher_name")
+        else f"publisher: {data['publisher']}",
+        f"description: {data['description']}" if data["description"] else "",
+        f"license: {data['license']}" if data["license"] else "",
+        f"tags: {', '.join(data['tags'])}" if data["tags"] else "",
+        f"versions: {', '.join(data['versions'])}",
+        f"published: {ago(data['created'])}",
+    ]
+    landed = data.get("landed")
+    if landed:
+        part = "" if landed["files"] == len(data["files"]) else f"{landed['files']} of {len(data['files'])} files, "
+        lines.append(f"landed here: {landed['uri']} ({part}tier {landed['tier']}, {ago(landed['landed'])})")
+    else:
+        lines.append(f"not landed here: p2pdata fetch {data['ref']}")
+    for line in filter(None, lines):
+        plain(console, line)
+    if data["schema"]:
+        _table(data["schema"], [Column("name", "column", whole=True), Column("type", wraps=True)], "schema")
+
+
+@main.command("ls")
+@click.argument("ref", shell_complete=complete_dataset)
+@json_option
+@pass_context
+def ls(ctx: Context, ref: str, as_json: bool) -> None:
+    """List the files of NAME[@VERSION] with their sizes (works before any fetch)."""
+    data = ctx.call("GET", "/v1/datasets/info", ref=ref)
+    if as_json:
+        _emit_json(data["files"])
+        return
+    title = f"{data['name']}@{data['version']}: {len(data['files'])} files, {human_size(data['total_size'])}"
+    _table(data["files"], [Column("path", whole=True), Column("size", show=human_size)], title)
+
+
+@main.command()
+@click.argument("ref", shell_complete=complete_dataset)
+@json_option
+@pass_context
+def unpublish(ctx: Context, ref: str, as_json: bool) -> None:
+    """Withdraw NAME@VERSION from this cluster's catalog and stop seeding it.
+
+    Peers see it gone at their next sync; copies they already fetched stay theirs.
+    """
+    result = ctx.call("POST", "/v1/unpublish", {"ref": ref})
+    _emit_json(result) if as_json else click.echo(f"unpublished {result['ref']}")
+
+
+@main.command()
+@json_option
+@pass_context
+def sync(ctx: Context, as_json: bool) -> None:
+    """Fetch every peer's catalog now, instead of waiting for the next round."""
+    rows = ctx.call("POST", "/v1/sync", {})
+    _emit_json(rows) if as_json else _table(_peer_rows(rows), PEER_COLUMNS, f"synced {len(rows)} peers")
+
+
+@main.command()
+@click.argument("ref", shell_complete=complete_dataset)
 @click.option("--tier", help="Storage tier: ssd, one_ssd, hot, warm, cold, memory (or a policy name).")
 @click.option("--to", "to", help="Store root to land under, instead of the configured one.")
 @click.option("--train", "train", help="A training job to start once the data has landed.")
@@ -338,13 +497,7 @@ async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
 
 
 async def _follow_fetch(client: Any, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    ]
+    columns = transfer_columns()
 
     def describe(peers: int | None = None) -> str:
         what = f"{job['ref']} [{job['state']}]" if peers is None else f"{job['ref']} ({peers} peers)"
@@ -397,31 +550,28 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
         _emit_json(data)
         return
     cluster = data["cluster"]
-    for peer in data["peers"]:
-        peer["last_seen"] = _ago(peer["last_seen"])
-    click.echo(f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
-    _table(data["peers"], ["url", "cluster_id", "source", "state", "last_seen", "failures",
-                           "catalog_version", "error"], "peers")
+    plain(console, f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
+    names = data.get("publishers") or {}
+    _table(_peer_rows(data["peers"]), PEER_COLUMNS, "peers")
     if data.get("dht"):
         _dht_lines(data["dht"])
-    for job in data["jobs"]:
-        job["why"] = job.get("waiting") or job.get("error") or ""
-    _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "why"], "fetch jobs")
-    _table(data["landed"], ["ref", "uri", "tier"], "landed datasets")
-    _table(data["runs"], ["id", "job", "dataset", "state", "exit_code"], "training runs")
+    _table(_jobs_rows(data["jobs"], names), JOB_COLUMNS, "fetch jobs")
+    _table([{**d, "ref": named_ref(d["ref"], names)} for d in data["landed"]], LANDED_COLUMNS, "landed datasets")
+    _table(data["runs"], RUN_COLUMNS, "training runs")
 
 
 def _dht_lines(dht: dict[str, Any]) -> None:
+    """The DHT under `status`: our record, and why clusters were not found (outside text)."""
     published = dht.get("published")
     ours = (f"our record: catalog version {published['catalog_version']}, seq {published['seq']}"
             if published else f"our record not published ({dht.get('publish_error') or 'not yet'})")
-    click.echo(f"DHT: port {dht['port']}, {dht['nodes']} nodes; {ours}")
+    plain(console, f"DHT: port {dht['port']}, {dht['nodes']} nodes; {ours}")
     for cluster, why in sorted(dht.get("refused", {}).items()):
-        click.echo(f"  refused for {cluster}: {why}")
+        plain(console, f"  refused for {cluster}: {why}")
     if dht.get("not_found"):
-        click.echo(f"  no record on the DHT for: {', '.join(dht['not_found'])}")
+        plain(console, f"  no record on the DHT for: {', '.join(dht['not_found'])}")
     if dht.get("key_unknown"):
-        click.echo(f"  trusted by id only, cannot be looked up: {', '.join(dht['key_unknown'])}")
+        plain(console, f"  trusted by id only, cannot be looked up: {', '.join(dht['key_unknown'])}")
 
 
 @main.group(invoke_without_command=True)
@@ -430,18 +580,15 @@ def _dht_lines(dht: dict[str, Any]) -> None:
 def peers(click_ctx: click.Context, as_json: bool) -> None:
     """List peers (and add or remove static ones)."""
     if click_ctx.invoked_subcommand is None:
-        _listing(
-            click_ctx.obj,
-            "/v1/peers",
-            ["url", "cluster_id", "source", "state", "last_seen", "error"],
-            as_json,
-        )
+        rows = click_ctx.obj.call("GET", "/v1/peers")
+        _emit_json(rows) if as_json else _table(_peer_rows(rows), PEER_COLUMNS)
 
 
 @peers.command("add")
 @click.argument("url")
 @pass_context
 def peers_add(ctx: Context, url: str) -> None:
+    """Add a peer by the URL of its peer API (kept across restarts)."""
     click.echo(json.dumps(ctx.call("POST", "/v1/peers", {"url": url})))
 
 
@@ -449,6 +596,7 @@ def peers_add(ctx: Context, url: str) -> None:
 @click.argument("url")
 @pass_context
 def peers_remove(ctx: Context, url: str) -> None:
+    """Forget a peer added by URL."""
     click.echo(json.dumps(ctx.call("POST", "/v1/peers/remove", {"url": url})))
 
 
@@ -490,14 +638,22 @@ def trust_add(ctx: Context, cluster_or_key_file: str, name: str | None) -> None:
 @json_option
 @pass_context
 def trust_list(ctx: Context, as_json: bool) -> None:
+    """List the trusted publishers."""
     rows = ctx.call("GET", "/v1/trust")
-    _emit_json(rows) if as_json else _table(rows, ["cluster_id", "name", "added", "source"])
+    columns = [
+        Column("cluster_id", "cluster", whole=True),
+        Column("name"),
+        Column("added", show=ago),
+        Column("first_use", "how", lambda first: "first use" if first else "added"),
+    ]
+    _emit_json(rows) if as_json else _table(rows, columns)
 
 
 @trust.command("remove")
 @click.argument("cluster_id")
 @pass_context
 def trust_remove(ctx: Context, cluster_id: str) -> None:
+    """Stop trusting CLUSTER_ID's catalogs."""
     click.echo(json.dumps(ctx.call("POST", "/v1/trust/remove", {"cluster_id": cluster_id})))
 
 
@@ -601,16 +757,14 @@ def train(ctx: Context, job: str, ref: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def jobs(click_ctx: click.Context, as_json: bool) -> None:
-    """Fetch jobs (list, show, watch, cancel, retry) and training job specs (add) and run logs."""
+    """Fetch jobs (list, show, watch, cancel, retry), training job specs (add, specs, remove) and run logs."""
     if click_ctx.invoked_subcommand is None:
         rows = click_ctx.obj.call("GET", "/v1/jobs")
         if as_json:
             _emit_json(rows)
-            return
-        for row in rows:  # why it waits while it runs, why it failed once it is over
-            row["progress"] = f"{_size(row['done_bytes'])}/{_size(row['total_bytes'])}"
-            row["why"] = row.get("waiting") or row.get("error") or ""
-        _table(rows, ["id", "ref", "state", "progress", "why"])
+        else:
+            names = click_ctx.obj.call("GET", "/v1/publishers")
+            _table(_jobs_rows(rows, names), JOB_COLUMNS)
 
 
 @jobs.command("show")
@@ -624,7 +778,7 @@ def jobs_show(ctx: Context, job_id: str, as_json: bool) -> None:
         _emit_json(job)
         return
     rows = [("job", job["id"]), ("dataset", job["ref"]), ("state", job["state"]),
-            ("progress", f"{_size(job['done_bytes'])} of {_size(job['total_bytes'])}"),
+            ("progress", f"{human_size(job['done_bytes'])} of {human_size(job['total_bytes'])}"),
             ("files", ", ".join(job["files"]) or "all"), ("tier", job["tier"]),
             ("waiting", job.get("waiting")), ("error", job.get("error")), ("uri", job.get("uri")),
             ("runs", ", ".join(job.get("runs") or []))]
@@ -672,22 +826,61 @@ def jobs_retry(ctx: Context, job_id: str, detach: bool, as_json: bool) -> None:
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @pass_context
 def jobs_add(ctx: Context, spec: str) -> None:
-    """Add a training job spec (TOML)."""
+    """Add a training job spec (TOML); a spec with the same name is replaced."""
+    import tomllib
+
     path = Path(spec)
-    payload = {"spec": path.read_text(), "filename": path.name, "base_dir": str(path.absolute().parent)}
+    text = path.read_text()
+    base_dir = path.absolute().parent
+    with contextlib.suppress(tomllib.TOMLDecodeError, AttributeError, TypeError):  # the daemon says what is wrong
+        data = tomllib.loads(text)
+        script = data.get("entry", {}).get("script")
+        if isinstance(script, str) and not (Path(data.get("base_dir") or base_dir) / script).is_file():
+            raise P2pdataError(f"{spec}: entry.script {script} does not exist (relative to {base_dir})")
+    payload = {"spec": text, "filename": path.name, "base_dir": str(base_dir)}
     _emit_json(ctx.call("POST", "/v1/training/jobs", payload))
+
+
+@jobs.command("specs")
+@json_option
+@pass_context
+def jobs_specs(ctx: Context, as_json: bool) -> None:
+    """List the training job specs and the datasets that trigger them."""
+    rows = ctx.call("GET", "/v1/training/jobs")
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        trigger = row.get("trigger") or {}
+        row["triggered by"] = trigger.get("dataset") or ""
+        row["runs"] = (row.get("entry") or {}).get("script") or (row.get("entry") or {}).get("module")
+    _table(rows, [Column("name", whole=True), Column("triggered by"), Column("runs", wraps=True),
+                  Column("workers")])
+
+
+@jobs.command("remove")
+@click.argument("name")
+@pass_context
+def jobs_remove(ctx: Context, name: str) -> None:
+    """Remove the training job spec NAME (its past runs stay listed)."""
+    ctx.call("POST", "/v1/training/jobs/remove", {"name": name})
+    click.echo(f"removed training job {name}")
 
 
 @jobs.command("logs")
 @click.argument("run_id")
-@click.option("--follow", is_flag=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
 @pass_context
 def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
     """Print the logs of training run RUN_ID."""
-    from p2pdata.training import follow_logs
+    from p2pdata.training import RunState, follow_logs
 
     run = ctx.call("GET", f"/v1/runs/{run_id}")
-    for line in follow_logs([Path(p) for p in run["logs"]], follow=follow):
+
+    def ended() -> bool:
+        return RunState(ctx.call("GET", f"/v1/runs/{run_id}")["state"]).terminal
+
+    for line in follow_logs([Path(p) for p in run["logs"]], follow=follow, done=ended):
         click.echo(line, nl=False)
 
 
@@ -695,13 +888,14 @@ def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
 @json_option
 @click.pass_context
 def runs(click_ctx: click.Context, as_json: bool) -> None:
-    """Training runs."""
+    """List training runs (and cancel one)."""
     if click_ctx.invoked_subcommand is None:
-        _listing(click_ctx.obj, "/v1/runs", ["id", "job", "dataset", "state", "exit_code"], as_json)
+        _listing(click_ctx.obj, "/v1/runs", RUN_COLUMNS, as_json)
 
 
 @runs.command("cancel")
 @click.argument("run_id")
 @pass_context
 def runs_cancel(ctx: Context, run_id: str) -> None:
+    """Cancel training run RUN_ID (its workers are stopped)."""
     _emit_json(ctx.call("POST", f"/v1/runs/{run_id}/cancel", {}))

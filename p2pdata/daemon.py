@@ -28,14 +28,17 @@ from p2pdata.catalog import (
     Identity,
     LocalCatalog,
     Manifest,
+    PublisherNames,
     TrustStore,
     encode_public_key,
+    parse_ref,
     scan_dataset,
+    version_key,
 )
 from p2pdata.catalog.access import prove_info
 from p2pdata.config import Config, secure_home
 from p2pdata.db import open_db
-from p2pdata.errors import NotFound, P2pdataError, PeerError, TrainingError, TransferError
+from p2pdata.errors import ConfigError, NotFound, P2pdataError, PeerError, TrainingError, TransferError
 from p2pdata.events import EventHub
 from p2pdata.fetching import Fetcher, FetchJobTable, Landed
 from p2pdata.hdfs import Store, open_store
@@ -207,6 +210,7 @@ class Daemon:
             store_root=config.store_root,
             default_tier=config.store.default_tier,
             stall_timeout=config.transfer.stall_timeout,
+            source_label=self._source_label,
         )
         await self._start_web()
         await self._reseed()
@@ -285,9 +289,10 @@ class Daemon:
             callers=callers, prove=lambda nonce: prove_info(self.identity, nonce, self.peer_url),
         ), limits)
         await peer_runner.setup()
-        await GuardedSite(peer_runner, config.peer_api.host, config.peer_api.port,
-                          ConnectionGate(limits, "peer API"), ssl_context=self._peer_tls()).start()
         self._runners.append(peer_runner)
+        await self._listen(GuardedSite(peer_runner, config.peer_api.host, config.peer_api.port,
+                                       ConnectionGate(limits, "peer API"), ssl_context=self._peer_tls()),
+                           "peer_api", f"{config.peer_api.host}:{config.peer_api.port}")
         self._peer_port = _bound_port(peer_runner)
         scheme = "https" if config.peer_api.tls_cert else "http"
         self.peer_url = (
@@ -299,17 +304,29 @@ class Daemon:
         status_routes(app, self)
         control_runner = guarded_runner(app, limits)
         await control_runner.setup()
+        self._runners.append(control_runner)
         if config.control.socket:
             await web.UnixSite(control_runner, config.control.socket).start()
             os.chmod(config.control.socket, 0o600)
             self.control_url = f"unix:{config.control.socket}"
         else:
             control_tls = _server_tls(*config.control_tls) if config.control_tls else None
-            await GuardedSite(control_runner, config.control.host, config.control.port,
-                              ConnectionGate(limits, "control API"), ssl_context=control_tls).start()
+            await self._listen(GuardedSite(control_runner, config.control.host, config.control.port,
+                                           ConnectionGate(limits, "control API"), ssl_context=control_tls),
+                               "control", f"{config.control.host}:{config.control.port}")
             scheme = "https" if control_tls else "http"
             self.control_url = f"{scheme}://{config.control.host}:{_bound_port(control_runner)}"
-        self._runners.append(control_runner)
+
+    async def _listen(self, site: GuardedSite, section: str, where: str) -> None:
+        """Start listening; a taken port or bad host is one line naming the key to change."""
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {where} ({exc.strerror or exc}): another program (or p2pdata daemon) "
+                f"may hold it; set {section}.port (0 picks a free port) or {section}.host in "
+                f"{self.config.home / 'config.toml'}"
+            ) from None
 
     def _peer_tls(self) -> Any:
         if not self.config.peer_api.tls_cert:
@@ -486,6 +503,7 @@ class Daemon:
         license: str = "",
         access: str = "public",
         allow: list[str] | None = None,
+        format: str | None = None,
     ) -> dict[str, Any]:
         root = Path(directory)
         manifest = await asyncio.to_thread(
@@ -499,6 +517,7 @@ class Daemon:
             tags=tags or [],
             license=license,
             access=Access(access, tuple(allow or ())),
+            format=format,
         )
         torrent = await asyncio.to_thread(
             make_torrent, manifest.files, root, **self.restricted.torrent_options(manifest)
@@ -517,17 +536,28 @@ class Daemon:
         except ValueError as exc:
             raise P2pdataError(f"size filters take a number of bytes: {exc}") from None
         others = {k: v for k, v in filters.items() if k in ("format", "publisher")}
+        names = self.publisher_names()
+        if others.get("publisher"):
+            others["publisher"] = names.cluster(others["publisher"])
         tags = [filters["tag"]] if filters.get("tag") else []
         hits = self.catalogs.search(query, **others, **sizes, tags=tags, now=int(time.time()))
-        return [{**manifest_summary(hit.manifest), "score": hit.score} for hit in hits]
+        return [
+            {
+                **manifest_summary(hit.manifest),
+                "publisher_name": names.of(hit.manifest.owner),
+                "ref": f"{names.label(hit.manifest.owner)}/{hit.manifest.ref}",  # what a user copies
+                "score": hit.score,
+            }
+            for hit in hits
+        ]
 
     async def fetch(self, ref: str, *, train: str | None = None, **options: Any) -> dict[str, Any]:
         if train:
             self.registry.get(train)  # an unknown job fails now, not after the download
-        return await self.fetcher.fetch(ref, train=train, **options)
+        return await self.fetcher.fetch(self.publisher_names().ref(ref), train=train, **options)
 
     def jobs(self) -> list[dict[str, Any]]:
-        return self.fetcher.list()
+        return self.fetcher.listing()
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.fetcher.get(job_id)
@@ -537,6 +567,14 @@ class Daemon:
 
     async def retry_job(self, job_id: str) -> dict[str, Any]:
         return await self.fetcher.retry(job_id)
+
+    def _source_label(self, endpoint: tuple[str, int]) -> str:
+        """A torrent endpoint as the user knows it: the publisher name (or id) listening there."""
+        names = self.publisher_names()
+        for info in self.directory.infos():
+            if endpoint in (*info.torrent_endpoints, *info.ssl_torrent_endpoints):
+                return names.of(info.cluster_id) or info.cluster_id
+        return f"{endpoint[0]}:{endpoint[1]}"
 
     def _held_folders(self) -> list[tuple[Manifest, Path]]:
         """Datasets whose files this cluster holds, and where: a fetch reuses them."""
@@ -554,6 +592,7 @@ class Daemon:
         self.landed.put(manifest.id, {
             **_record_key(manifest), "ref": job.ref, "uri": landed.uri, "tier": job.tier,
             "staging": str(landed.staging), "landed": int(time.time()),
+            "files": len(landed.landing.files),  # fewer than the manifest's after `--files`
         })
         specs = matching_jobs(self.registry.specs(), landed.landing)
         try:
@@ -569,12 +608,14 @@ class Daemon:
 
     def peers(self) -> list[dict[str, Any]]:
         rows = []
+        names = self.publisher_names()
         for status in self.health.peers():
             held = self.catalogs.held(status.cluster_id) if status.cluster_id else None
             rows.append(
                 {
                     "url": status.url,
                     "cluster_id": status.cluster_id,
+                    "name": names.of(status.cluster_id),
                     "state": str(status.state),
                     "source": ",".join(sorted(str(source) for source in status.sources)),
                     "last_seen": status.last_seen,
@@ -652,6 +693,7 @@ class Daemon:
             "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),
             "published": [manifest_summary(m) for m in self.local_catalog.datasets()],
+            "publishers": self.publishers(),
         }
 
     # ---- control API: tiers and training ------------------------------------------------------
@@ -661,7 +703,7 @@ class Daemon:
         return asdict(await self.store.set_tier(manifest.name, manifest.version, tier, move=move))
 
     def _landed_manifest(self, ref: str) -> Manifest:
-        manifest = self.catalogs.resolve(ref)
+        manifest = self.catalogs.resolve(self.publisher_names().ref(ref))
         if manifest.id not in self.landed.items():
             raise NotFound(f"{manifest.ref} has not landed on this cluster")
         return manifest
@@ -685,8 +727,67 @@ class Daemon:
             spec_toml, filename, base_dir=Path(base_dir) if base_dir else None, replace=True
         ).to_dict()
 
+    def remove_training_job(self, name: str) -> dict[str, Any]:
+        self.registry.remove(name)
+        return {"name": name, "removed": True}
+
     def training_jobs(self) -> list[dict[str, Any]]:
         return [spec.to_dict() for spec in self.registry.specs()]
+
+    # ---- control API: datasets (info, ls), publisher names, unpublish, sync now --------------
+
+    def publisher_names(self) -> PublisherNames:
+        return PublisherNames(
+            own=(self.identity.cluster_id, self.config.cluster.name),
+            labels={entry.cluster_id: entry.name for entry in self.trust.list()},
+            claimed={info.cluster_id: info.name for info in self.directory.infos()},
+        )
+
+    def publishers(self) -> dict[str, str]:
+        """Cluster id → the name shown for it (for tables that show refs)."""
+        return self.publisher_names().as_dict()
+
+    def dataset_info(self, ref: str) -> dict[str, Any]:
+        """What `info`, `ls` and `p2pdata.load` show: the manifest, its publisher's name, the
+        other versions, and where it has landed here (None before any fetch)."""
+        names = self.publisher_names()
+        manifest = self.restricted.full(self.catalogs.resolve(names.ref(ref)))
+        versions = {m.version for m in self.catalogs.manifests(cluster=manifest.owner, name=manifest.name)}
+        record = self.landed.items().get(manifest.id)
+        return {
+            **manifest_summary(manifest),
+            "publisher_name": names.of(manifest.owner),
+            "ref": f"{names.label(manifest.owner)}/{manifest.ref}",  # what a user copies
+            "rows": manifest.extra.get("rows"),
+            "versions": sorted(versions, key=version_key),
+            "landed": None if record is None else {
+                "uri": record["uri"], "tier": record.get("tier"), "landed": record.get("landed"),
+                "files": record.get("files", len(manifest.files)),
+            },
+        }
+
+    async def unpublish(self, ref: str) -> dict[str, Any]:
+        """Withdraw one of our versions: a new signed catalog without it; its seed stops."""
+        _, name, version = parse_ref(ref)
+        if version is None:
+            raise P2pdataError(f"unpublish takes NAME@VERSION (which version of {name}?)")
+        manifest = self.local_catalog.get(name, version)
+        self.local_catalog.remove(name, version)
+        self.published.delete(manifest.id)
+        for swarm in self.transfer.swarms():
+            if swarm.manifest.id == manifest.id and manifest.id not in self.landed.items():
+                await swarm.stop()
+        self.events.emit("dataset.unpublished", ref=manifest.ref, manifest=manifest.id)
+        return {"ref": manifest.ref, "unpublished": True}
+
+    async def sync_now(self) -> list[dict[str, Any]]:
+        """Ask every known peer for its catalog now, not at its next turn; the peers afterwards."""
+        urls = [status.url for status in self.health.peers() if status.sources]
+        results = await asyncio.gather(*(self.sync_peer(url) for url in urls), return_exceptions=True)
+        for url, result in zip(urls, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("sync with %s failed", url, exc_info=result)
+        return self.peers()
 
 
 def manifest_summary(manifest: Manifest) -> dict[str, Any]:

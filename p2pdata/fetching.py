@@ -329,7 +329,9 @@ class Fetcher:
     def __init__(self, *, jobs: FetchJobTable, catalogs: Catalogs, restricted: RestrictedFetch,
                  peers: PeerView, transfer: Transfer, open_store: StoreOpener, events: Events,
                  held: HeldFolders, on_landed: OnLanded, own_cluster: str, store_root: str,
-                 default_tier: str, stall_timeout: float, clock: Callable[[], float] = time.time) -> None:
+                 default_tier: str, stall_timeout: float,
+                 source_label: Callable[[Endpoint], str] = lambda e: f"{e[0]}:{e[1]}",
+                 clock: Callable[[], float] = time.time) -> None:
         self.jobs = jobs
         self.catalogs = catalogs
         self.restricted = restricted
@@ -343,10 +345,12 @@ class Fetcher:
         self.store_root = store_root
         self.default_tier = default_tier
         self.stall_timeout = stall_timeout
+        self.source_label = source_label  # a torrent endpoint as the user knows its peer
         self.clock = clock
         self._machines: dict[str, FetchMachine] = {}  # active jobs
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._swarms: dict[str, SwarmJob] = {}
+        self._turns: dict[str, str] = {}  # job id -> torrent key, in the order they queued
 
     # ---- life cycle ---------------------------------------------------------------------------
 
@@ -392,10 +396,12 @@ class Fetcher:
             failed.tier, failed.train = tier or failed.tier, train or failed.train
             self.jobs.save(failed)
             return {**await self.retry(failed.id), "attached": False}
+        # Progress counts the selected files only (a stub's files are known once it is granted).
+        selected = _subset(manifest, files) if files and manifest.files else manifest
         now = int(self.clock())
         job = self.jobs.new(
             ref=f"{manifest.owner}/{manifest.ref}", manifest_id=manifest.id,
-            publisher=manifest.owner, total_bytes=manifest.total_size,
+            publisher=manifest.owner, total_bytes=selected.total_size,
             tier=tier or self.default_tier, to=to, train=train, files=files,
             created=now, updated=now,
         )
@@ -403,7 +409,7 @@ class Fetcher:
         self._spawn(self._machine(job))
         return {**job.to_dict(), "attached": False}
 
-    def list(self) -> list[dict[str, Any]]:
+    def listing(self) -> list[dict[str, Any]]:
         live = {job_id: m.job for job_id, m in self._machines.items()}
         return [live.get(job.id, job).to_dict() for job in self.jobs.all()]
 
@@ -464,15 +470,17 @@ class Fetcher:
         swarm: SwarmJob | None = None
         store: Store | None = None
         try:
-            await self._wait_turn(job)
             manifest = self._manifest(job)
+            await self._wait_turn(job, manifest)
             certificate = None
             if manifest.access.mode == "restricted" and manifest.owner != self.own_cluster:
                 manifest, certificate = await self.restricted.prepare_fetch(manifest)
             store = self.open_store(job.to)
             landing = _subset(manifest, job.files) if job.files else manifest
+            job.total_bytes = landing.total_size  # a stub's files are known once it is granted
             if await store.is_landed(landing):
                 # Landed before: nothing to do, and its training is not started again.
+                job.landed_files = len(landing.files)
                 machine.landed(self.clock(), store.uri(landing))
                 self._changed(machine)
                 return
@@ -498,6 +506,7 @@ class Fetcher:
                 swarm.release()  # landed: the staged copy is now an evictable seed
                 folder = swarm.folder
             uri = store.uri(landing)
+            job.landed_files = len(landing.files)
             machine.landed(self.clock(), uri)
             try:  # recorded and its runs known before anyone is told it landed
                 job.runs = await self.on_landed(Landed(job, manifest, landing, uri, folder))
@@ -520,18 +529,23 @@ class Fetcher:
                 self._changed(machine)
         finally:
             self._swarms.pop(job.id, None)
+            self._turns.pop(job.id, None)
 
-    async def _wait_turn(self, job: FetchJob) -> None:
-        """One job per torrent at a time: a later one waits for the earlier to end."""
+    async def _wait_turn(self, job: FetchJob, manifest: Manifest) -> None:
+        """One job per torrent at a time (whoever published it): a later one waits for the
+        earlier ones to end, then starts from what they left (often a held copy)."""
+        key = manifest.torrent.info_hash.hex() if manifest.torrent else manifest.id
+        self._turns[job.id] = key  # dicts keep insertion order: this is the queue
         while True:
-            earlier = [
-                task for job_id, task in self._tasks.items()
-                if job_id != job.id and self._machines[job_id].job.manifest_id == job.manifest_id
-                and self._machines[job_id].job.created <= job.created
-            ]
-            if not earlier:
+            ahead = []
+            for other, other_key in self._turns.items():
+                if other == job.id:
+                    break
+                if other_key == key and other in self._tasks:
+                    ahead.append(self._tasks[other])
+            if not ahead:
                 return
-            await asyncio.gather(*earlier, return_exceptions=True)
+            await asyncio.gather(*ahead, return_exceptions=True)
 
     async def _widen(self, store: Store, manifest: Manifest, landing: Manifest, job: FetchJob) -> None:
         """Where an earlier job landed fewer files of this dataset, reopen that landing so
@@ -623,9 +637,13 @@ class Fetcher:
             now = self.clock()
             machine.observe(now, progress.done, self._sources(swarm.manifest, swarm, progress.peers))
             self.jobs.save(machine.job)
+            sources: dict[str, int] = {}  # bytes received from each peer so far
+            for endpoint, received in progress.sources:
+                label = self.source_label(endpoint)
+                sources[label] = sources.get(label, 0) + received
             self.events.emit("fetch.progress", job=machine.job.id, done_bytes=progress.done,
                              total_bytes=progress.total, rate=progress.rate, eta=progress.eta,
-                             peers=progress.peers, waiting=machine.job.waiting)
+                             peers=progress.peers, waiting=machine.job.waiting, sources=sources)
             if (error := machine.tick(now)) is not None:
                 return error
         return None

@@ -46,6 +46,7 @@ from p2pdata.catalog.manifest import (
     check_relative_path,
     parse_ref,
 )
+from p2pdata.catalog.names import PublisherNames
 from p2pdata.catalog.publish import detect_format, hash_file, scan_dataset
 from p2pdata.catalog.store import CatalogStore, HeldInfo, SearchResult, version_key
 from p2pdata.catalog.trust import TrustedCluster, TrustStore, check_cluster_id
@@ -64,6 +65,7 @@ __all__ = [
     "Limits",
     "LocalCatalog",
     "Manifest",
+    "PublisherNames",
     "SearchResult",
     "Torrent",
     "TrustCheck",

@@ -266,6 +266,15 @@ class CatalogStore:
         found = [load_manifest(row["manifest"]) for row in self.conn.execute(sql, args)]
         return sorted(found, key=lambda m: (m.name, version_key(m.version), m.owner))
 
+    def names(self, prefix: str = "", limit: int = 200) -> list[tuple[str, str]]:
+        """(name, version) pairs of held datasets whose name starts with `prefix`: for completion."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT name, version FROM catalog_datasets WHERE substr(name, 1, ?) = ?"
+            " ORDER BY name, version LIMIT ?",
+            (len(prefix), prefix, limit),
+        )
+        return [(row["name"], row["version"]) for row in rows]
+
     def resolve(self, ref: str, *, now: int | None = None) -> Manifest:
         """The manifest `NAME`, `NAME@VERSION` or `CLUSTER/NAME[@VERSION]` names.
 

@@ -61,9 +61,12 @@ class PeerDirectory:
     def info(self, url: str) -> PeerInfo | None:
         return self._info.get(url)
 
+    def infos(self) -> list[PeerInfo]:
+        return list(self._info.values())
+
     def knows_key(self, key: bytes) -> bool:
-        """Some peer we sync with answered with this cluster key."""
-        return any(info.public_key == key for info in self._info.values())
+        """Some peer we sync with proved it holds this cluster key (anyone can claim one)."""
+        return any(info.proven and info.public_key == key for info in self._info.values())
 
     def owner(self, cluster_id: str) -> tuple[str, bytes]:
         """The peer API URL and public key of cluster `cluster_id`: only a URL where it proved

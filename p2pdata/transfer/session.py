@@ -206,16 +206,18 @@ class SwarmJob(_Swarm):
         )
         done = sum(f.done for f in files)
         self._meter.add(now, status.total_payload_download)
+        peers = self.sample_peers()
         return Progress(
             state=self.state,
             done=done,
             total=self.total,
             rate=self._meter.rate,
             eta=self._meter.eta(self.total - done),
-            peers=self.sample_peers(),
+            peers=peers,
             downloaded=status.total_payload_download,
             files=files,
             error=self.machine.error,
+            sources=tuple(sorted(self.peer_bytes.items())),
         )
 
     def subscribe(self, callback: Callable[[Progress], None]) -> Callable[[], None]:

@@ -50,6 +50,11 @@ class ControlService(Protocol):
     async def cancel_run(self, run_id: str) -> dict[str, Any]: ...
     def add_training_job(self, spec_toml: str, filename: str, base_dir: str | None = None) -> dict[str, Any]: ...
     def training_jobs(self) -> list[dict[str, Any]]: ...
+    def dataset_info(self, ref: str) -> dict[str, Any]: ...
+    def publishers(self) -> dict[str, str]: ...
+    def remove_training_job(self, name: str) -> dict[str, Any]: ...
+    async def unpublish(self, ref: str) -> dict[str, Any]: ...
+    async def sync_now(self) -> list[dict[str, Any]]: ...
 
 
 def token_ok(request: web.Request, token: str) -> bool:
@@ -267,6 +272,10 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
         spec, filename = str(data.get("spec", "")), str(data.get("filename", "job.toml"))
         return reply(service.add_training_job(spec, filename, data.get("base_dir")))
 
+    @routes.post("/v1/training/jobs/remove")
+    async def remove_training_job(request: web.Request) -> web.Response:
+        return reply(service.remove_training_job(str((await body(request)).get("name", ""))))
+
     @routes.post("/v1/train")
     async def train(request: web.Request) -> web.Response:
         data = await body(request)
@@ -283,6 +292,22 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
     @routes.post("/v1/runs/{run_id}/cancel")
     async def cancel_run(request: web.Request) -> web.Response:
         return reply(await service.cancel_run(request.match_info["run_id"]))
+
+    @routes.get("/v1/datasets/info")
+    async def dataset_info(request: web.Request) -> web.Response:
+        return reply(service.dataset_info(request.query.get("ref", "")))
+
+    @routes.get("/v1/publishers")
+    async def publishers(request: web.Request) -> web.Response:
+        return reply(service.publishers())
+
+    @routes.post("/v1/unpublish")
+    async def unpublish(request: web.Request) -> web.Response:
+        return reply(await service.unpublish(str((await body(request)).get("ref", ""))))
+
+    @routes.post("/v1/sync")
+    async def sync(request: web.Request) -> web.Response:
+        return reply(await service.sync_now())
 
     @routes.get("/v1/events")
     async def events(request: web.Request) -> web.StreamResponse:

@@ -87,8 +87,9 @@ def test_static_peers_search_fetch_and_reseed(make_daemon, tmp_path):
         "fetch", "clicks@1", ok=False)
     job = gamma.cli_json("fetch", f"{alpha.cluster_id}/clicks@1", "--timeout", "60")
     assert job["state"] == "landed", job
-    assert landed_files(gamma.home / "datasets", "clicks", "1") == expected
-    assert not (gamma.home / "datasets" / ".incoming" / "clicks" / "1").exists()
+    # Two publishers use the name: the landed path carries the one the user chose.
+    assert landed_files(gamma.home / "datasets" / alpha.cluster_id, "clicks", "1") == expected
+    assert not (gamma.home / "datasets" / "clicks").exists()
 
     # gamma now seeds what it fetched: once the publishers are gone, a fourth cluster fetches from gamma.
     delta = make_daemon("delta", discovery={"static_peers": [alpha.peer_url, gamma.peer_url]})

@@ -48,6 +48,13 @@ def test_a_relabelled_copy_makes_the_bare_name_ambiguous(make_daemon: Any, tmp_p
         assert job["state"] == "landed" and job["ref"] == f"{alpha.cluster_id}/clicks@1", job
         landed = gamma.cli_json("status")["landed"]
         assert [record["cluster"] for record in landed] == [alpha.cluster_id]
+
+        # Asked for by its publisher, the copy lands apart, from the bytes already held.
+        relabelled = f"{relabeller.identity.cluster_id}/clicks@1"
+        job = gamma.cli_json("fetch", relabelled, "--timeout", "60")
+        assert job["state"] == "landed" and job["ref"] == relabelled, job
+        copy_path = gamma.home / "datasets" / relabeller.identity.cluster_id / "clicks" / "1" / "part-0.csv"
+        assert copy_path.read_text() == "user,clicks\n1,3\n"
     finally:
         relabeller.close()
 
