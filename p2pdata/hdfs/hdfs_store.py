@@ -70,7 +70,9 @@ class HdfsStore(Store):
         fsck_command: Sequence[str] | None = None,
         cacheadmin_command: Sequence[str] | None = None,
         cache_pool: str = "p2pdata",
+        ec_policy: str | None = None,
         native: bool | None = None,
+        native_timeout: float = 120.0,
         tls: bool | ssl_module.SSLContext | None = None,
         ca_file: str | os.PathLike[str] | None = None,
         move_timeout: float = 540.0,
@@ -109,10 +111,11 @@ class HdfsStore(Store):
             if not namenode:
                 raise HdfsError("native HDFS needs the NameNode's address (namenode = "
                                 "hdfs://host:port)")
-            self.native = NativeHdfs(namenode, user=user)
+            self.native = NativeHdfs(namenode, user=user, timeout=native_timeout)
         self.mover_command = list(mover_command or [])
         self.cacheadmin_command = list(cacheadmin_command or [])
         self.cache_pool = cache_pool
+        self.ec_policy = ec_policy  # instead of an erasure-coded tier's own (XOR-2-1-1024k)
         self.satisfier: bool | None = None  # whether SATISFYSTORAGEPOLICY works, once known
         self._ec_dirs: dict[str, str] = {}  # .incoming dirs landing erasure-coded -> policy
         # .incoming files _verified() found absent: writing them needs no delete first.
@@ -248,6 +251,7 @@ class HdfsStore(Store):
         await self._check_storage(tier, policy)
         ec = resolve_ec(tier)
         if ec is not None:
+            ec = self.ec_policy or ec
             await self._check_ec(tier, ec)
             await self.client.set_ec_policy(path, ec)
             self._ec_dirs[path] = ec
@@ -375,7 +379,7 @@ class HdfsStore(Store):
     # -- centralized cache --------------------------------------------------------
 
     async def cache(self, name: str, version: str) -> CacheReport:
-        """Pin a landed dataset in the DataNodes' memory (an HDFS cache directive) while it
+        """Pin a landed dataset in the DataNodes' memory (HDFS cache directives) while it
         is trained on; ``uncache`` after. Where the cluster has no cache pool (or no
         cacheadmin command is configured) nothing is cached and ``detail`` says why."""
         final = await self._landed_path(name, version)
@@ -388,31 +392,51 @@ class HdfsStore(Store):
                 name, version, False,
                 f"the cluster has no cache pool {self.cache_pool!r}: read uncached (an "
                 f"administrator adds it with 'hdfs cacheadmin -addPool {self.cache_pool}')")
-        if not await self.cached_bytes(name, version):
-            await _run_tool([*self.cacheadmin_command, "-addDirective", "-path", final,
-                             "-pool", self.cache_pool], "cacheadmin")
+        # A directive on a directory caches the files directly in it: one per directory.
+        have = await self._directives(final)
+        for directory in await self._directories(final):
+            if directory not in have:
+                await _run_tool([*self.cacheadmin_command, "-addDirective", "-path",
+                                 directory, "-pool", self.cache_pool], "cacheadmin")
         return CacheReport(name, version, True,
-                           f"cache directive on {final} in pool {self.cache_pool!r}")
+                           f"cache directives on {final} in pool {self.cache_pool!r}")
 
     async def uncache(self, name: str, version: str) -> CacheReport:
         final = await self._landed_path(name, version)
-        if not self.cacheadmin_command or await self.cached_bytes(name, version) is None:
-            return CacheReport(name, version, False, f"no cache directive on {final}")
-        await _run_tool([*self.cacheadmin_command, "-removeDirectives", "-path", final],
-                        "cacheadmin")
-        return CacheReport(name, version, False, f"cache directive on {final} removed")
+        have = await self._directives(final) if self.cacheadmin_command else {}
+        for directory in have:
+            await _run_tool([*self.cacheadmin_command, "-removeDirectives", "-path",
+                             directory], "cacheadmin")
+        return CacheReport(name, version, False, f"cache directives on {final} removed"
+                           if have else f"no cache directive on {final}")
 
     async def cached_bytes(self, name: str, version: str) -> tuple[int, int] | None:
-        """(bytes needed, bytes cached) of the dataset's cache directive; None if none."""
-        final = self.final_path(name, version)
+        """(bytes needed, bytes cached) by the dataset's cache directives; None if none."""
+        have = await self._directives(self.final_path(name, version))
+        if not have:
+            return None
+        return sum(n for n, _ in have.values()), sum(c for _, c in have.values())
+
+    async def _directives(self, final: str) -> dict[str, tuple[int, int]]:
+        """{directory: (bytes needed, bytes cached)} of the directives at or under final."""
         text = await _run_tool([*self.cacheadmin_command, "-listDirectives", "-stats",
-                                "-path", final], "cacheadmin")
+                                "-pool", self.cache_pool], "cacheadmin")
+        found = {}
         for line in text.splitlines():
             fields = line.split()
             # ID POOL REPL EXPIRY PATH BYTES_NEEDED BYTES_CACHED FILES_NEEDED FILES_CACHED
-            if len(fields) >= 9 and fields[0].isdigit() and fields[4] == final:
-                return int(fields[5]), int(fields[6])
-        return None
+            if len(fields) >= 9 and fields[0].isdigit() and \
+                    (fields[4] == final or fields[4].startswith(final + "/")):
+                found[fields[4]] = (int(fields[5]), int(fields[6]))
+        return found
+
+    async def _directories(self, top: str) -> list[str]:
+        found, queue = [], [top]
+        while queue:
+            directory = queue.pop()
+            found.append(directory)
+            queue += [posixpath.join(directory, d) for d in await self._list_dirs(directory)]
+        return found
 
     async def _landed_path(self, name: str, version: str) -> str:
         final = self.final_path(name, version)

@@ -247,13 +247,15 @@ class LocalHdfs:
     ResourceManager and NodeManager in another; restartable on the same dirs and ports.
 
     ``ec_policies`` are enabled at start (erasure coding); ``cache_pool`` is created for
-    centralized caching ("" for none); ``sps`` runs the storage policy satisfier.
+    centralized caching ("" for none); ``sps`` runs the storage policy satisfier;
+    ``tiers`` are the storage types each DataNode offers.
     """
 
     def __init__(self, base_dir: Path | str, *, permissions: bool = False,
                  https: bool = False, yarn: bool = False, datanodes: int = DATANODES,
                  ec_policies: Sequence[str] = (EC_POLICY,), cache_pool: str = CACHE_POOL,
-                 sps: bool = True, gpus: int = 2, start_timeout: float = 120.0) -> None:
+                 sps: bool = True, gpus: int = 2, tiers: Sequence[str] = TIERS,
+                 start_timeout: float = 120.0) -> None:
         self.base_dir = Path(base_dir).absolute()
         # With permissions on, the user running the JVM is HDFS's superuser.
         self.permissions = permissions
@@ -265,6 +267,10 @@ class LocalHdfs:
         self.cache_pool = cache_pool
         self.sps = sps
         self.gpus = gpus
+        unknown = set(tiers) - set(TIERS)
+        if unknown:
+            raise ValueError(f"tiers must be some of {TIERS}, got {sorted(unknown)}")
+        self.tiers = tuple(tiers)
         self.start_timeout = start_timeout
         self._classpath = classpath()
         self._java = java_binary()
@@ -293,6 +299,7 @@ class LocalHdfs:
                     "permissions": str(self.permissions).lower(),
                     "https": str(self.https).lower(), "ec": ",".join(self.ec_policies),
                     "cachepool": self.cache_pool, "sps": str(self.sps).lower(),
+                    "tiers": ",".join(self.tiers),
                     **{k: str(v) for k, v in self._ports.items()}}
             self._proc = self._launch("hdfs", opts, HDFS_JVM_FLAGS, cp, self._log_path)
             try:

@@ -62,10 +62,18 @@ class NativeHdfs:
         self.namenode = parse_namenode(namenode)
         self.timeout = timeout
         self._module = hdfs_native
+        # hdfs-native reads the simple-auth user from the environment only, when the
+        # client is made: set it for that moment.
+        saved = os.environ.get("HADOOP_USER_NAME")
         if user:
-            # hdfs-native reads the simple-auth user from the environment only.
-            os.environ.setdefault("HADOOP_USER_NAME", user)
-        self._client = hdfs_native.AsyncClient(self.namenode, dict(config or {}))
+            os.environ["HADOOP_USER_NAME"] = user
+        try:
+            self._client = hdfs_native.AsyncClient(self.namenode, dict(config or {}))
+        finally:
+            if saved is None:
+                os.environ.pop("HADOOP_USER_NAME", None)
+            else:
+                os.environ["HADOOP_USER_NAME"] = saved
 
     async def _call(self, op: str, path: str, call: Awaitable[T]) -> T:
         try:

@@ -8,7 +8,7 @@
 // serves, then reads commands from stdin (one a line, each answered by "P2PDATA_OK ..." or
 // "P2PDATA_ERR ..."); end of input halts the JVM, so it dies with its Python owner.
 //
-// hdfs keys: base (directory), datanodes (count), permissions, https, ec (comma-separated
+// hdfs keys: base (directory), datanodes (count), tiers (storage types of each DataNode), permissions, https, ec (comma-separated
 //   erasure coding policies to enable), cachepool (created if given), sps (run the storage
 //   policy satisfier), nn_rpc, nn_http, nn_https, dnI_xfer, dnI_ipc, dnI_http, dnI_https.
 //   Commands: "stop-datanode I", "start-datanode I" (same directories and ports).
@@ -259,11 +259,12 @@ public class P2pdataHadoop {
         void startDataNode(int i) throws Exception {
             Configuration dn = new HdfsConfiguration(conf);
             File dir = new File(base, "dn" + i);
-            dn.set("dfs.datanode.data.dir",
-                "[DISK]" + new File(dir, "disk").toURI()
-                + ",[SSD]" + new File(dir, "ssd").toURI()
-                + ",[ARCHIVE]" + new File(dir, "archive").toURI()
-                + ",[RAM_DISK]" + new File(dir, "ram_disk").toURI());
+            StringBuilder volumes = new StringBuilder();
+            for (String tier : opts.getOrDefault("tiers", "disk,ssd,archive,ram_disk").split(",")) {
+                volumes.append(volumes.length() == 0 ? "" : ",").append('[')
+                    .append(tier.toUpperCase()).append(']').append(new File(dir, tier).toURI());
+            }
+            dn.set("dfs.datanode.data.dir", volumes.toString());
             String key = "dn" + i + "_";
             dn.set("dfs.datanode.address", port(opts, key + "xfer"));
             dn.set("dfs.datanode.ipc.address", port(opts, key + "ipc"));
