@@ -169,3 +169,29 @@ async def test_datanode_killed_mid_landing_then_resumed(
     async with hdfs_store(hdfs_cluster, f"/{unique}") as store:
         result = await store.land(manifest, source_of(manifest, files), "hot")
         assert (result.status, result.files_resumed, result.files_written) == ("landed", 2, 4)
+
+
+async def test_training_reads_landed_data_over_the_native_protocol(
+        hdfs_cluster: LocalHdfs, tmp_path: Path, unique: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from p2pdata.catalog.manifest import FileEntry, Manifest
+    from p2pdata.training.data import open_dataset
+
+    local = tmp_path / "part-0.parquet"
+    pq.write_table(pa.table({"x": list(range(1000)), "label": [i % 2 for i in range(1000)]}),
+                   local)
+    data = local.read_bytes()
+    manifest = Manifest(name="pq", version="1", owner="test", created=0, format="parquet",
+                        files=(FileEntry("part-0.parquet", len(data),
+                                         hashlib.sha256(data).digest()),))
+    async with hdfs_store(hdfs_cluster, f"/{unique}") as store:
+        result = await store.land(manifest, source_of(manifest, {"part-0.parquet": local}))
+    assert result.uri.startswith("hdfs://127.0.0.1:")
+    monkeypatch.setenv("P2PDATA_HDFS_USER", getpass.getuser())
+    dataset = await asyncio.to_thread(open_dataset, result.uri)
+    assert dataset.count_rows() == 1000
