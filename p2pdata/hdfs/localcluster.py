@@ -401,9 +401,11 @@ class LocalHdfs:
         """Shut one DataNode down at once (its clients see their connections drop)."""
         self._command(f"stop-datanode {index}")
 
-    def start_datanode(self, index: int) -> None:
-        """Start a stopped DataNode again, on the same directories and ports."""
-        self._command(f"start-datanode {index}")
+    def start_datanode(self, index: int, settings: dict[str, str] | None = None) -> None:
+        """Start a stopped DataNode again, on the same directories and ports; ``settings``
+        (hdfs-site keys) apply to this start only."""
+        extra = "".join(f" {k}={v}" for k, v in (settings or {}).items())
+        self._command(f"start-datanode {index}{extra}")
 
     def stop(self, yarn: bool = True) -> None:
         """Kill the JVMs' process groups (like a crash: Hadoop's files stay on disk).

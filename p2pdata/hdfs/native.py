@@ -45,6 +45,9 @@ def _typed(op: str, path: str, exc: BaseException) -> HdfsError:
         return HdfsAlreadyExists("FileAlreadyExistsException", text, 409)
     if isinstance(exc, ConnectionError | TimeoutError) or type(exc).__name__ == "PanicException":
         return HdfsConnectionError(f"native HDFS {text}")
+    if "could only be written to 0" in str(exc):
+        return HdfsError(f"native HDFS {text} (no DataNode has room for a block: full, "
+                         "or all excluded)")
     return HdfsError(f"native HDFS {text}")
 
 

@@ -195,3 +195,26 @@ async def test_training_reads_landed_data_over_the_native_protocol(
     monkeypatch.setenv("P2PDATA_HDFS_USER", getpass.getuser())
     dataset = await asyncio.to_thread(open_dataset, result.uri)
     assert dataset.count_rows() == 1000
+
+
+async def test_a_full_datanode_fails_the_landing_which_resumes_once_there_is_room(
+        hdfs_tls_cluster: LocalHdfs, tmp_path: Path, unique: str) -> None:
+    """The small cluster's only DataNode, restarted with all its space reserved."""
+    manifest, files = make_dataset(tmp_path, "full", [1000, 2000])
+    cluster = hdfs_tls_cluster
+    await asyncio.to_thread(cluster.stop_datanode, 0)
+    try:
+        await asyncio.to_thread(cluster.start_datanode, 0,
+                                {"dfs.datanode.du.reserved": str(1 << 60)})
+        async with hdfs_store(cluster, f"/{unique}", native_timeout=60.0) as store:
+            started = time.monotonic()
+            with pytest.raises(StoreError, match="could only be written to 0"):
+                await store.land(manifest, source_of(manifest, files), "hot")
+            assert time.monotonic() - started < 60
+            assert not await store.is_landed(manifest)
+    finally:
+        await asyncio.to_thread(cluster.stop_datanode, 0)
+        await asyncio.to_thread(cluster.start_datanode, 0)
+    async with hdfs_store(cluster, f"/{unique}") as store:
+        result = await store.land(manifest, source_of(manifest, files), "hot")
+        assert (result.status, result.files_written) == ("landed", 2)

@@ -11,7 +11,8 @@
 // hdfs keys: base (directory), datanodes (count), tiers (storage types of each DataNode), permissions, https, ec (comma-separated
 //   erasure coding policies to enable), cachepool (created if given), sps (run the storage
 //   policy satisfier), nn_rpc, nn_http, nn_https, dnI_xfer, dnI_ipc, dnI_http, dnI_https.
-//   Commands: "stop-datanode I", "start-datanode I" (same directories and ports).
+//   Commands: "stop-datanode I", "start-datanode I [KEY=VALUE...]" (same directories and
+//   ports; the settings are for that start only, e.g. dfs.datanode.du.reserved).
 // yarn keys: base, conf (the client configuration folder to write yarn-site.xml into),
 //   fs (fs.defaultFS), gpus (yarn.io/gpu count on the NodeManager), memory_mb, vcores.
 
@@ -257,7 +258,16 @@ public class P2pdataHadoop {
         }
 
         void startDataNode(int i) throws Exception {
+            startDataNode(i, new String[0]);
+        }
+
+        /** Start DataNode i; {@code overrides} are extra "key=value" settings for it. */
+        void startDataNode(int i, String[] overrides) throws Exception {
             Configuration dn = new HdfsConfiguration(conf);
+            for (String override : overrides) {
+                int eq = override.indexOf('=');
+                dn.set(override.substring(0, eq), override.substring(eq + 1));
+            }
             File dir = new File(base, "dn" + i);
             StringBuilder volumes = new StringBuilder();
             for (String tier : opts.getOrDefault("tiers", "disk,ssd,archive,ram_disk").split(",")) {
@@ -312,7 +322,7 @@ public class P2pdataHadoop {
                     datanodes.get(i).shutdown();
                     return "stopped datanode " + i;
                 case "start-datanode":
-                    startDataNode(i);
+                    startDataNode(i, Arrays.copyOfRange(words, 2, words.length));
                     return "started datanode" + ports(i);
                 default:
                     throw new IllegalArgumentException("unknown command " + words[0]);
