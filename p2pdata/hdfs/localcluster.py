@@ -23,6 +23,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -363,6 +364,30 @@ class LocalHdfs:
         _write_atomic(self.conf_dir / "core-site.xml", _xml_properties(core))
         _write_atomic(self.conf_dir / "hdfs-site.xml", _xml_properties(hdfs))
         _write_atomic(self.conf_dir / "log4j.properties", _LOG4J)
+        self._write_bin()
+
+    def _write_bin(self) -> None:
+        """``hadoop``, ``hdfs`` and ``yarn`` stand-ins for clients that shell out to them
+        (Skein runs ``yarn classpath --glob``): classpath, dfs/fs, and YARN's CLIs."""
+        jars = sorted(str(p) for p in (cache_dir() / "jars").glob("*.jar"))
+        glob = os.pathsep.join([*self.client_classpath.split(os.pathsep)[:-1], *jars])
+        java = " ".join(shlex.quote(a) for a in [self._java, *TOOL_JVM_FLAGS, "-cp",
+                                                  self.client_classpath])
+        script = f"""#!/bin/sh
+# Written by p2pdata's local Hadoop launcher: enough of Hadoop's scripts for its clients.
+case "$1" in
+  classpath) [ "$2" = --glob ] && echo {shlex.quote(glob)} || echo {shlex.quote(self.client_classpath)} ;;
+  dfs|fs) shift; exec {java} org.apache.hadoop.fs.FsShell "$@" ;;
+  application|app) shift; exec {java} org.apache.hadoop.yarn.client.cli.ApplicationCLI "$@" ;;
+  logs) shift; exec {java} org.apache.hadoop.yarn.client.cli.LogsCLI "$@" ;;
+  node) shift; exec {java} org.apache.hadoop.yarn.client.cli.NodeCLI "$@" ;;
+  *) echo "$(basename "$0") $1: not available in p2pdata's local Hadoop" >&2; exit 1 ;;
+esac
+"""
+        self.bin_dir.mkdir(exist_ok=True)
+        for name in ("hadoop", "hdfs", "yarn"):
+            _write_atomic(self.bin_dir / name, script)
+            (self.bin_dir / name).chmod(0o755)
 
     def _wait_ready(self, proc: subprocess.Popen[str], log_path: Path) -> dict[str, str]:
         # readline() blocks, so a timer kills the JVM if it never reports ready.
@@ -494,6 +519,12 @@ class LocalHdfs:
         return self.base_dir / "conf"
 
     @property
+    def bin_dir(self) -> Path:
+        """``hadoop``/``hdfs``/``yarn`` stand-ins (``classpath``, ``dfs``, ``application``,
+        ``logs``, ``node``): put it on PATH for Skein."""
+        return self.base_dir / "bin"
+
+    @property
     def client_classpath(self) -> str:
         """``conf_dir`` and every Hadoop jar: what ``hadoop classpath`` prints."""
         return f"{self.conf_dir}{os.pathsep}{self._classpath}"
@@ -529,6 +560,7 @@ class LocalHdfs:
             "namenode": self.namenode_address,
             "webhdfs_url": self.webhdfs_url,
             "conf_dir": str(self.conf_dir),
+            "bin_dir": str(self.bin_dir),
             "classpath": self.client_classpath,
             "java_home": java_home(),
             "datanodes": self.datanodes,
