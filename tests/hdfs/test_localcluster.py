@@ -58,6 +58,9 @@ def test_yarn_schedules_gpus_and_writes_a_client_conf_dir(yarn_cluster: LocalHdf
     nodes_cli = subprocess.run([str(yarn_cluster.bin_dir / "yarn"), "node", "-list"],
                                capture_output=True, text=True, check=True, timeout=120)
     assert "RUNNING" in nodes_cli.stdout
+    # The NodeManager's own web services answer too (container logs are read there).
+    node = requests.get(f"{yarn_cluster.nm_web_url}/ws/v1/node/info", timeout=30).json()
+    assert node["nodeInfo"]["nodeHostName"] == nodes[0]["nodeHostName"]
     info = yarn_cluster.describe()
     assert info["rm_web_url"] == yarn_cluster.rm_web_url
     assert str(yarn_cluster.conf_dir) in info["classpath"].split(os.pathsep)

@@ -1,7 +1,8 @@
 // A real Hadoop 3 for tests and demos, started by p2pdata/hdfs/localcluster.py.
 //
 //   P2pdataHadoop hdfs KEY=VALUE...   NameNode + DataNodes (four storage tiers each) in one JVM
-//   P2pdataHadoop yarn KEY=VALUE...   ResourceManager + NodeManager in one JVM
+//   P2pdataHadoop yarn KEY=VALUE...   ResourceManager (writes yarn-site.xml for clients)
+//   P2pdataHadoop nodemanager KEY=VALUE...  a NodeManager of that ResourceManager
 //
 // Every port is 0 unless a key names it (a restart passes the ports it printed, so clients
 // keep their addresses). Each mode prints one line "P2PDATA_READY key=value ..." once it
@@ -69,6 +70,8 @@ public class P2pdataHadoop {
                 new Hdfs(opts).run();
             } else if (args[0].equals("yarn")) {
                 new Yarn(opts).run();
+            } else if (args[0].equals("nodemanager")) {
+                new Yarn(opts).runNodeManager();
             } else {
                 throw new IllegalArgumentException("mode must be hdfs or yarn: " + args[0]);
             }
@@ -339,7 +342,7 @@ public class P2pdataHadoop {
             this.base = new File(opts.get("base")).getAbsoluteFile();
         }
 
-        void run() throws Exception {
+        YarnConfiguration serverConf() {
             YarnConfiguration conf = new YarnConfiguration();
             conf.set("fs.defaultFS", opts.getOrDefault("fs", "file:///"));
             conf.set("yarn.resourcemanager.hostname", HOST);
@@ -382,12 +385,17 @@ public class P2pdataHadoop {
             conf.set("yarn.scheduler.capacity.root.default.maximum-capacity", "100");
             // One small node: application masters may use all of it.
             conf.set("yarn.scheduler.capacity.maximum-am-resource-percent", "1.0");
-            boolean services = classExists("org.apache.hadoop.yarn.service.webapp.ApiServer");
-            conf.set("yarn.webapp.api-service.enable", String.valueOf(services));
             conf.set("yarn.application.classpath", opts.getOrDefault("app_classpath", ""));
-
             // Resource types are read once per JVM, from resource-types.xml unless reset here.
             ResourceUtils.resetResourceTypes(conf);
+            return conf;
+        }
+
+        /** The ResourceManager; writes yarn-site.xml and resource-types.xml for clients. */
+        void run() throws Exception {
+            YarnConfiguration conf = serverConf();
+            boolean services = classExists("org.apache.hadoop.yarn.service.webapp.ApiServer");
+            conf.set("yarn.webapp.api-service.enable", String.valueOf(services));
             File confDir = new File(opts.get("conf"));
             Map<String, String> types = new LinkedHashMap<>();
             types.put("yarn.resource-types", "yarn.io/gpu");
@@ -398,7 +406,11 @@ public class P2pdataHadoop {
             rm.start();
             Configuration real = rm.getConfig();
             String webapp = HOST + ":" + webPort(rm);
-            real.set("yarn.resourcemanager.webapp.address", webapp);
+            // Tracking URLs name the web proxy, which the RM embeds at its webapp address.
+            for (Configuration c : new Configuration[] {conf, real}) {
+                c.set("yarn.resourcemanager.webapp.address", webapp);
+                c.set("yarn.web-proxy.address", webapp);
+            }
             Map<String, String> client = new LinkedHashMap<>();
             client.put("yarn.resourcemanager.hostname", HOST);
             for (String key : new String[] {"address", "scheduler.address",
@@ -408,6 +420,9 @@ public class P2pdataHadoop {
                 client.put(name, HOST + ":" + addr.getPort());
             }
             client.put("yarn.resourcemanager.webapp.address", webapp);
+            client.put("yarn.web-proxy.address", webapp);
+            // Skein checks resource types client-side and in its application master.
+            client.put("yarn.resource-types", "yarn.io/gpu");
             client.put("yarn.nodemanager.hostname", HOST);
             client.put("yarn.timeline-service.enabled", "false");
             client.put("yarn.webapp.api-service.enable", String.valueOf(services));
@@ -415,25 +430,37 @@ public class P2pdataHadoop {
             client.put("yarn.nodemanager.vmem-check-enabled", "false");
             write(new File(confDir, "yarn-site.xml"), xml(client));
 
-            Configuration nmConf = new YarnConfiguration(conf);
-            for (Map.Entry<String, String> e : client.entrySet()) {
-                nmConf.set(e.getKey(), e.getValue());
-            }
-            // Hadoop's web apps route through Guice's static filter pipeline, which the last
-            // web app started in a JVM takes over: give it back to the ResourceManager's (its
-            // REST API matters; the NodeManager's pages are not used).
-            Object[] rmPipeline = guicePipeline(null);
-            NodeManager nm = new NodeManager();
-            nm.init(nmConf);
-            nm.start();
-            guicePipeline(rmPipeline);
-            waitFor("NodeManager registering", 60_000,
-                () -> rm.getRMContext().getRMNodes().size() > 0
-                    && rm.getResourceScheduler().getNumClusterNodes() > 0);
             OUT.println("P2PDATA_READY version=" + VersionInfo.getVersion()
                 + " rm_rpc=" + port(client.get("yarn.resourcemanager.address"))
                 + " rm_web=" + webPort(rm)
                 + " services=" + services);
+            OUT.flush();
+            serve(words -> {
+                throw new IllegalArgumentException("unknown command " + words[0]);
+            });
+        }
+
+        /** The NodeManager, in a JVM of its own: Hadoop's web apps route through Guice's
+         * static filter pipeline, which only one web app per JVM can have. */
+        void runNodeManager() throws Exception {
+            YarnConfiguration conf = serverConf();
+            // The ResourceManager's real addresses, as its JVM wrote them for clients (set,
+            // not added: a resource would not override the port-0 values set above).
+            Configuration written = new Configuration(false);
+            written.addResource(new Path(new File(opts.get("conf"), "yarn-site.xml").toURI()));
+            for (Map.Entry<String, String> e : written) {
+                conf.set(e.getKey(), e.getValue());
+            }
+            NodeManager nm = new NodeManager();
+            nm.init(conf);
+            nm.start();
+            waitFor("NodeManager registering", 60_000,
+                () -> nm.getNMContext().getNodeId() != null
+                    && nm.getNMContext().getNodeId().getPort() > 0
+                    && nm.getNMContext().getHttpPort() > 0);
+            OUT.println("P2PDATA_READY version=" + VersionInfo.getVersion()
+                + " nm_rpc=" + nm.getNMContext().getNodeId().getPort()
+                + " nm_web=" + nm.getNMContext().getHttpPort());
             OUT.flush();
             serve(words -> {
                 throw new IllegalArgumentException("unknown command " + words[0]);
