@@ -394,6 +394,12 @@ public class P2pdataHadoop {
         /** The ResourceManager; writes yarn-site.xml and resource-types.xml for clients. */
         void run() throws Exception {
             YarnConfiguration conf = serverConf();
+            // Applications' tracking URLs are computed from the configured web address, not
+            // the bound one: pick a free port for it (the only port not left to the server).
+            try (java.net.ServerSocket probe = new java.net.ServerSocket(
+                    0, 1, java.net.InetAddress.getByName(HOST))) {
+                conf.set("yarn.resourcemanager.webapp.address", HOST + ":" + probe.getLocalPort());
+            }
             boolean services = classExists("org.apache.hadoop.yarn.service.webapp.ApiServer");
             conf.set("yarn.webapp.api-service.enable", String.valueOf(services));
             File confDir = new File(opts.get("conf"));
@@ -406,11 +412,7 @@ public class P2pdataHadoop {
             rm.start();
             Configuration real = rm.getConfig();
             String webapp = HOST + ":" + webPort(rm);
-            // Tracking URLs name the web proxy, which the RM embeds at its webapp address.
-            for (Configuration c : new Configuration[] {conf, real}) {
-                c.set("yarn.resourcemanager.webapp.address", webapp);
-                c.set("yarn.web-proxy.address", webapp);
-            }
+            real.set("yarn.resourcemanager.webapp.address", webapp);
             Map<String, String> client = new LinkedHashMap<>();
             client.put("yarn.resourcemanager.hostname", HOST);
             for (String key : new String[] {"address", "scheduler.address",
@@ -420,7 +422,6 @@ public class P2pdataHadoop {
                 client.put(name, HOST + ":" + addr.getPort());
             }
             client.put("yarn.resourcemanager.webapp.address", webapp);
-            client.put("yarn.web-proxy.address", webapp);
             // Skein checks resource types client-side and in its application master.
             client.put("yarn.resource-types", "yarn.io/gpu");
             client.put("yarn.nodemanager.hostname", HOST);
