@@ -124,6 +124,14 @@ def run(args: argparse.Namespace) -> int:
         if gamma.cli_shown(*fetch_args) != 0:
             print("fetch failed", file=sys.stderr)
             return 1
+        if args.hdfs:
+            from p2pdata.hdfs.tiers import parse_fsck_blocks, storage_counts
+
+            # Where HDFS put the blocks (fsck), e.g. cold-ec: erasure-coded, all on ARCHIVE.
+            report = hdfs.fsck("/p2pdata")
+            coded = "erasure-coded" if "erasure-coded: policy=" in report else "replicated"
+            print(f"blocks in HDFS: {coded}, replicas by storage type "
+                  f"{storage_counts(parse_fsck_blocks(report))}")
 
         step("training starts as soon as the data has landed")
         run_record = wait_for(lambda: _finished_run(gamma), timeout=args.train_timeout,
