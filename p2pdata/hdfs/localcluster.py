@@ -662,6 +662,54 @@ esac
         )
 
 
+class KerberosNameNode:
+    """A NameNode RPC endpoint that accepts Kerberos only, as a secure cluster's does, with
+    no KDC anywhere: clients without a ticket must fail clearly (``namenode_address``)."""
+
+    def __init__(self, log_path: Path, start_timeout: float = 60.0) -> None:
+        self.log_path = log_path
+        self.start_timeout = start_timeout
+        self._proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def __enter__(self) -> KerberosNameNode:
+        realm = ("-Djava.security.krb5.realm=P2PDATA.TEST",
+                 "-Djava.security.krb5.kdc=127.0.0.1:1")  # never asked: nobody has a ticket
+        with open(self.log_path, "a") as log:
+            self._proc = subprocess.Popen(
+                [java_binary(), *TOOL_JVM_FLAGS, *realm, "-cp", classpath(), LAUNCHER,
+                 "kerberos-namenode"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                start_new_session=True)
+        timer = threading.Timer(self.start_timeout, lambda: _killpg(self._proc))  # type: ignore[arg-type]
+        timer.start()
+        try:
+            assert self._proc.stdout is not None
+            line = self._proc.stdout.readline()
+        finally:
+            timer.cancel()
+        match = _READY.search(line)
+        if not match:
+            self.__exit__()
+            raise HdfsClusterError(f"the Kerberos-only NameNode did not start: "
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
+        self.port = int(dict(p.split("=", 1) for p in match[1].split())["nn_rpc"])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            _killpg(self._proc)
+            self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stdout):
+                if stream is not None:
+                    stream.close()
+            self._proc = None
+
+    @property
+    def namenode_address(self) -> str:
+        return f"hdfs://127.0.0.1:{self.port}"
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)

@@ -32,7 +32,7 @@ def parse_namenode(url: str) -> str:
     return f"hdfs://{parts.netloc}"
 
 
-def _typed(op: str, path: str, exc: BaseException) -> HdfsError:
+def _typed(op: str, path: str, exc: BaseException, namenode: str = "") -> HdfsError:
     # hdfs-native raises OSError subclasses with the NameNode's message (and Java stack)
     # as the text; a lost connection can surface as a Rust panic (a BaseException).
     message = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else repr(exc)
@@ -43,7 +43,13 @@ def _typed(op: str, path: str, exc: BaseException) -> HdfsError:
         return HdfsPermissionDenied("AccessControlException", text, 403)
     if isinstance(exc, FileExistsError):
         return HdfsAlreadyExists("FileAlreadyExistsException", text, 409)
-    if isinstance(exc, ConnectionError | TimeoutError) or type(exc).__name__ == "PanicException":
+    if type(exc).__name__ == "PanicException":
+        # What hdfs-native does when the NameNode connection fails, refused or not let in.
+        return HdfsConnectionError(
+            f"native HDFS {op} {path}: the connection to the NameNode {namenode} failed: it "
+            "is down, or it refused this client (a cluster with Kerberos security needs a "
+            "ticket or a delegation token the client does not have)")
+    if isinstance(exc, ConnectionError | TimeoutError):
         return HdfsConnectionError(f"native HDFS {text}")
     if "could only be written to 0" in str(exc):
         return HdfsError(f"native HDFS {text} (no DataNode has room for a block: full, "
@@ -86,10 +92,10 @@ class NativeHdfs:
                 f"native HDFS {op} {path}: no answer from {self.namenode} within "
                 f"{self.timeout:.0f} s") from exc
         except (OSError, RuntimeError, ValueError) as exc:
-            raise _typed(op, path, exc) from exc
+            raise _typed(op, path, exc, self.namenode) from exc
         except BaseException as exc:
             if type(exc).__name__ == "PanicException":
-                raise _typed(op, path, exc) from None
+                raise _typed(op, path, exc, self.namenode) from None
             raise
 
     async def exists(self, path: str) -> bool:

@@ -11,6 +11,7 @@ import pytest
 
 from p2pdata.errors import StoreError
 from p2pdata.hdfs import (
+    HdfsConnectionError,
     HdfsPermissionDenied,
     HdfsStore,
     LandingProgress,
@@ -18,7 +19,7 @@ from p2pdata.hdfs import (
     WebHdfsClient,
     open_store,
 )
-from p2pdata.hdfs.localcluster import EC_POLICY, LocalHdfs
+from p2pdata.hdfs.localcluster import EC_POLICY, KerberosNameNode, LocalHdfs
 from p2pdata.hdfs.tiers import parse_fsck_blocks
 from tests.hdfs.conftest import hdfs_options, make_dataset, source_of
 
@@ -218,3 +219,15 @@ async def test_a_full_datanode_fails_the_landing_which_resumes_once_there_is_roo
     async with hdfs_store(cluster, f"/{unique}") as store:
         result = await store.land(manifest, source_of(manifest, files), "hot")
         assert (result.status, result.files_written) == ("landed", 2)
+
+
+async def test_a_kerberos_cluster_the_client_cannot_authenticate_to_fails_at_once(
+        hdfs_tls_cluster: LocalHdfs, tmp_path: Path, unique: str) -> None:
+    manifest, files = make_dataset(tmp_path, "krb", [1000])
+    with KerberosNameNode(tmp_path / "kerberos-nn.log") as secure:
+        started = time.monotonic()
+        async with hdfs_store(hdfs_tls_cluster, f"/{unique}", native_timeout=30.0,
+                              namenode=secure.namenode_address) as store:
+            with pytest.raises(HdfsConnectionError, match=rf"{secure.namenode_address}.*Kerberos"):
+                await store.land(manifest, source_of(manifest, files), "hot")
+        assert time.monotonic() - started < 40

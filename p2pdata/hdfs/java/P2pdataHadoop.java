@@ -3,6 +3,8 @@
 //   P2pdataHadoop hdfs KEY=VALUE...   NameNode + DataNodes (four storage tiers each) in one JVM
 //   P2pdataHadoop yarn KEY=VALUE...   ResourceManager (writes yarn-site.xml for clients)
 //   P2pdataHadoop nodemanager KEY=VALUE...  a NodeManager of that ResourceManager
+//   P2pdataHadoop kerberos-namenode   a NameNode RPC endpoint that accepts Kerberos only
+//                                     (no KDC: for testing clients that cannot authenticate)
 //
 // Every port is 0 unless a key names it (a restart passes the ports it printed, so clients
 // keep their addresses). Each mode prints one line "P2PDATA_READY key=value ..." once it
@@ -39,6 +41,11 @@ import org.apache.hadoop.hdfs.DistributedFileSystem;
 import org.apache.hadoop.hdfs.HdfsConfiguration;
 import org.apache.hadoop.hdfs.protocol.CachePoolInfo;
 import org.apache.hadoop.hdfs.protocol.HdfsConstants.StoragePolicySatisfierMode;
+import org.apache.hadoop.hdfs.protocol.proto.ClientNamenodeProtocolProtos.ClientNamenodeProtocol;
+import org.apache.hadoop.hdfs.protocolPB.ClientNamenodeProtocolPB;
+import org.apache.hadoop.hdfs.protocolPB.ClientNamenodeProtocolServerSideTranslatorPB;
+import org.apache.hadoop.ipc.ProtobufRpcEngine2;
+import org.apache.hadoop.ipc.RPC;
 import org.apache.hadoop.hdfs.server.balancer.NameNodeConnector;
 import org.apache.hadoop.hdfs.server.datanode.DataNode;
 import org.apache.hadoop.hdfs.server.namenode.NameNode;
@@ -72,6 +79,8 @@ public class P2pdataHadoop {
                 new Yarn(opts).run();
             } else if (args[0].equals("nodemanager")) {
                 new Yarn(opts).runNodeManager();
+            } else if (args[0].equals("kerberos-namenode")) {
+                kerberosNameNode();
             } else {
                 throw new IllegalArgumentException("mode must be hdfs or yarn: " + args[0]);
             }
@@ -80,6 +89,28 @@ public class P2pdataHadoop {
             e.printStackTrace();
             Runtime.getRuntime().halt(1);
         }
+    }
+
+    /** The NameNode's client protocol on a server that demands Kerberos, as a secure
+     * cluster's does: clients without a ticket are refused during the connection's SASL
+     * exchange, before any call reaches the (absent) namesystem. Needs
+     * -Djava.security.krb5.realm and -Djava.security.krb5.kdc; no KDC is ever asked. */
+    static void kerberosNameNode() throws Exception {
+        Configuration conf = new HdfsConfiguration();
+        conf.set("hadoop.security.authentication", "kerberos");
+        org.apache.hadoop.security.UserGroupInformation.setConfiguration(conf);
+        RPC.setProtocolEngine(conf, ClientNamenodeProtocolPB.class, ProtobufRpcEngine2.class);
+        RPC.Server server = new RPC.Builder(conf).setProtocol(ClientNamenodeProtocolPB.class)
+            .setInstance(ClientNamenodeProtocol.newReflectiveBlockingService(
+                new ClientNamenodeProtocolServerSideTranslatorPB(null)))
+            .setBindAddress(HOST).setPort(0).setNumHandlers(1).build();
+        server.start();
+        OUT.println("P2PDATA_READY version=" + VersionInfo.getVersion()
+            + " nn_rpc=" + server.getListenerAddress().getPort());
+        OUT.flush();
+        serve(words -> {
+            throw new IllegalArgumentException("unknown command " + words[0]);
+        });
     }
 
     static String port(Map<String, String> opts, String key) {
