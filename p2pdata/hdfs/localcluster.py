@@ -130,7 +130,7 @@ def fetch(cache: Path | None = None) -> Path:
     """Download the jars, write the resources and compile the launcher, once."""
     cache = cache or cache_dir()
     ready = cache / "READY"
-    if ready.exists():
+    if ready.exists() and ready.read_text().strip() == HADOOP_VERSION:
         return cache
     cache.mkdir(parents=True, exist_ok=True)
     mvn = shutil.which("mvn")
