@@ -74,12 +74,16 @@ def run(args: argparse.Namespace) -> int:
         if args.hdfs:
             from p2pdata.hdfs.localcluster import LocalHdfs
 
-            step("starting a local HDFS (NameNode + DataNode, four storage tiers)")
+            step("starting a local Hadoop 3 HDFS (NameNode + three DataNodes, four storage "
+                 "tiers, erasure coding)")
             hdfs = stack.enter_context(LocalHdfs(root / "hdfs"))
             store = {"kind": "hdfs", "webhdfs_url": hdfs.webhdfs_url, "root": "/p2pdata",
+                     "namenode": hdfs.namenode_address,
                      "storagepolicy_command": hdfs.storagepolicy_command,
-                     "mover_command": hdfs.mover_command, "fsck_command": hdfs.fsck_command}
-            print(f"WebHDFS at {hdfs.webhdfs_url}")
+                     "mover_command": hdfs.mover_command, "fsck_command": hdfs.fsck_command,
+                     "cacheadmin_command": hdfs.cacheadmin_command}
+            print(f"Hadoop {hdfs.version}: NameNode {hdfs.namenode_address}, "
+                  f"WebHDFS {hdfs.webhdfs_url}")
 
         step(f"generating a {args.size_mb} MB Parquet dataset")
         source = root / "source"
@@ -120,6 +124,14 @@ def run(args: argparse.Namespace) -> int:
         if gamma.cli_shown(*fetch_args) != 0:
             print("fetch failed", file=sys.stderr)
             return 1
+        if args.hdfs:
+            from p2pdata.hdfs.tiers import parse_fsck_blocks, storage_counts
+
+            # Where HDFS put the blocks (fsck), e.g. cold-ec: erasure-coded, all on ARCHIVE.
+            report = hdfs.fsck("/p2pdata")
+            coded = "erasure-coded" if "erasure-coded: policy=" in report else "replicated"
+            print(f"blocks in HDFS: {coded}, replicas by storage type "
+                  f"{storage_counts(parse_fsck_blocks(report))}")
 
         step("training starts as soon as the data has landed")
         run_record = wait_for(lambda: _finished_run(gamma), timeout=args.train_timeout,
@@ -158,7 +170,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="p2pdata in one command: three clusters on this machine.")
     parser.add_argument("--size-mb", type=int, default=200, help="size of the generated dataset")
     parser.add_argument("--hdfs", action="store_true", help="land into a real local HDFS")
-    parser.add_argument("--tier", default="ssd", help="storage tier with --hdfs")
+    parser.add_argument("--tier", default="ssd",
+                        help="storage tier with --hdfs (ssd, hot, cold, cold-ec, memory, ...)")
     parser.add_argument("--max-rows", type=int, default=20000, help="rows the example model trains on")
     parser.add_argument("--train-timeout", type=float, default=300)
     parser.add_argument("--keep-running", action="store_true", help="keep the clusters up until Ctrl-C")
