@@ -61,6 +61,7 @@ class Observation:
     exited: dict[int, int] = field(default_factory=dict)  # index → exit code (<0: signal)
     bind_failed: set[int] = field(default_factory=set)  # exited because a port was taken
     failure: str | None = None  # the attempt cannot go on, in the engine's words (YARN's reason)
+    over: bool = False  # no worker of the attempt is left (its YARN application ended)
 
 
 class Workers(Protocol):

@@ -533,6 +533,8 @@ class Launcher:
                 record.exit_codes[index] = code
         if seen.failure is not None:
             machine.engine_failed(seen.failure)
+        if seen.over:
+            machine.gone()
         if record.engine_info != info:
             self._save(record, notify=False)
 
