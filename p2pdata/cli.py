@@ -547,7 +547,8 @@ def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
 def runs(click_ctx: click.Context, as_json: bool) -> None:
     """Training runs."""
     if click_ctx.invoked_subcommand is None:
-        _listing(click_ctx.obj, "/v1/runs", ["id", "job", "dataset", "state", "exit_code"], as_json)
+        _listing(click_ctx.obj, "/v1/runs", ["id", "job", "dataset", "state", "where", "exit_code"],
+                 as_json)
 
 
 @runs.command("cancel")

@@ -34,7 +34,9 @@ ENGINES: dict[str, str] = {
 class Attempt:
     """One attempt of a run: everything an engine needs to start its workers."""
 
-    record: RunRecord  # live: an engine fills in `processes` / `engine_info`, the launcher saves
+    # Live: an engine fills in `processes` (local) or `engine_info` ({"id", "state", "url"}
+    # of what it started, e.g. a YARN application), and the launcher saves it.
+    record: RunRecord
     spec: JobSpec
     number: int
     env: dict[str, str]  # the same for every worker: the spec's env and the P2PDATA_* contract

@@ -179,8 +179,8 @@ class YarnEngine:
             # YARN refused it outright (unknown queue, a resource type it does not have, ...)
             workers.refused = f"YARN refused the application: {_first_lines(str(exc))}"
             return workers
-        attempt.record.engine_info = {"application_id": app_id, "yarn_state": "SUBMITTED",
-                                      "tracking_url": "", "queue": self.queue}
+        attempt.record.engine_info = {"id": app_id, "state": "SUBMITTED", "url": "",
+                                      "queue": self.queue}
         attempt.save()  # the id first: a crash from here on must not lose the application
         workers.app_id = app_id
         return workers
@@ -221,7 +221,7 @@ class YarnEngine:
 
     async def reattach(self, attempt: Attempt) -> YarnWorkers:
         workers = YarnWorkers(self, attempt)
-        workers.app_id = attempt.record.engine_info.get("application_id")
+        workers.app_id = attempt.record.engine_info.get("id")
         if not workers.app_id:
             workers.refused = "no YARN application recorded for this run"
         return workers
@@ -231,7 +231,7 @@ class YarnEngine:
         run's tag (submitted just before a crash, before its id was saved)."""
         def find() -> list[str]:
             client = self.client()
-            found = {record.engine_info.get("application_id")} - {None}
+            found = {record.engine_info.get("id")} - {None}
             for report in client.get_applications(states=list(LIVE_STATES)):
                 if run_tag(record.id) in report.tags:
                     found.add(report.id)
@@ -294,8 +294,8 @@ class YarnWorkers:
             return
         state = str(report.state)
         info = self.attempt.record.engine_info
-        info.update(yarn_state=state, final_status=str(report.final_status),
-                    tracking_url=report.tracking_url or info.get("tracking_url", ""))
+        info.update(state=state, final_status=str(report.final_status),
+                    url=report.tracking_url or info.get("url", ""))
         if state == "RUNNING":
             self._watch_containers()
         elif state not in LIVE_STATES:
