@@ -248,6 +248,8 @@ class Launcher:
         self.poll_interval = poll_interval
         self.kill_grace = kill_grace
         self.port_retries = port_retries
+        # Engines passed in belong to the caller, who closes them; made here, closed here.
+        self._own_engines = engines is None
         self.engines = engines or EngineRegistry()
         self._queue: deque[_Active] = deque()
         self._active: dict[str, _Active] = {}
@@ -318,7 +320,8 @@ class Launcher:
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        await self.engines.close()
+        if self._own_engines:
+            await self.engines.close()
 
     # --- starting runs ------------------------------------------------------------------
 

@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 SERVICE = "worker"
 ENDPOINT_PREFIX = "p2pdata/endpoint/"  # key-value store: worker index → host:port
 READY_PREFIX = "p2pdata/ready/"  # key-value store: worker index → present once started
+EXIT_PREFIX = "p2pdata/exit/"  # key-value store: worker index → its exit code, if it failed
+_FAILED = re.compile(r"worker (\d+) exited with code (-?\d+)")
 ENV_BLOB = "P2PDATA_ENV_B64"  # the workers' environment, JSON in base64 (see `_application`)
 LIVE_STATES = ("NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED", "RUNNING")
 _ALL_CONTAINER_STATES = ("WAITING", "REQUESTED", "RUNNING", "SUCCEEDED", "FAILED", "KILLED")
@@ -64,6 +66,11 @@ PACKAGE_ROOT = str(Path(p2pdata.__file__).resolve().parents[1])
 def run_tag(run_id: str) -> str:
     """The YARN application tag of a run (YARN lower-cases tags)."""
     return f"p2pdata-run-{run_id}".lower()
+
+
+def failed(index: int, code: int) -> str:
+    """How a worker's own failure is told to YARN (the application's diagnostics)."""
+    return f"worker {index} exited with code {code}"
 
 
 def exit_code(state: str, message: str) -> int:
@@ -271,6 +278,7 @@ class YarnWorkers:
         self._containers: dict[int, _Container] = {}
         self._app_client: skein.ApplicationClient | None = None
         self._stopping = False
+        self._bind_checked: set[int] = set()
         self._logs = _LogCopier(attempt)
 
     # --- watching -------------------------------------------------------------------------
@@ -309,11 +317,14 @@ class YarnWorkers:
             containers = self._app_client.get_containers(services=[SERVICE],
                                                          states=list(_ALL_CONTAINER_STATES))
             ready = self._app_client.kv.get_prefix(READY_PREFIX)
+            codes = self._app_client.kv.get_prefix(EXIT_PREFIX)
         except Exception:
             self._app_client = None  # the master is going away: the report will say how
             return
         for key in ready:
             seen.ready.add(int(key[len(READY_PREFIX):]))
+        for key, value in codes.items():  # what the worker's bootstrap saw: the real code
+            seen.exited.setdefault(int(key[len(EXIT_PREFIX):]), int(value))
         for container in containers:
             if not container.yarn_container_id:
                 continue  # not placed yet
@@ -322,17 +333,26 @@ class YarnWorkers:
                 container.instance, container.yarn_container_id,
                 container.yarn_node_http_address, state, container.exit_message or "")
             if state in ("SUCCEEDED", "FAILED", "KILLED") and container.instance not in seen.exited:
-                code = exit_code(state, container.exit_message)
-                if code != 0:
-                    self._logs.copy(self._containers[container.instance])  # the last words
-                    if self._logs.shows_bind_failure(container.instance):
-                        seen.bind_failed.add(container.instance)
-                seen.exited[container.instance] = code
+                seen.exited[container.instance] = exit_code(state, container.exit_message)
+        self._check_bind_failures()
+
+    def _check_bind_failures(self) -> None:
+        """A failed worker whose last words say its port was taken: a new attempt helps."""
+        for index, code in self._seen.exited.items():
+            if code != 0 and index in self._containers and index not in self._bind_checked:
+                self._bind_checked.add(index)
+                self._logs.copy(self._containers[index])  # its last words first
+                if self._logs.shows_bind_failure(index):
+                    self._seen.bind_failed.add(index)
 
     def _ended(self, state: str, final_status: str, diagnostics: str) -> None:
         """The application is over: every worker is gone."""
         seen = self._seen
         seen.over = True
+        for index, code in _FAILED.findall(diagnostics):  # a worker ended it (yarn_worker)
+            seen.exited.setdefault(int(index), int(code))
+        if seen.exited:
+            self._check_bind_failures()
         for index in range(self.attempt.workers):
             if index not in seen.exited and final_status == "SUCCEEDED":
                 seen.exited[index] = 0
@@ -356,11 +376,30 @@ class YarnWorkers:
         await self.terminate()  # YARN's kill is already final: the NodeManager escalates
 
     async def release(self, *, detach: bool = False) -> None:
+        if not detach and self.app_id is not None:
+            await self._settle()
         await self.fetch_logs()
         if self._app_client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._app_client.close)
             self._app_client = None
+
+
+    async def _settle(self, grace: float = 10.0) -> None:
+        """Every worker is gone: let the application finish on its own (its master winds
+        down), record its final state, and kill it if it lingers, so none is left behind."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while not self._seen.over:
+            await asyncio.to_thread(self._observe)
+            if self._seen.over:
+                break
+            if loop.time() > deadline:
+                self._stopping = True
+                with contextlib.suppress(Exception):
+                    await self.engine._call("kill_application", self.app_id)
+                deadline = loop.time() + grace  # YARN's kill takes effect within seconds
+            await asyncio.sleep(0.25)
 
 
 class _LogCopier:

@@ -8,7 +8,10 @@
    command (P2PDATA_ARGV) as a child in its own process group, output to this container's log.
 3. Once the child touches its ready file (`p2pdata.training.worker_started()`), mark the
    worker ready in the key-value store, where the daemon sees it.
-4. Exit with the child's code; SIGTERM from YARN is passed on to the child's group.
+4. Exit with the child's code; SIGTERM from YARN is passed on to the child's group. A child
+   that fails on its own ends the whole application at once, with "worker N exited with
+   code C" as YARN's diagnostics (Skein itself only says a container failed), so one
+   worker failing stops its peers even while no daemon watches.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from pathlib import Path
 
 from p2pdata.training import worker
-from p2pdata.training.yarn import ENDPOINT_PREFIX, ENV_BLOB, READY_PREFIX
+from p2pdata.training.yarn import ENDPOINT_PREFIX, ENV_BLOB, EXIT_PREFIX, READY_PREFIX, failed
 
 RENDEZVOUS_FAILED = 75  # EX_TEMPFAIL: the peers, not this worker, are missing
 
@@ -80,7 +83,11 @@ def main() -> int:
     child = subprocess.Popen(argv, env=env, cwd=env.get("P2PDATA_WORKDIR") or None,
                              stdin=subprocess.DEVNULL, start_new_session=True)
 
+    stopping = False
+
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True  # YARN is stopping this container: not the worker's own failure
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signum)
 
@@ -93,6 +100,10 @@ def main() -> int:
             reported = True
         time.sleep(0.2)
     code = child.returncode
+    if code != 0 and not stopping:
+        with contextlib.suppress(Exception):  # the master may already be going away
+            app.kv[f"{EXIT_PREFIX}{index}"] = str(code).encode()
+            app.shutdown("FAILED", failed(index, code))
     return 128 - code if code < 0 else code  # killed by signal N: the shell's 128+N
 
 
