@@ -43,6 +43,7 @@ import p2pdata
 from p2pdata.errors import TrainingError
 from p2pdata.training import procs, worker
 from p2pdata.training.engine import Attempt, Observation
+from p2pdata.training.worker import ENV_BLOB, EXIT_PREFIX, READY_PREFIX
 
 if TYPE_CHECKING:
     import skein
@@ -50,11 +51,7 @@ if TYPE_CHECKING:
     from p2pdata.training.launcher import RunRecord
 
 SERVICE = "worker"
-ENDPOINT_PREFIX = "p2pdata/endpoint/"  # key-value store: worker index → host:port
-READY_PREFIX = "p2pdata/ready/"  # key-value store: worker index → present once started
-EXIT_PREFIX = "p2pdata/exit/"  # key-value store: worker index → its exit code, if it failed
-_FAILED = re.compile(r"worker (\d+) exited with code (-?\d+)")
-ENV_BLOB = "P2PDATA_ENV_B64"  # the workers' environment, JSON in base64 (see `_application`)
+_FAILED = re.compile(r"worker (\d+) exited with code (-?\d+)")  # see worker.failed
 LIVE_STATES = ("NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED", "RUNNING")
 _ALL_CONTAINER_STATES = ("WAITING", "REQUESTED", "RUNNING", "SUCCEEDED", "FAILED", "KILLED")
 _EXIT_CODE = re.compile(r"[Ee]xit (?:code|status)(?: is)?:?\s*(-?\d+)")
@@ -66,11 +63,6 @@ PACKAGE_ROOT = str(Path(p2pdata.__file__).resolve().parents[1])
 def run_tag(run_id: str) -> str:
     """The YARN application tag of a run (YARN lower-cases tags)."""
     return f"p2pdata-run-{run_id}".lower()
-
-
-def failed(index: int, code: int) -> str:
-    """How a worker's own failure is told to YARN (the application's diagnostics)."""
-    return f"worker {index} exited with code {code}"
 
 
 def exit_code(state: str, message: str) -> int:

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from p2pdata.training import worker
-from p2pdata.training.yarn import ENDPOINT_PREFIX, ENV_BLOB, EXIT_PREFIX, READY_PREFIX, failed
+from p2pdata.training.worker import ENDPOINT_PREFIX, ENV_BLOB, EXIT_PREFIX, READY_PREFIX, failed
 
 RENDEZVOUS_FAILED = 75  # EX_TEMPFAIL: the peers, not this worker, are missing
 
@@ -52,7 +52,7 @@ def rendezvous(kv: object, index: int, workers: int, endpoint: str,
             missing = sorted(set(range(workers)) - {int(k[len(ENDPOINT_PREFIX):]) for k in found})
             raise TimeoutError(f"rendezvous: worker(s) {missing} did not report within "
                                f"{timeout:g}s")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def main() -> int:
@@ -98,7 +98,7 @@ def main() -> int:
         if not reported and ready.exists():
             app.kv[f"{READY_PREFIX}{index}"] = b"1"
             reported = True
-        time.sleep(0.2)
+        time.sleep(0.1)
     code = child.returncode
     if code != 0 and not stopping:
         with contextlib.suppress(Exception):  # the master may already be going away
