@@ -90,6 +90,10 @@ class YarnEngine:
                               or os.environ.get("HADOOP_CONF_DIR", ""))
         self.classpath: str = settings.get("classpath") or ""
         self.state_dir = Path(settings.get("state_dir") or Path.home() / ".p2pdata-yarn")
+        # How often to ask YARN about a run and to copy its logs: the launcher polls faster
+        # than a ResourceManager should be asked.
+        self.poll_interval = float(settings.get("poll_interval") or 0.5)
+        self.log_interval = float(settings.get("log_interval") or 1.0)
         self._client: skein.Client | None = None
         self._lock = threading.Lock()
 
@@ -272,6 +276,7 @@ class YarnWorkers:
         self._stopping = False
         self._bind_checked: set[int] = set()
         self._logs = _LogCopier(attempt)
+        self._next_observe = self._next_logs = 0.0
 
     # --- watching -------------------------------------------------------------------------
 
@@ -279,7 +284,9 @@ class YarnWorkers:
         if self.refused is not None:
             self._seen.failure, self._seen.over = self.refused, True
             return self._seen
-        if not self._seen.over:
+        now = asyncio.get_running_loop().time()
+        if not self._seen.over and now >= self._next_observe:
+            self._next_observe = now + self.engine.poll_interval
             await asyncio.to_thread(self._observe)
         return self._seen
 
@@ -352,8 +359,10 @@ class YarnWorkers:
             seen.failure = (f"YARN application {self.app_id} {state.lower()} "
                             f"({final_status.lower()}): {_first_lines(diagnostics)}")
 
-    async def fetch_logs(self) -> None:
-        if self._containers:
+    async def fetch_logs(self, *, now: bool = False) -> None:
+        clock = asyncio.get_running_loop().time()
+        if self._containers and (now or clock >= self._next_logs):
+            self._next_logs = clock + self.engine.log_interval
             await asyncio.to_thread(self._logs.copy_all, list(self._containers.values()))
 
     # --- stopping -------------------------------------------------------------------------
@@ -370,7 +379,7 @@ class YarnWorkers:
     async def release(self, *, detach: bool = False) -> None:
         if not detach and self.app_id is not None:
             await self._settle()
-        await self.fetch_logs()
+        await self.fetch_logs(now=True)
         if self._app_client is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._app_client.close)
