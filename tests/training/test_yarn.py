@@ -1,5 +1,5 @@
-"""The yarn engine against a real ResourceManager and NodeManager (Hadoop 3, one JVM, started
-once for the module), with HDFS beside it: every run is a real YARN application whose
+"""The yarn engine against a real ResourceManager and NodeManager (Hadoop 3, started once
+for the session by the `yarn_cluster` fixture), with HDFS beside it: every run is a real YARN application whose
 containers run real Python workers, scheduled by memory, vcores and `yarn.io/gpu` (the
 NodeManager declares 2 GPUs; nothing probes for real ones).
 
@@ -25,6 +25,7 @@ import psutil
 import pytest
 
 from p2pdata.db import open_db
+from p2pdata.hdfs.localcluster import LocalHdfs
 from p2pdata.training import EngineRegistry, JobSpec, Launcher, RunRecord, RunState
 from tests.training.conftest import (
     EXAMPLES,
@@ -54,36 +55,10 @@ print(f"worker {index} done", flush=True)
 """
 
 
-@pytest.fixture(scope="module")
-def yarn_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A running HDFS + YARN, as the yarn engine's settings plus where HDFS answers."""
-    existing = os.environ.get("P2PDATA_TEST_YARN_JSON")
-    if existing:  # a cluster already running (development: saves its start-up per run)
-        yield json.loads(Path(existing).read_text())
-        return
-    base = tmp_path_factory.mktemp("hadoop")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "p2pdata.hdfs.localcluster", "run", "--yarn", "--json",
-         "--base", str(base)],
-        stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=REPO, start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # the launcher prints one JSON line once both serve
-        if not line:
-            raise AssertionError(f"the local Hadoop launcher exited with {proc.wait()}")
-        yield json.loads(line)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def engine_settings(cluster: dict[str, Any], state_dir: Path) -> dict[str, Any]:
-    return {"hadoop_conf_dir": cluster["hadoop_conf_dir"], "classpath": cluster["classpath"],
+def engine_settings(cluster: LocalHdfs, state_dir: Path) -> dict[str, Any]:
+    """The yarn engine's settings for the test cluster: its client config and jars, as an
+    operator would give them for a machine without a `yarn` command."""
+    return {"hadoop_conf_dir": str(cluster.conf_dir), "classpath": cluster.client_classpath,
             "state_dir": str(state_dir), "worker_memory": 256, "master_memory": 256}
 
 
@@ -95,7 +70,7 @@ def yarn_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def engines(yarn_cluster: dict[str, Any], yarn_state: Path) -> Iterator[EngineRegistry]:
+def engines(yarn_cluster: LocalHdfs, yarn_state: Path) -> Iterator[EngineRegistry]:
     """One Skein driver for the module: launchers borrow the registry, none closes it."""
     registry = EngineRegistry({"yarn": engine_settings(yarn_cluster, yarn_state)},
                               default="yarn")
@@ -272,6 +247,7 @@ DAEMON = """
 import asyncio, json, sys
 from pathlib import Path
 from p2pdata.db import open_db
+from p2pdata.hdfs.localcluster import LocalHdfs
 from p2pdata.training import EngineRegistry, JobSpec, Launcher, RunState
 from tests.training.conftest import make_manifest
 
@@ -290,7 +266,7 @@ asyncio.run(main(*sys.argv[1:]))
 
 
 async def test_daemon_restart_reattaches_to_its_running_application(
-        tmp_path: Path, script: Path, yarn_cluster: dict[str, Any], yarn_state: Path,
+        tmp_path: Path, script: Path, yarn_cluster: LocalHdfs, yarn_state: Path,
         engines: EngineRegistry) -> None:
     """A daemon killed mid-run leaves its YARN application running; the next one finds it
     by its id and supervises it to the end: not lost, not started twice. A clean stop
@@ -340,14 +316,14 @@ async def test_daemon_restart_reattaches_to_its_running_application(
 
 @pytest.mark.tf
 async def test_two_worker_tensorflow_training_reads_the_dataset_from_hdfs(
-        launcher: Launcher, tmp_path: Path, yarn_cluster: dict[str, Any]) -> None:
+        launcher: Launcher, tmp_path: Path, yarn_cluster: LocalHdfs) -> None:
     import getpass
     from urllib.parse import urlsplit
 
     import fsspec
 
     user = getpass.getuser()
-    address = urlsplit(yarn_cluster["webhdfs_url"])
+    address = urlsplit(yarn_cluster.webhdfs_url)
     fs = fsspec.filesystem("webhdfs", host=address.hostname, port=address.port, user=user)
     paths = load_example("make_dataset").make_classification(tmp_path / "toy", rows=2000)
     remote = f"/p2pdata/toy/{tmp_path.name}"

@@ -409,13 +409,13 @@ public class P2pdataHadoop {
                 nmConf.set(e.getKey(), e.getValue());
             }
             // Hadoop's web apps route through Guice's static filter pipeline, which the last
-            // web app started in a JVM takes over: give it back to the ResourceManager's (its
-            // REST API matters; the NodeManager's pages are not used).
-            Object[] rmPipeline = guicePipeline(null);
+            // web app started in a JVM takes over: pin the ResourceManager's own pipeline on
+            // its filter, so both keep their REST APIs (the NodeManager's serves container
+            // logs to the yarn training engine).
+            pinPipeline(rmWebApp(rm));
             NodeManager nm = new NodeManager();
             nm.init(nmConf);
             nm.start();
-            guicePipeline(rmPipeline);
             waitFor("NodeManager registering", 60_000,
                 () -> rm.getRMContext().getRMNodes().size() > 0
                     && rm.getResourceScheduler().getNumClusterNodes() > 0);
@@ -430,26 +430,36 @@ public class P2pdataHadoop {
         }
 
         static int webPort(ResourceManager rm) throws Exception {
-            // The bound port (of a port-0 webapp) has only a package-private getter.
-            java.lang.reflect.Method getter = ResourceManager.class.getDeclaredMethod("getWebapp");
-            getter.setAccessible(true);
-            return ((org.apache.hadoop.yarn.webapp.WebApp) getter.invoke(rm)).port();
+            return rmWebApp(rm).port();
         }
 
-        /** Get (and with {@code restore}, set) GuiceFilter's static pipeline and context. */
-        static Object[] guicePipeline(Object[] restore) throws Exception {
-            Class<?> filter = com.google.inject.servlet.GuiceFilter.class;
-            String[] names = {"pipeline", "servletContext"};
-            Object[] values = new Object[names.length];
-            for (int i = 0; i < names.length; i++) {
-                java.lang.reflect.Field field = filter.getDeclaredField(names[i]);
-                field.setAccessible(true);
-                values[i] = field.get(null);
-                if (restore != null) {
-                    field.set(null, restore[i]);
+        static org.apache.hadoop.yarn.webapp.WebApp rmWebApp(ResourceManager rm) throws Exception {
+            // The web app (and its port-0 bound port) has only a package-private getter.
+            java.lang.reflect.Method getter = ResourceManager.class.getDeclaredMethod("getWebapp");
+            getter.setAccessible(true);
+            return (org.apache.hadoop.yarn.webapp.WebApp) getter.invoke(rm);
+        }
+
+        /** Make a web app's GuiceFilter keep the static pipeline it has now (its own, if it
+         *  was the last web app started), whichever web app starts next. */
+        static void pinPipeline(org.apache.hadoop.yarn.webapp.WebApp app) throws Exception {
+            java.lang.reflect.Field current =
+                com.google.inject.servlet.GuiceFilter.class.getDeclaredField("pipeline");
+            current.setAccessible(true);
+            Object pipeline = current.get(null);
+            java.lang.reflect.Field context =
+                org.apache.hadoop.http.HttpServer2.class.getDeclaredField("webAppContext");
+            context.setAccessible(true);
+            org.eclipse.jetty.webapp.WebAppContext web =
+                (org.eclipse.jetty.webapp.WebAppContext) context.get(app.httpServer());
+            java.lang.reflect.Field injected =
+                com.google.inject.servlet.GuiceFilter.class.getDeclaredField("injectedPipeline");
+            injected.setAccessible(true);
+            for (org.eclipse.jetty.servlet.FilterHolder holder : web.getServletHandler().getFilters()) {
+                if (holder.getFilter() instanceof com.google.inject.servlet.GuiceFilter) {
+                    injected.set(holder.getFilter(), pipeline);
                 }
             }
-            return values;
         }
 
         static String port(String address) {
