@@ -17,8 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -34,7 +32,6 @@ from p2pdata.training import EngineRegistry, JobSpec, Launcher, RunState
 
 TARGET_S = 1.0
 TARGET_YARN_S = 2.0
-REPO = Path(__file__).resolve().parents[1]
 BENCH_MANIFEST = Manifest(name="bench-data", version="1", owner="bench", created=0,
                           format="parquet", files=(FileEntry("a.parquet", 1, b"\0" * 32),))
 FIRST_LINE = """import sys, time; open(sys.argv[1], "w").write(repr(time.time()))
@@ -98,23 +95,15 @@ async def bench(repeats: int) -> tuple[float, float]:
 
 @contextlib.contextmanager
 def yarn_cluster(existing: str | None, base: Path) -> Iterator[dict[str, Any]]:
-    """A local HDFS + YARN (the project's launcher), or the running one described in JSON."""
+    """A local HDFS + YARN (the project's launcher), or the running one described by the
+    JSON that `python -m p2pdata.hdfs.localcluster run --yarn --json` prints."""
     if existing:
         yield json.loads(Path(existing).read_text())
         return
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "p2pdata.hdfs.localcluster", "run", "--yarn", "--json",
-         "--base", str(base / "hadoop")],
-        stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=REPO, start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the local Hadoop launcher exited with {proc.wait()}")
-        yield json.loads(line)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+    from p2pdata.hdfs.localcluster import LocalHdfs
+
+    with LocalHdfs(base / "hadoop", yarn=True, datanodes=1, sps=False) as cluster:
+        yield cluster.describe()
 
 
 async def yarn_through_engine(launcher: Launcher, script: Path, stamps: Path) -> float:
@@ -168,7 +157,7 @@ async def bench_yarn(repeats: int, existing: str | None) -> tuple[float, float]:
         script.write_text(YARN_FIRST_LINE)
         with yarn_cluster(existing, base) as cluster:
             engines = EngineRegistry({"yarn": {
-                "hadoop_conf_dir": cluster["hadoop_conf_dir"], "classpath": cluster["classpath"],
+                "hadoop_conf_dir": cluster["conf_dir"], "classpath": cluster["classpath"],
                 "state_dir": str(base / "yarn"), "master_memory": 256}})
             db = open_db(base / "state.db")
             launcher = Launcher(db, base / "runs", poll_interval=0.05, engines=engines)
