@@ -323,7 +323,7 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
            "peers")
     _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "error"], "fetch jobs")
     _table(data["landed"], ["ref", "uri", "tier"], "landed datasets")
-    _table(data["runs"], ["id", "job", "dataset", "state", "exit_code"], "training runs")
+    _table(data["runs"], ["id", "job", "dataset", "state", "where", "exit_code"], "training runs")
 
 
 @main.group(invoke_without_command=True)
