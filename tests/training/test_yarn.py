@@ -348,3 +348,27 @@ async def test_two_worker_tensorflow_training_reads_the_dataset_from_hdfs(
     assert metrics["workers"] == 2 and metrics["rows"] == 2000
     assert metrics["accuracy"] > 0.8
     assert "rendezvous done" in logs
+
+
+async def test_restart_finds_its_application_gone_and_says_so(
+        tmp_path: Path, script: Path, engines: EngineRegistry) -> None:
+    """A run recorded as running on YARN whose application the ResourceManager does not
+    know (an RM without recovery restarted, or the id was purged) fails with that reason."""
+    db, runs = open_db(tmp_path / "state.db"), tmp_path / "runs"
+    job = spec(script)
+    record = RunRecord(id="20260101-000000-abcdef", job=job.name, dataset="toy@1",
+                       dataset_uri="file:///d", state=RunState.RUNNING, workers=2,
+                       created=time.time(), started=time.time(), run_dir=runs / "r",
+                       output_dir=runs / "r" / "output", spec=job.to_dict(), engine="yarn",
+                       engine_info={"id": "application_1000000000000_0001", "state": "RUNNING"})
+    first = Launcher(db, runs, engines=engines)
+    first.store.save(record)
+    first.store.keep_manifest(record.id, make_manifest())
+    launcher = Launcher(db, runs, poll_interval=0.2, engines=engines)
+    await launcher.start()
+    try:
+        run = await launcher.wait(record.id, timeout=60)
+    finally:
+        await launcher.close()
+    assert run.state is RunState.FAILED
+    assert "application_1000000000000_0001 is gone" in run.reason, run.reason
