@@ -273,7 +273,11 @@ class Launcher:
             reattachable = (engine is not None and engine.detachable
                             and run.state is RunState.RUNNING and bool(run.engine_info))
             if engine is not None and not reattachable:
-                ended = await engine.abandon(run)
+                try:
+                    ended = await engine.abandon(run)
+                except TrainingError as exc:  # the daemon starts anyway; the run says why
+                    ended = []
+                    log.warning("run %s: could not look for leftover workers: %s", run.id, exc)
                 if ended:
                     log.warning("run %s: ended leftover workers %s", run.id, ended)
             fate = recover(run.state, reason=run.reason, retries_left=run.retries_left,

@@ -180,22 +180,29 @@ class YarnEngine:
         try:
             return await asyncio.wait_for(asyncio.to_thread(function, *args), self.rpc_timeout)
         except TimeoutError as exc:
-            raise TrainingError(f"YARN did not answer within {self.rpc_timeout:g}s (is the "
-                                f"ResourceManager of {self._client_conf_dir()} up?)") from exc
+            where = self.resourcemanager or f"the one in {self.conf_dir}"
+            raise TrainingError(f"YARN did not answer within {self.rpc_timeout:g}s: is the "
+                                f"ResourceManager ({where}) up?") from exc
 
     # --- the Engine protocol --------------------------------------------------------------
 
     async def launch(self, attempt: Attempt) -> YarnWorkers:
+        client = await self.blocking(self.client)  # says so when Skein is missing
         import skein
 
         spec = self._application(attempt, skein)
         workers = YarnWorkers(self, attempt)
         try:
-            app_id = await self._call("submit", spec)
+            app_id = await self.blocking(client.submit, spec)
         except (skein.exceptions.DriverError, ValueError) as exc:
             # YARN refused it outright (unknown queue, a resource type it does not have, ...)
             workers.refused = f"YARN refused the application: {_first_lines(str(exc))}"
             return workers
+        except TrainingError:
+            # No answer in time: should the submission still go through, kill what it made.
+            with contextlib.suppress(TrainingError):
+                await self.abandon(attempt.record)
+            raise
         attempt.record.engine_info = {"id": app_id, "state": "SUBMITTED", "url": "",
                                       "queue": self.queue}
         attempt.save()  # the id first: a crash from here on must not lose the application
@@ -256,8 +263,6 @@ class YarnEngine:
                 with contextlib.suppress(Exception):
                     client.kill_application(app_id)
             return sorted(found)
-        if not record.engine_info and not record.started:
-            return []  # never launched: nothing to find
         return await self.blocking(find)
 
     async def close(self) -> None:
