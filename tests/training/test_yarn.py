@@ -178,6 +178,24 @@ async def test_request_yarn_cannot_place_fails_fast_with_yarns_reason(
     assert run.engine_info["state"] in ("FINISHED", "FAILED")
 
 
+async def test_unknown_queue_is_refused_with_yarns_reason(
+        tmp_path: Path, script: Path, yarn_cluster: LocalHdfs, yarn_state: Path) -> None:
+    engines = EngineRegistry({"yarn": {**engine_settings(yarn_cluster, yarn_state),
+                                       "queue": "no-such-queue"}})
+    launcher = Launcher(open_db(tmp_path / "state.db"), tmp_path / "runs", poll_interval=0.2,
+                        engines=engines)
+    await launcher.start()
+    try:
+        run = await launcher.submit(spec(script, workers=1), make_manifest(), "file:///d")
+        run = await launcher.wait(run.id, timeout=90)
+    finally:
+        await launcher.close()
+        await engines.close()
+    assert run.state is RunState.FAILED
+    assert "YARN refused the application" in run.reason
+    assert "unknown queue: no-such-queue" in run.reason, run.reason
+
+
 async def test_worker_killed_mid_run_ends_the_application(launcher: Launcher, script: Path,
                                                           engines: EngineRegistry) -> None:
     run = await launcher.submit(spec(script, modes={0: "sleep", 1: "sleep"}), make_manifest(),
