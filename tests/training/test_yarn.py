@@ -155,7 +155,8 @@ async def test_two_workers_get_tf_config_from_real_endpoints(launcher: Launcher,
     assert run.state is RunState.SUCCEEDED, run.reason
     assert run.exit_codes == {0: 0, 1: 0}
     assert run.engine == "yarn" and run.engine_info["id"].startswith("application_")
-    assert run.engine_info["state"] == "FINISHED" and run.engine_info["url"]
+    assert run.engine_info["state"] == "FINISHED"
+    assert run.engine_info["url"].startswith("http") and ":0/" not in run.engine_info["url"]
     configs = [json.loads(env_of(run, i)["TF_CONFIG"]) for i in range(2)]
     endpoints = configs[0]["cluster"]["worker"]
     assert len(set(endpoints)) == 2 and all(c["cluster"]["worker"] == endpoints for c in configs)
@@ -357,7 +358,7 @@ async def test_two_worker_tensorflow_training_reads_the_dataset_from_hdfs(
         "resources": {"memory": 1024, "vcores": 1, "gpus": 1},
         "startup_timeout": 180, "timeout": 400,
     })
-    uri = f"hdfs://{address.hostname}:{address.port}{remote}"
+    uri = f"{yarn_cluster.namenode_address}{remote}"  # hdfs://: read in place, natively
     run = await launcher.submit(job, make_manifest(), uri)
     run = await launcher.wait(run.id, timeout=450)
     logs = "\n".join(path.read_text()[-3000:] for path in run.log_paths)
