@@ -1,18 +1,33 @@
-"""The engine seam's pure parts: engine and resources in job specs, the registry, and the
-run machine's decisions for engines (an engine's own failure, detaching from workers that
-outlive the daemon, resuming them). No processes, no cluster."""
+"""The engine seam: engine and resources in job specs, the registry, the run machine's
+decisions for engines (an engine's own failure, detaching from workers that outlive the
+daemon, resuming them), and the launcher's handling of an engine that is slow to start its
+workers (a stand-in engine). No processes, no cluster."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from p2pdata.db import open_db
 from p2pdata.errors import ConfigError, JobSpecError, TrainingError
-from p2pdata.training import Action, EngineRegistry, JobSpec, Resources, RunMachine, RunState
+from p2pdata.training import (
+    Action,
+    Attempt,
+    EngineRegistry,
+    JobSpec,
+    Launcher,
+    Observation,
+    Resources,
+    RunMachine,
+    RunRecord,
+    RunState,
+)
 from p2pdata.training.local import LocalEngine
 from p2pdata.training.machine import recover
 from p2pdata.training.worker import worker_env
+from tests.training.conftest import make_manifest
 
 
 def spec(**fields: object) -> JobSpec:
@@ -168,3 +183,86 @@ def test_resourcemanager_setting_overrides_the_cluster_config(
     monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
     with pytest.raises(TrainingError, match="needs \\[yarn\\] resourcemanager or hadoop_conf_dir"):
         YarnEngine({"state_dir": str(tmp_path / "s2")})._client_conf_dir()
+
+
+class _SlowEngine:
+    """An engine whose start-up waits for the test: the window in which a cancel or a daemon
+    stop arrives before the run machine is running. Its workers end when told to."""
+
+    name = "slow"
+    detachable = True
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.proceed = asyncio.Event()
+        self.terminated = False
+
+    async def launch(self, attempt: Attempt) -> _SlowWorkers:
+        self.entered.set()
+        await self.proceed.wait()
+        attempt.record.engine_info = {"id": "slow-1", "state": "RUNNING"}
+        return _SlowWorkers(self, attempt.spec.workers)
+
+    async def reattach(self, attempt: Attempt) -> _SlowWorkers:
+        return _SlowWorkers(self, attempt.spec.workers)
+
+    async def abandon(self, record: RunRecord) -> list[str]:
+        return []
+
+    async def close(self) -> None:
+        return None
+
+
+class _SlowWorkers:
+    def __init__(self, engine: _SlowEngine, workers: int) -> None:
+        self.engine, self.workers = engine, workers
+
+    async def observe(self) -> Observation:
+        done = self.engine.terminated
+        return Observation(exited=dict.fromkeys(range(self.workers), -15) if done else {},
+                           over=done)
+
+    async def fetch_logs(self) -> None:
+        return None
+
+    async def terminate(self) -> None:
+        self.engine.terminated = True
+
+    async def kill(self) -> None:
+        self.engine.terminated = True
+
+    async def release(self, *, detach: bool = False) -> None:
+        return None
+
+
+async def _slow_launcher(tmp_path: Path) -> tuple[Launcher, _SlowEngine, RunRecord]:
+    engine = _SlowEngine()
+    registry = EngineRegistry()
+    registry.add(engine)
+    launcher = Launcher(open_db(tmp_path / "state.db"), tmp_path / "runs", poll_interval=0.01,
+                        engines=registry)
+    await launcher.start()
+    run = await launcher.submit(spec(engine="slow", workers=2), make_manifest(), "file:///d")
+    await asyncio.wait_for(engine.entered.wait(), 10)
+    return launcher, engine, run
+
+
+async def test_cancel_while_the_engine_starts_the_workers_stops_them(tmp_path: Path) -> None:
+    launcher, engine, run = await _slow_launcher(tmp_path)
+    await launcher.cancel(run.id, "changed my mind")
+    engine.proceed.set()
+    run = await launcher.wait(run.id, timeout=10)
+    await launcher.close()
+    assert (run.state, run.reason) == (RunState.CANCELLED, "changed my mind")
+    assert engine.terminated
+
+
+async def test_daemon_stop_while_the_engine_starts_detaches_the_run(tmp_path: Path) -> None:
+    launcher, engine, run = await _slow_launcher(tmp_path)
+    closing = asyncio.create_task(launcher.close())
+    await asyncio.sleep(0)  # close() has begun: the launcher is stopping
+    engine.proceed.set()
+    await asyncio.wait_for(closing, 10)
+    stored = launcher.store.get(run.id)
+    assert stored.state is RunState.RUNNING and stored.engine_info["id"] == "slow-1"
+    assert not engine.terminated  # left running, to be re-attached by the next start
