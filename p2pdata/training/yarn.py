@@ -421,15 +421,21 @@ class YarnWorkers:
 
     async def _settle(self, grace: float = 10.0) -> None:
         """Every worker is gone: let the application finish on its own (its master winds
-        down), record its final state, and kill it if it lingers, so none is left behind."""
+        down), record its final state, and kill it if it lingers, so none is left behind.
+        Bounded: a ResourceManager that does not answer is reported, not waited for."""
         loop = asyncio.get_running_loop()
+        killed = False
         deadline = loop.time() + grace
         while not self._seen.over:
             await self._ask_yarn()
             if self._seen.over:
                 break
             if loop.time() > deadline:
-                self._stopping = True
+                if killed:
+                    log.warning("run %s: YARN application %s did not end; left to YARN",
+                                self.attempt.record.id, self.app_id)
+                    return
+                self._stopping = killed = True
                 with contextlib.suppress(Exception):
                     await self.engine._call("kill_application", self.app_id)
                 deadline = loop.time() + grace  # YARN's kill takes effect within seconds
