@@ -72,6 +72,7 @@ RUN_COLUMNS = [
     Column("job"),
     Column("dataset", whole=True),
     Column("state"),
+    Column("where", wraps=True),  # the engine, and its application or job id
     Column("exit_code", "exit"),
 ]
 

@@ -56,7 +56,7 @@ from p2pdata.peers import (
     sync_peer,
     tls_context,
 )
-from p2pdata.training import JobRegistry, Launcher, matching_jobs
+from p2pdata.training import EngineRegistry, JobRegistry, Launcher, matching_jobs
 from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
 from p2pdata.web import (
     ConnectionGate,
@@ -187,6 +187,10 @@ class Daemon:
             self.conn,
             config.runs_dir,
             max_concurrent=config.training.max_concurrent_runs,
+            engines=EngineRegistry(
+                {"yarn": {**asdict(config.yarn), "state_dir": str(config.home / "yarn")}},
+                default=config.training.default_engine,
+            ),
             on_state_change=lambda run: self.events.emit(
                 "run.state", run=run.id, job=run.job, state=str(run.state)
             ),
@@ -252,6 +256,7 @@ class Daemon:
         for runner in self._runners:
             await runner.cleanup()
         await self.launcher.close()
+        await self.launcher.engines.close()  # after the runs: YARN ones are detached by then
         await self.transfer.close()  # saves resume data
         await self.store.close()
         (self.config.home / RUNTIME_FILE).unlink(missing_ok=True)

@@ -20,7 +20,7 @@ fi
 python=$(command -v python3.11 || command -v python3)
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q -e '.[test,tf,pandas]'
+"$venv/bin/pip" install -q -e '.[test,tf,pandas,yarn]'
 
 # Hadoop 3 jars (Maven Central, by coordinates) for the local HDFS and YARN; cached.
 "$venv/bin/python" -m p2pdata.hdfs.localcluster fetch
