@@ -228,7 +228,6 @@ class _Active:
     starting: bool = False
     pending_cancel: str | None = None
     hooked: bool = False  # on_run_start was called: on_run_end is owed
-
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
