@@ -41,7 +41,7 @@ from p2pdata.db import open_db
 from p2pdata.errors import ConfigError, NotFound, P2pdataError, PeerError, TrainingError, TransferError
 from p2pdata.events import EventHub
 from p2pdata.fetching import Fetcher, FetchJobTable, Landed
-from p2pdata.hdfs import Store, open_store
+from p2pdata.hdfs import HdfsStore, Store, open_store
 from p2pdata.peers import (
     HealthStore,
     PeerClient,
@@ -56,7 +56,13 @@ from p2pdata.peers import (
     sync_peer,
     tls_context,
 )
-from p2pdata.training import EngineRegistry, JobRegistry, Launcher, matching_jobs
+from p2pdata.training import (
+    DatasetCache,
+    EngineRegistry,
+    JobRegistry,
+    Launcher,
+    matching_jobs,
+)
 from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
 from p2pdata.web import (
     ConnectionGate,
@@ -194,6 +200,9 @@ class Daemon:
             on_state_change=lambda run: self.events.emit(
                 "run.state", run=run.id, job=run.job, state=str(run.state)
             ),
+            hooks=DatasetCache(
+                self.store if isinstance(self.store, HdfsStore) else None,
+                unavailable=f"the {self.store.kind} store has no cache: read uncached"),
         )
         await self.launcher.start()
         self.client = PeerClient(tls=peer_tls, identity=self.identity)

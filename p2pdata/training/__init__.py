@@ -1,8 +1,8 @@
 """Training: job specs, trigger rules, the launcher and its engines, reading landed datasets.
 
-The daemon uses `JobRegistry`, `matching_jobs`, `EngineRegistry` and `Launcher`; an engine
-implements `Engine` (see `engine`); training scripts use
-`open_dataset`, `to_tf_dataset` and `worker_started`. Nothing here imports TensorFlow
+The daemon uses `JobRegistry`, `matching_jobs`, `EngineRegistry`, `Launcher` and the
+`RunHooks` it gives it (`DatasetCache`); an engine implements `Engine` (see `engine`);
+training scripts use `open_dataset`, `to_tf_dataset` and `worker_started`. Nothing here imports TensorFlow
 until `to_tf_dataset` is called.
 
 Names are imported on first use: a worker's bootstrap inside a YARN container imports this
@@ -15,11 +15,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _LAZY = {
+    "DatasetCache": "cache",
     "iter_batches": "data", "list_files": "data", "open_dataset": "data", "to_numpy": "data",
     "to_pandas": "data", "to_tf_dataset": "data", "to_torch": "data",
     "Attempt": "engine", "Engine": "engine", "EngineRegistry": "engine",
     "Observation": "engine", "Workers": "engine",
-    "Launcher": "launcher", "LogTail": "launcher", "RunRecord": "launcher",
+    "Launcher": "launcher", "LogTail": "launcher", "RunHooks": "launcher",
+    "RunRecord": "launcher",
     "RunStore": "launcher", "follow_file": "launcher", "follow_logs": "launcher",
     "Action": "machine", "RunMachine": "machine", "RunState": "machine",
     "Entry": "spec", "JobRegistry": "spec", "JobSpec": "spec", "Resources": "spec",
@@ -30,6 +32,7 @@ _LAZY = {
 __all__ = [
     "Action",
     "Attempt",
+    "DatasetCache",
     "Engine",
     "EngineRegistry",
     "Entry",
@@ -39,6 +42,7 @@ __all__ = [
     "LogTail",
     "Observation",
     "Resources",
+    "RunHooks",
     "RunMachine",
     "RunRecord",
     "RunState",
@@ -60,6 +64,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from p2pdata.training.cache import DatasetCache
     from p2pdata.training.data import (
         iter_batches,
         list_files,
@@ -73,6 +78,7 @@ if TYPE_CHECKING:
     from p2pdata.training.launcher import (
         Launcher,
         LogTail,
+        RunHooks,
         RunRecord,
         RunStore,
         follow_file,

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from p2pdata.catalog.encoding import decode, encode
 from p2pdata.catalog.manifest import Manifest
@@ -64,11 +64,12 @@ _ADDED_COLUMNS = (
     ("manifest", "BLOB"),  # canonical encoding; kept only while the run may be re-queued
     ("engine", "TEXT NOT NULL DEFAULT 'local'"),
     ("engine_info", "TEXT NOT NULL DEFAULT '{}'"),  # see RunRecord.engine_info
+    ("notes", "TEXT NOT NULL DEFAULT '[]'"),  # see RunRecord.notes
 )
 _RECORD_COLUMNS = (
     "id, job, dataset, dataset_uri, state, reason, exit_code, exit_codes, workers, attempt,"
     " created, started, finished, run_dir, output_dir, processes, spec, retries_left,"
-    " engine, engine_info"
+    " engine, engine_info, notes"
 )
 _MAX_MANIFEST = 256 * 1024 * 1024
 
@@ -100,6 +101,8 @@ class RunRecord:
     # "id" (YARN's application id), "state" (the engine's word for it), "url" (where the
     # engine shows it: YARN's tracking URL), and whatever else the engine keeps.
     engine_info: dict[str, Any] = field(default_factory=dict)
+    # What the launcher's hooks did around the workers, e.g. "not cached: <why>".
+    notes: list[str] = field(default_factory=list)
 
     @property
     def where(self) -> str:
@@ -125,6 +128,7 @@ class RunRecord:
             "logs": [str(path) for path in self.log_paths],
             "pids": [p.pid for p in self.processes],
             "engine": self.engine, "engine_info": dict(self.engine_info), "where": self.where,
+            "notes": list(self.notes),
         }
 
     @classmethod
@@ -143,6 +147,7 @@ class RunRecord:
             started=row["started"], finished=row["finished"],
             processes=[procs.WorkerProcess.from_dict(p) for p in json.loads(row["processes"])],
             engine=row["engine"], engine_info=json.loads(row["engine_info"]),
+            notes=json.loads(row["notes"]),
         )
 
 
@@ -168,7 +173,8 @@ class RunStore:
              run.workers, run.attempt, run.created, run.started, run.finished,
              str(run.run_dir), str(run.output_dir),
              json.dumps([p.to_dict() for p in run.processes]), json.dumps(run.spec),
-             run.retries_left, run.engine, json.dumps(run.engine_info, sort_keys=True)),
+             run.retries_left, run.engine, json.dumps(run.engine_info, sort_keys=True),
+             json.dumps(run.notes)),
         )
         if run.state.terminal:  # a finished run is never re-queued: drop its (large) manifest
             self.db.execute("UPDATE training_runs SET manifest = NULL WHERE id = ?", (run.id,))
@@ -221,11 +227,24 @@ class _Active:
     # a cancel arriving then is kept here and given to the machine once it is.
     starting: bool = False
     pending_cancel: str | None = None
+    hooked: bool = False  # on_run_start was called: on_run_end is owed
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
 
 StateCallback = Callable[[RunRecord], None]
+
+
+class RunHooks(Protocol):
+    """What the daemon does around a run's workers (such as caching its dataset):
+    `on_run_start` before they start (or are found again after a restart), `on_run_end`
+    once they are gone, whether for good or until a restart, and for a run a restart found
+    over; not when they are left running (detached). Each returns a note for the run or
+    None; neither may hold the run up for long, and the run goes on whatever they do."""
+
+    async def on_run_start(self, run: RunRecord) -> str | None: ...
+
+    async def on_run_end(self, run: RunRecord) -> str | None: ...
 
 
 class Launcher:
@@ -243,6 +262,7 @@ class Launcher:
         kill_grace: float = 5.0,
         port_retries: int = 3,
         engines: EngineRegistry | None = None,
+        hooks: RunHooks | None = None,
     ) -> None:
         self.store = RunStore(db)
         self.runs_dir = Path(runs_dir)
@@ -255,6 +275,7 @@ class Launcher:
         # Engines passed in belong to the caller, who closes them; made here, closed here.
         self._own_engines = engines is None
         self.engines = engines or EngineRegistry()
+        self.hooks = hooks
         self._queue: deque[_Active] = deque()
         self._active: dict[str, _Active] = {}
         self._closed = False
@@ -269,6 +290,7 @@ class Launcher:
         """
         left = self.store.list(states=(RunState.QUEUED, RunState.RUNNING), limit=1_000_000)
         for run in reversed(left):  # oldest first: the queue keeps its order
+            was_running = run.state is RunState.RUNNING
             engine: Engine | None = None
             try:
                 engine = self.engines.get(run.engine)
@@ -290,6 +312,8 @@ class Launcher:
             run.state, run.reason = fate.state, fate.reason
             run.retries_left, run.attempt = fate.retries_left, fate.attempt
             if not reattachable:
+                if was_running:  # its workers are gone: undo what their start did
+                    await self._hook(run, start=False)
                 run.processes, run.exit_codes, run.engine_info = [], {}, {}
             if not run.state.terminal:
                 try:
@@ -442,6 +466,8 @@ class Launcher:
             if self._closed:  # the daemon stopped before this run began: it starts after the restart
                 return
             active.starting = True
+            active.hooked = True
+            await self._hook(record, start=True)
             if active.reattach:
                 active.workers = await engine.reattach(self._attempt(active))
                 machine.resume(self.clock(), time.time() - (record.started or time.time()))
@@ -480,6 +506,8 @@ class Launcher:
                         return
                     elif action is Action.FINISH:
                         await self._release(active)
+                        active.hooked = False
+                        await self._hook(record, start=False)
                         record.state = machine.state
                         record.reason = machine.reason
                         record.exit_code = machine.exit_code
@@ -492,6 +520,8 @@ class Launcher:
         except BaseException as exc:
             # Whatever went wrong here, no worker may outlive its supervisor.
             await asyncio.shield(self._release(active, force=True))
+            if active.hooked:
+                await asyncio.shield(self._hook(record, start=False))
             cancelled = isinstance(exc, asyncio.CancelledError)
             record.state = RunState.CANCELLED if cancelled else RunState.FAILED
             record.reason = ("cancelled: the launcher stopped" if cancelled
@@ -566,6 +596,22 @@ class Launcher:
         if seen.over:
             machine.gone()
         if record.engine_info != info:
+            self._save(record, notify=False)
+
+    async def _hook(self, record: RunRecord, *, start: bool) -> None:
+        """Call a hook; keep its note with the run. A failing hook fails no run."""
+        if self.hooks is None:
+            return
+        hook = self.hooks.on_run_start if start else self.hooks.on_run_end
+        try:
+            note = await hook(record)
+        except Exception:
+            log.exception("%s failed for run %s", hook.__name__, record.id)
+            note = f"{hook.__name__} failed (see the daemon's log)"
+        if note:
+            if note in record.notes:  # a note repeated by a retry moves to the end: one each
+                record.notes.remove(note)
+            record.notes.append(note)
             self._save(record, notify=False)
 
     def _save(self, record: RunRecord, *, notify: bool) -> None:

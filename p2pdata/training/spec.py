@@ -27,7 +27,7 @@ DEFAULT_STARTUP_TIMEOUT = {"tensorflow": 600.0, "torch": 600.0, "none": None}
 _TOP_KEYS = {
     "name", "description", "trigger", "entry", "workers", "framework", "env", "timeout",
     "startup_timeout", "retries", "workdir", "output_dir", "python", "base_dir", "engine",
-    "resources",
+    "resources", "cache",
 }
 _RESOURCE_KEYS = {"memory", "vcores", "gpus"}
 _TRIGGER_KEYS = {"dataset", "publisher", "tag"}
@@ -95,6 +95,7 @@ class JobSpec:
     python: str | None = None  # None: the daemon's interpreter
     engine: str | None = None  # "local", "yarn", ...; None: the daemon's training.default_engine
     resources: Resources = field(default_factory=Resources)
+    cache: bool = False  # keep the dataset in the store's cache (HDFS) while the run runs
     description: str = ""
     source: Path | None = None  # the file it was loaded from
 
@@ -157,6 +158,7 @@ class JobSpec:
             python=python,
             engine=_engine(data, where),
             resources=_resources(data, where),
+            cache=_get(data, "cache", bool, where, default=False),
             source=source,
         )
 
@@ -194,6 +196,7 @@ class JobSpec:
             "python": self.python,
             "engine": self.engine,
             "resources": self.resources.to_dict(),
+            "cache": self.cache,
             "source": None if self.source is None else str(self.source),
         }
 
@@ -212,7 +215,8 @@ def _get(data: dict[str, Any], key: str, kind: type, where: str, **default: Any)
 
 
 def _kind_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", dict: "a table", list: "a list"}.get(
+    return {str: "a string", int: "an integer", dict: "a table", list: "a list",
+            bool: "true or false"}.get(
         kind, kind.__name__)
 
 

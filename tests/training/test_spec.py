@@ -71,6 +71,7 @@ def test_minimal_spec_defaults(tmp_path: Path) -> None:
     ('name = "j"\n[entry]\nmodule = "m"\n[env]\n"A-B" = "1"\n', "env.A-B"),
     ('name = "j"\noutput_dir = "out/{nope}"\n[entry]\nmodule = "m"\n', "output_dir"),
     ('name = "j"\n[entry\n', "TOML"),
+    ('name = "j"\ncache = "yes"\n[entry]\nmodule = "m"\n', "cache: expected true or false"),
 ])
 def test_invalid_specs_name_file_and_field(tmp_path: Path, text: str, field: str) -> None:
     path = write(tmp_path, text)
@@ -135,6 +136,7 @@ def test_registry_add_text_resolves_against_base_dir(tmp_path: Path) -> None:
     'name = "m"\n[entry]\nmodule = "pkg.train"\n',
     'name = "w"\nworkdir = "wd"\npython = "/usr/bin/python3"\n[trigger]\ndataset = "*"\n'
     '[entry]\nscript = "t.py"\n',
+    'name = "c"\ncache = true\n[entry]\nmodule = "m"\n',
 ])
 def test_spec_comes_back_from_a_runs_record(tmp_path: Path, text: str) -> None:
     """A run re-queued after a restart runs the spec it was queued with, exactly."""
