@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v ip >/dev/null || need_apt+=(iproute2)  # the Ray tests run in a network namespace
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -q
@@ -19,7 +20,8 @@ fi
 python=$(command -v python3.11 || command -v python3)
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q -e '.[test,tf]'
+# ray: the Ray engine's tests run a real two-node Ray cluster (about 50 s, 600 MB).
+"$venv/bin/pip" install -q -e '.[test,tf,ray]'
 
 # Hadoop 2.7.3 jars (PyPI pyspark sdist) and Jersey 1 (Debian) for the local HDFS; cached.
 "$venv/bin/python" -m p2pdata.hdfs.localcluster fetch
