@@ -85,6 +85,22 @@ class TrainingSection:
     jobs_dir: str = ""  # default: <home>/jobs
     runs_dir: str = ""  # default: <home>/runs
     max_concurrent_runs: int = 2
+    default_engine: str = "local"  # the engine of job specs that name none: local | yarn
+
+
+@dataclass
+class YarnSection:
+    """How the `yarn` training engine reaches the cluster (through Skein)."""
+
+    resourcemanager: str = ""  # host:port of the ResourceManager's client RPC (yarn.resourcemanager.address)
+    queue: str = "default"
+    user: str = ""  # submit as this user (simple auth); default: the daemon's user
+    hadoop_conf_dir: str = ""  # the cluster's client config (HADOOP_CONF_DIR); default: $HADOOP_CONF_DIR
+    classpath: str = ""  # Hadoop client jars (`yarn classpath --glob`); default: ask the `yarn` command
+    python: str = ""  # the Python on the cluster's nodes that runs workers; default: the daemon's
+    master_memory: int = 256  # MiB for the application master
+    worker_memory: int = 1024  # MiB per worker when the job spec gives none
+    worker_vcores: int = 1
 
 
 @dataclass
@@ -103,6 +119,7 @@ _SECTIONS: dict[str, type] = {
     "transfer": TransferSection,
     "store": StoreSection,
     "training": TrainingSection,
+    "yarn": YarnSection,
     "restricted": RestrictedSection,
 }
 
@@ -117,6 +134,7 @@ class Config:
     transfer: TransferSection = field(default_factory=TransferSection)
     store: StoreSection = field(default_factory=StoreSection)
     training: TrainingSection = field(default_factory=TrainingSection)
+    yarn: YarnSection = field(default_factory=YarnSection)
     restricted: RestrictedSection = field(default_factory=RestrictedSection)
 
     @property
@@ -258,6 +276,12 @@ default_tier = "hot"
 
 [training]
 max_concurrent_runs = 2
+default_engine = "local"         # where jobs without `engine` run: local | yarn
+
+# [yarn]                         # the yarn engine (jobs with engine = "yarn")
+# resourcemanager = "rm.example:8032"
+# queue = "default"
+# hadoop_conf_dir = "/etc/hadoop/conf"
 
 [restricted]                     # datasets published with --access restricted
 show = "stub"                    # public catalog shows name, publisher, size; or "hidden"

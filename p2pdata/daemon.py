@@ -54,7 +54,7 @@ from p2pdata.peers import (
     sync_peer,
     tls_context,
 )
-from p2pdata.training import JobRegistry, Launcher, matching_jobs
+from p2pdata.training import EngineRegistry, JobRegistry, Launcher, matching_jobs
 from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
 from p2pdata.web import control_app, peer_app, status_routes
 
@@ -171,6 +171,10 @@ class Daemon:
             self.conn,
             config.runs_dir,
             max_concurrent=config.training.max_concurrent_runs,
+            engines=EngineRegistry(
+                {"yarn": {**asdict(config.yarn), "state_dir": str(config.home / "yarn")}},
+                default=config.training.default_engine,
+            ),
             on_state_change=lambda run: self.events.emit(
                 "run.state", run=run.id, job=run.job, state=str(run.state)
             ),

@@ -1,0 +1,120 @@
+"""The engine seam's pure parts: engine and resources in job specs, the registry, and the
+run machine's decisions for engines (an engine's own failure, detaching from workers that
+outlive the daemon, resuming them). No processes, no cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from p2pdata.errors import ConfigError, JobSpecError
+from p2pdata.training import Action, EngineRegistry, JobSpec, Resources, RunMachine, RunState
+from p2pdata.training.local import LocalEngine
+from p2pdata.training.machine import recover
+from p2pdata.training.worker import worker_env
+
+
+def spec(**fields: object) -> JobSpec:
+    return JobSpec.from_dict({"name": "job", "entry": {"module": "train"}, **fields})
+
+
+def test_engine_and_resources_round_trip() -> None:
+    job = spec(engine="yarn", resources={"memory": "2g", "vcores": 2, "gpus": 1})
+    assert job.engine == "yarn"
+    assert job.resources == Resources(memory=2048, vcores=2, gpus=1)
+    assert JobSpec.from_stored(job.to_dict()) == job
+    plain = spec()
+    assert plain.engine is None and plain.resources == Resources()
+    assert JobSpec.from_stored(plain.to_dict()) == plain
+
+
+@pytest.mark.parametrize("value, mib", [(512, 512), ("512m", 512), ("1 GiB", 1024),
+                                        ("2G", 2048), ("1048576k", 1024)])
+def test_memory_units(value: object, mib: int) -> None:
+    assert spec(resources={"memory": value}).resources.memory == mib
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"engine": "Yarn!"}, "engine: 'Yarn!' is not an engine name"),
+    ({"resources": {"memory": "lots"}}, "resources.memory: expected MiB"),
+    ({"resources": {"memory": 0}}, "resources.memory: must be at least 1 MiB"),
+    ({"resources": {"vcores": 0}}, "resources.vcores: must be between 1 and 4096"),
+    ({"resources": {"gpus": -1}}, "resources.gpus: must be between 0 and 4096"),
+    ({"resources": {"gpus": True}}, "resources: gpus: expected an integer"),
+    ({"resources": {"disk": 1}}, "resources.disk: unknown field"),
+])
+def test_bad_engine_or_resources_name_the_field(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(JobSpecError, match=message):
+        spec(**fields)
+
+
+def test_registry_resolves_default_and_refuses_unknown() -> None:
+    registry = EngineRegistry()
+    assert registry.name_for(spec()) == "local"
+    assert registry.name_for(spec(engine="yarn")) == "yarn"
+    assert isinstance(registry.get("local"), LocalEngine)
+    assert registry.get("local") is registry.get("local")  # made once
+    with pytest.raises(JobSpecError, match="'nope' is not an engine of this daemon"):
+        registry.name_for(spec(engine="nope"))
+    with pytest.raises(ConfigError, match="default_engine: 'nope'"):
+        EngineRegistry(default="nope")
+    assert EngineRegistry(default="yarn").name_for(spec()) == "yarn"
+
+
+def test_worker_env_builds_tf_config_and_torch_rendezvous() -> None:
+    endpoints = ["10.0.0.1:2222", "10.0.0.2:2223"]
+    env = worker_env("tensorflow", endpoints, 1, 2)
+    assert '"worker": ["10.0.0.1:2222", "10.0.0.2:2223"]' in env["TF_CONFIG"]
+    assert '"index": 1' in env["TF_CONFIG"]
+    torch = worker_env("torch", endpoints[:1], 1, 2, one_host=False)
+    assert (torch["MASTER_ADDR"], torch["MASTER_PORT"], torch["RANK"]) == ("10.0.0.1", "2222", "1")
+    assert (torch["LOCAL_RANK"], torch["LOCAL_WORLD_SIZE"]) == ("0", "1")
+    assert "TF_CONFIG" not in worker_env("none", [], 0, 1)
+
+
+def test_engine_failure_fails_the_run_with_its_reason_and_no_retry() -> None:
+    machine = RunMachine(2, retries=3, kill_grace=5)
+    machine.start(0)
+    machine.engine_failed("YARN: no node has 64 GiB memory")
+    assert machine.tick(1) == [Action.TERMINATE]
+    machine.exited(0, -15)
+    machine.exited(1, -15)
+    assert machine.tick(2) == [Action.FINISH]
+    assert (machine.state, machine.reason) == (RunState.FAILED, "YARN: no node has 64 GiB memory")
+
+
+def test_a_failed_worker_is_named_before_the_engine_failure_it_caused() -> None:
+    machine = RunMachine(2, kill_grace=5)
+    machine.start(0)
+    machine.exited(1, 137)
+    machine.engine_failed("application failed")
+    assert machine.tick(1) == [Action.TERMINATE]
+    machine.exited(0, -15)
+    assert machine.tick(2) == [Action.FINISH]
+    assert machine.reason == "worker 1 exited with code 137"
+
+
+def test_detach_leaves_workers_running_and_cancel_still_wins() -> None:
+    machine = RunMachine(2, kill_grace=5)
+    machine.start(0)
+    machine.interrupt("daemon stopped", detach=True)
+    assert machine.tick(1) == [Action.DETACH]
+    assert machine.state is RunState.RUNNING
+    cancelled = RunMachine(1, kill_grace=5)
+    cancelled.start(0)
+    cancelled.cancel()
+    cancelled.interrupt("daemon stopped", detach=True)
+    assert cancelled.tick(1) == [Action.TERMINATE]
+
+
+def test_recover_reattaches_a_detachable_run_and_resume_keeps_its_clock() -> None:
+    fate = recover(RunState.RUNNING, reason="", retries_left=0, attempt=2, spawned=True,
+                   cause="daemon restarted", reattachable=True)
+    assert (fate.state, fate.attempt, fate.retries_left) == (RunState.RUNNING, 2, 0)
+    machine = RunMachine(1, timeout=100, startup_timeout=30, kill_grace=5, attempt=2)
+    machine.resume(1000.0, elapsed=90.0)  # started 90 s before the new daemon's now
+    machine.ready(0)
+    assert machine.tick(1005.0) == []
+    assert machine.tick(1010.0) == [Action.TERMINATE]  # 100 s since the start
+    machine.exited(0, -15)
+    assert machine.tick(1011.0) == [Action.FINISH]
+    assert machine.state is RunState.TIMED_OUT
