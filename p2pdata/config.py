@@ -86,6 +86,7 @@ class TrainingSection:
     runs_dir: str = ""  # default: <home>/runs
     max_concurrent_runs: int = 2
     default_engine: str = "local"  # the engine of job specs that name none: local | yarn
+    ray_address: str = ""  # the ray engine's cluster: "auto", "HOST:PORT" or "ray://HOST:10001"
 
 
 @dataclass
@@ -277,6 +278,7 @@ default_tier = "hot"
 [training]
 max_concurrent_runs = 2
 default_engine = "local"         # where jobs without `engine` run: local | yarn
+# ray_address = "auto"           # jobs with engine = "ray" run on this Ray cluster
 
 # [yarn]                         # the yarn engine (jobs with engine = "yarn")
 # resourcemanager = "rm.example:8032"
