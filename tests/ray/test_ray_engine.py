@@ -1,6 +1,7 @@
 """The ray engine on a real two-node Ray cluster (one per module, in its own network
-namespace): TensorFlow on a landed dataset, placement that can never succeed, a worker
-killed mid-run, cancel, timeout, and a daemon restart under a running job."""
+namespace): a landed dataset trains TensorFlow through real daemons, placement that can
+never succeed, a worker killed mid-run, cancel, timeout, and a daemon restart under a
+running job."""
 
 from __future__ import annotations
 
@@ -8,16 +9,19 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from p2pdata.db import open_db
+from p2pdata.devcluster import wait_for
 from p2pdata.training import Launcher, RunState
 from tests.ray.conftest import entry_processes, ray_engines, ray_spec
 from tests.ray.netns import RayCluster
 from tests.training.conftest import (
     EXAMPLES,
+    REPO,
     async_wait_until,
     load_example,
     make_manifest,
@@ -44,28 +48,65 @@ def driver_gone(run_info: dict[str, object]) -> bool:
         psutil.Process(int(run_info["driver_pid"])).status() == psutil.STATUS_ZOMBIE
 
 
+SPEC = """
+name = "keras-on-ray"
+engine = "ray"
+framework = "tensorflow"
+workers = 2
+startup_timeout = 180
+timeout = 300
+[trigger]
+dataset = "toy"
+[entry]
+script = "{script}"
+args = ["--epochs", "3", "--batch-size", "32"]
+[env]
+PYTHONPATH = "{repo}"
+"""
+
+
+def ray_loaded(pid: int) -> bool:
+    """Whether Ray's core library is mapped into process `pid` (is Ray imported there)."""
+    return any("_raylet" in m.path for m in psutil.Process(pid).memory_maps())
+
+
 @pytest.mark.tf
-async def test_two_worker_tensorflow_run_on_a_landed_dataset(launcher: Launcher,
-                                                             tmp_path: Path) -> None:
+def test_a_landed_dataset_trains_two_tensorflow_workers_on_ray(
+        in_netns: RayCluster, make_daemon: Any, tmp_path: Path) -> None:
+    """The whole path: published by alpha, fetched and landed by gamma, whose daemon
+    (`training.ray_address`) starts the triggered job as a Ray Train job."""
     load_example("make_dataset").make_classification(tmp_path / "toy", rows=2000)
-    spec = ray_spec(EXAMPLES / "train_keras.py", framework="tensorflow", workers=2,
-                    startup_timeout=180, timeout=300,
-                    entry={"script": str(EXAMPLES / "train_keras.py"),
-                           "args": ["--epochs", "3", "--batch-size", "32"]})
-    run = await launcher.submit(spec, make_manifest(), f"file://{tmp_path / 'toy'}")
-    run = await launcher.wait(run.id, timeout=360)
-    logs = [path.read_text() for path in run.log_paths]
-    driver_log = Path(run.engine_info["driver_log"]).read_text()
-    assert run.state is RunState.SUCCEEDED, f"{run.reason}\n{driver_log[-3000:]}\n{logs}"
-    assert run.engine == "ray" and len(run.engine_info["job_id"]) >= 8  # Ray's job id
-    metrics = json.loads((run.output_dir / "metrics.json").read_text())
+    alpha = make_daemon("alpha")
+    alpha.cli_json("publish", str(tmp_path / "toy"), "--name", "toy", "--version", "1")
+    gamma = make_daemon("gamma", discovery={"static_peers": [alpha.peer_url]},
+                        training={"ray_address": in_netns.address})
+    gamma.cli("trust", "add", alpha.cluster_id)
+    spec = tmp_path / "keras-on-ray.toml"
+    spec.write_text(SPEC.format(script=EXAMPLES / "train_keras.py", repo=REPO))
+    gamma.cli("jobs", "add", str(spec))
+    wait_for(lambda: gamma.cli_json("search", "toy"), what="alpha's catalog")
+    assert gamma.cli_json("fetch", "toy@1", "--timeout", "60")["state"] == "landed"
+
+    def over() -> dict[str, Any] | None:
+        runs = gamma.cli_json("runs")
+        return runs[0] if runs and runs[0]["state"] not in ("queued", "running") else None
+
+    run = wait_for(over, timeout=360, what="the Ray run to end")
+    logs = [Path(path).read_text() for path in run["logs"]]
+    driver_log = Path(run["engine_info"]["driver_log"]).read_text()
+    assert run["state"] == "succeeded", f"{run['reason']}\n{driver_log[-3000:]}\n{logs}"
+    assert run["engine"] == "ray" and len(run["engine_info"]["job_id"]) >= 8  # Ray's job id
+    assert run["dataset_uri"].startswith("file://") and run["dataset"] == "toy@1"
+    metrics = json.loads((Path(run["output_dir"]) / "metrics.json").read_text())
     assert metrics["workers"] == 2 and metrics["rows"] == 2000
     assert metrics["accuracy"] > 0.8
     # Each worker's own output, streamed back from its Ray worker into its log file.
     for index, text in enumerate(logs):
         assert f"worker {index}: epoch 3/3" in text, text[-2000:]
-    assert run.exit_codes == {0: 0, 1: 0}
-    await async_wait_until(lambda: not entry_processes(run.id), 30, "entry points gone")
+    assert run["exit_codes"] == {"0": 0, "1": 0}
+    assert not entry_processes(run["id"])
+    # Only the driver process imports Ray, never the daemon.
+    assert not ray_loaded(gamma.process.pid)
 
 
 async def test_more_resources_than_the_cluster_has_fails_fast(launcher: Launcher,
