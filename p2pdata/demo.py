@@ -1,11 +1,13 @@
 """The one-command demo: three clusters on this machine, from publish to a trained model.
 
-    python -m p2pdata.demo [--size-mb N] [--hdfs [--tier ssd]] [--keep-running]
+    python -m p2pdata.demo [--size-mb N] [--hdfs [--tier ssd]] [--engine ray] [--keep-running]
 
 alpha and beta publish the same generated Parquet dataset; gamma discovers them
 over zeroconf (loopback only), searches, fetches from both with a progress bar,
 lands the data (local store, or a real local HDFS with --hdfs) and trains the
-example Keras model as soon as it lands.
+example Keras model as soon as it lands. With --engine ray (root), everything runs in a
+network namespace of its own next to a two-node Ray cluster, and the model trains on two
+Ray Train workers.
 """
 
 from __future__ import annotations
@@ -48,13 +50,14 @@ def generate_dataset(directory: Path, size_mb: int, files: int = 8, seed: int = 
         pq.write_table(pa.table(columns), directory / f"part-{part:05d}.parquet", compression="none")
 
 
-def write_job_spec(directory: Path, max_rows: int) -> None:
+def write_job_spec(directory: Path, max_rows: int, engine: str = "local") -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "demo-train.toml").write_text(
         f"""name = "demo-train"
 description = "Train the example Keras model on every demo dataset that lands"
 framework = "tensorflow"
-workers = 1
+engine = "{engine}"
+workers = {2 if engine == "ray" else 1}
 timeout = 600
 
 [trigger]
@@ -71,6 +74,18 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="p2pdata-demo-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         store: dict[str, object] = {}
+        training: dict[str, object] = {}
+        if args.engine == "ray":
+            from p2pdata.training.ray_local import local_ray_cluster, unavailable
+
+            if unavailable():
+                print(f"--engine ray {unavailable()}", file=sys.stderr)
+                return 1
+            step("starting a two-node Ray cluster in a network namespace of its own")
+            ray = stack.enter_context(local_ray_cluster(cpus_per_node=1))
+            stack.enter_context(ray.netns.entered())  # the clusters below run there too
+            training = {"ray_address": ray.address}
+            print(f"Ray at {ray.address} in network namespace {ray.netns.name}")
         if args.hdfs:
             from p2pdata.hdfs.localcluster import LocalHdfs
 
@@ -91,14 +106,15 @@ def run(args: argparse.Namespace) -> int:
         for name in ("alpha", "beta", "gamma"):
             home = root / name
             home.mkdir()
-            sections = {"discovery": discovery, **({"store": store} if name == "gamma" and store else {})}
+            sections = {"discovery": discovery, **({"store": store} if name == "gamma" and store else {}),
+                        **({"training": training} if name == "gamma" and training else {})}
             daemon = DaemonProcess(home, daemon_config(**sections))
             daemon.init(name)
             stack.callback(daemon.stop)
             daemons[name] = daemon.start()
             print(f"{name}: cluster {daemon.cluster_id}, peer API {daemon.peer_url}")
         alpha, beta, gamma = daemons["alpha"], daemons["beta"], daemons["gamma"]
-        write_job_spec(gamma.home / "jobs", args.max_rows)
+        write_job_spec(gamma.home / "jobs", args.max_rows, args.engine)
 
         step(f"alpha and beta publish {DATASET}@1")
         for daemon in (alpha, beta):
@@ -125,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
         run_record = wait_for(lambda: _finished_run(gamma), timeout=args.train_timeout,
                               what="the training run to finish")
         print(f"run {run_record['id']} of {run_record['job']}: {run_record['state']}")
+        if run_record.get("engine") == "ray":
+            print(f"trained on Ray: job {run_record['engine_info'].get('job_id')}, "
+                  f"{run_record['workers']} Ray Train workers")
         metrics = _run_metrics(run_record)
         if metrics:
             print(f"model accuracy: {metrics.get('accuracy')}")
@@ -133,6 +152,9 @@ def run(args: argparse.Namespace) -> int:
         print(gamma.cli("status"))
         print(f"status page: {gamma.cli('status', '--web').strip()}")
         if args.keep_running:
+            if args.engine == "ray":
+                print("(the page is inside the network namespace: "
+                      "ip netns exec NAME to reach it)")
             print("Ctrl-C to stop the clusters and clean up")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         else:
@@ -159,6 +181,8 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=200, help="size of the generated dataset")
     parser.add_argument("--hdfs", action="store_true", help="land into a real local HDFS")
     parser.add_argument("--tier", default="ssd", help="storage tier with --hdfs")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="where the model trains (ray: a local two-node Ray cluster, needs root)")
     parser.add_argument("--max-rows", type=int, default=20000, help="rows the example model trains on")
     parser.add_argument("--train-timeout", type=float, default=300)
     parser.add_argument("--keep-running", action="store_true", help="keep the clusters up until Ctrl-C")

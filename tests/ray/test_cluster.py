@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import socket
 
-from tests.ray.netns import RayCluster
+from p2pdata.training.ray_local import LocalRayCluster
 
 
 def _current_netns() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
-def test_two_nodes_on_the_namespaces_loopback(in_netns: RayCluster) -> None:
+def test_two_nodes_on_the_namespaces_loopback(in_netns: LocalRayCluster) -> None:
     nodes = in_netns.nodes()
     assert len(nodes) == 2 and all(n["alive"] for n in nodes)
     assert {n["address"] for n in nodes} == {"127.0.0.1"}
@@ -22,7 +22,7 @@ def test_two_nodes_on_the_namespaces_loopback(in_netns: RayCluster) -> None:
     assert _current_netns() == os.stat(f"/run/netns/{in_netns.netns.name}").st_ino
 
 
-def test_outside_in_netns_the_test_runs_at_home(cluster: RayCluster) -> None:
+def test_outside_in_netns_the_test_runs_at_home(cluster: LocalRayCluster) -> None:
     assert _current_netns() != os.stat(f"/run/netns/{cluster.netns.name}").st_ino
     with cluster.netns.entered():
         assert _current_netns() == os.stat(f"/run/netns/{cluster.netns.name}").st_ino

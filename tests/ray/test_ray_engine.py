@@ -17,8 +17,8 @@ import pytest
 from p2pdata.db import open_db
 from p2pdata.devcluster import wait_for
 from p2pdata.training import Launcher, RunState
+from p2pdata.training.ray_local import LocalRayCluster
 from tests.ray.conftest import entry_processes, ray_engines, ray_spec
-from tests.ray.netns import RayCluster
 from tests.training.conftest import (
     EXAMPLES,
     REPO,
@@ -72,7 +72,7 @@ def ray_loaded(pid: int) -> bool:
 
 @pytest.mark.tf
 def test_a_landed_dataset_trains_two_tensorflow_workers_on_ray(
-        in_netns: RayCluster, make_daemon: Any, tmp_path: Path) -> None:
+        in_netns: LocalRayCluster, make_daemon: Any, tmp_path: Path) -> None:
     """The whole path: published by alpha, fetched and landed by gamma, whose daemon
     (`training.ray_address`) starts the triggered job as a Ray Train job."""
     load_example("make_dataset").make_classification(tmp_path / "toy", rows=2000)
@@ -163,7 +163,7 @@ async def test_timeout_ends_the_ray_job(launcher: Launcher, tmp_path: Path) -> N
     assert driver_gone(run.engine_info)
 
 
-async def test_the_ray_job_outlives_a_daemon_restart(in_netns: RayCluster,
+async def test_the_ray_job_outlives_a_daemon_restart(in_netns: LocalRayCluster,
                                                      tmp_path: Path) -> None:
     script = write_script(tmp_path, "waiter.py", WAITER)
     go = tmp_path / "go"

@@ -1,16 +1,18 @@
-"""A network namespace of the test's own, with only `lo` up, and a Ray cluster inside it.
+"""A local Ray cluster for tests, the demo and the benchmark: two nodes in a network
+namespace of their own, with only `lo` up.
 
-Ray advertises the machine's interface address even when told 127.0.0.1, so the Ray tests
-run where loopback is the only interface: in a namespace created here. The test process
-itself steps into it (`setns` on the calling thread, which is pytest's main thread), so
-the daemon, the launcher and every Ray process they start live in the namespace too, and
-it steps out again after each test. Needs root and `ip` (iproute2).
+Ray advertises the machine's interface address even when told 127.0.0.1, so a Ray cluster
+that must stay on loopback runs where loopback is the only interface: in a namespace made
+here. The caller steps into it (`setns` on the calling thread: pytest's or the demo's main
+thread), so the daemons, the launcher and every Ray process they start live there too.
+Needs root and `ip` (iproute2). Not used by the daemon.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import json
 import os
 import re
@@ -27,9 +29,22 @@ from pathlib import Path
 
 import psutil
 
+from p2pdata.errors import TrainingError
+
 CLONE_NEWNET = 0x40000000
 PREFIX = "p2pray"
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def unavailable() -> str | None:
+    """Why a local Ray cluster cannot be made here, or None."""
+    if os.geteuid() != 0:
+        return "needs root (ip netns)"
+    if shutil.which("ip") is None:
+        return "needs iproute2 (ip netns)"
+    if importlib.util.find_spec("ray") is None:
+        return "needs the ray extra (pip install -e '.[ray]')"
+    return None
 
 
 def _ip(*args: str) -> str:
@@ -86,7 +101,7 @@ class NetNamespace:
 
 
 def remove_stale_namespaces() -> None:
-    """Namespaces of test runs whose process is gone (killed before its teardown)."""
+    """Namespaces of earlier runs whose process is gone (killed before cleaning up)."""
     for line in _ip("netns", "list").splitlines():
         match = re.match(rf"({PREFIX}-(\d+)-[0-9a-f]+)\b", line)
         if match and not psutil.pid_exists(int(match.group(2))):
@@ -96,7 +111,7 @@ def remove_stale_namespaces() -> None:
 
 
 @dataclass
-class RayCluster:
+class LocalRayCluster:
     """A head node and one more node, both on the namespace's 127.0.0.1."""
 
     netns: NetNamespace
@@ -105,7 +120,7 @@ class RayCluster:
     cpus_per_node: int
 
     def nodes(self) -> list[dict[str, object]]:
-        """`ray.nodes()` as a separate driver sees it (the test process never imports Ray)."""
+        """`ray.nodes()` as a separate driver sees it (the caller never imports Ray)."""
         code = ("import json, sys, ray; ray.init(address=sys.argv[1], logging_level='ERROR');"
                 "print(json.dumps([{'address': n['NodeManagerAddress'], 'alive': n['Alive'],"
                 " 'resources': n['Resources']} for n in ray.nodes()]))")
@@ -119,7 +134,7 @@ def ray_bin() -> str:
 
 
 @contextlib.contextmanager
-def ray_cluster(cpus_per_node: int = 1) -> Iterator[RayCluster]:
+def local_ray_cluster(cpus_per_node: int = 1) -> Iterator[LocalRayCluster]:
     """Start `ray start --head` plus a second node in a fresh namespace; tear both down."""
     remove_stale_namespaces()
     netns = NetNamespace()
@@ -136,19 +151,22 @@ def ray_cluster(cpus_per_node: int = 1) -> Iterator[RayCluster]:
         with open(log, "ab") as out:
             code = subprocess.run([ray_bin(), "start", *args, *common], stdout=out,
                                   stderr=subprocess.STDOUT, timeout=120, env=env).returncode
-        assert code == 0, f"ray start {' '.join(args)} failed:\n{log.read_text()[-3000:]}"
+        if code != 0:
+            raise TrainingError(f"ray start {' '.join(args)} failed:\n{log.read_text()[-3000:]}")
 
     try:
         with netns.entered():
             ray_start("--head", f"--port={port}", "--include-dashboard=false",
                       f"--temp-dir={temp_dir}")
             ray_start(f"--address=127.0.0.1:{port}")
-            cluster = RayCluster(netns, f"127.0.0.1:{port}", temp_dir, cpus_per_node)
+            cluster = LocalRayCluster(netns, f"127.0.0.1:{port}", temp_dir, cpus_per_node)
             deadline = time.monotonic() + 60
             while len(nodes := [n for n in cluster.nodes() if n["alive"]]) < 2:
-                assert time.monotonic() < deadline, f"Ray nodes never all alive: {nodes}"
-            # Every node must advertise an address this test owns: only loopback exists here.
-            assert {n["address"] for n in nodes} == {"127.0.0.1"}, nodes
+                if time.monotonic() > deadline:
+                    raise TrainingError(f"Ray nodes never all alive: {nodes}")
+            # Every node must advertise an address we own: only loopback exists here.
+            if {n["address"] for n in nodes} != {"127.0.0.1"}:
+                raise TrainingError(f"Ray nodes advertise addresses not on loopback: {nodes}")
         yield cluster
     finally:
         netns.delete()
