@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         root = Path(tmp)
         store: dict[str, object] = {}
         training: dict[str, object] = {}
+        netns = ""
         if args.engine == "ray":
             from p2pdata.training.ray_local import local_ray_cluster, unavailable
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             ray = stack.enter_context(local_ray_cluster(cpus_per_node=1))
             stack.enter_context(ray.netns.entered())  # the clusters below run there too
             training = {"ray_address": ray.address}
+            netns = ray.netns.name
             print(f"Ray at {ray.address} in network namespace {ray.netns.name}")
         if args.hdfs:
             from p2pdata.hdfs.localcluster import LocalHdfs
@@ -152,9 +154,9 @@ def run(args: argparse.Namespace) -> int:
         print(gamma.cli("status"))
         print(f"status page: {gamma.cli('status', '--web').strip()}")
         if args.keep_running:
-            if args.engine == "ray":
-                print("(the page is inside the network namespace: "
-                      "ip netns exec NAME to reach it)")
+            if netns:
+                print(f"(the page is in network namespace {netns}: "
+                      f"reach it with ip netns exec {netns} ...)")
             print("Ctrl-C to stop the clusters and clean up")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         else:
