@@ -1,6 +1,6 @@
 """The Ray side of a Ray run: a driver process the daemon starts, one per attempt.
 
-    python -m p2pdata.training.ray_driver RUN_DIR/ray-attempt-N.json
+    python -P .../p2pdata/training/ray_driver.py RUN_DIR/ray-attempt-N.json
 
 Only this process (and the Ray workers) import Ray; the daemon supervises it like a local
 worker and reads what it leaves in the run directory:
@@ -15,6 +15,10 @@ Each Ray Train worker runs the job's entry point as a child process (so a script
 it would locally or on YARN, with `TF_CONFIG` from Ray's TensorFlow backend), dying with
 its Ray actor. Before asking Ray for anything the driver checks that the cluster's nodes
 can hold the workers at all: Ray would otherwise wait forever for a placement group.
+
+It runs as a file, importing nothing of p2pdata: starting it costs only Ray's import, and
+Ray pickles its worker side (`train_loop`, `Monitor`) by value, so Ray's nodes need no
+p2pdata (only what the entry point itself imports). Standard library and Ray only here.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ class DriverJob:
     env: dict[str, str]
     workdir: str | None
     run_dir: str
+    index_var: str  # the worker contract's variable names (p2pdata.training.worker)
+    ready_var: str
 
     @classmethod
     def load(cls, path: Path) -> DriverJob:
@@ -127,8 +133,6 @@ def train_loop(config: dict[str, Any]) -> None:
     import ray.train
     from ray.train.collective import broadcast_from_rank_zero
 
-    from p2pdata.training import worker
-
     context = ray.train.get_context()
     index, size = context.get_world_rank(), context.get_world_size()
     monitor = config["monitor"]
@@ -144,7 +148,7 @@ def train_loop(config: dict[str, Any]) -> None:
     argv = [config["argv"][0] or sys.executable, *config["argv"][1:]]
     with tempfile.TemporaryDirectory(prefix="p2pdata-ray-") as scratch:
         ready = Path(scratch) / "ready"
-        env.update({worker.WORKER_INDEX: str(index), worker.READY_FILE: str(ready)})
+        env.update({config["index_var"]: str(index), config["ready_var"]: str(ready)})
         proc = subprocess.Popen(argv, env=env, cwd=config["workdir"] or scratch,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
@@ -263,7 +267,8 @@ class Driver:
                         storage_path=str(self.run_dir / "ray"),
                         failure_config=FailureConfig(max_failures=0))
         config = {"monitor": monitor, "env": job.env, "argv": job.argv,
-                  "workdir": job.workdir, "framework": job.framework}
+                  "workdir": job.workdir, "framework": job.framework,
+                  "index_var": job.index_var, "ready_var": job.ready_var}
         kwargs = {"train_loop_config": config, "scaling_config": scaling, "run_config": run}
         if job.framework == "tensorflow":
             from ray.train.tensorflow import TensorflowTrainer
@@ -306,7 +311,7 @@ def _first_line(error: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m p2pdata.training.ray_driver JOB.json", file=sys.stderr)
+        print(f"usage: python -P {__file__} JOB.json", file=sys.stderr)
         return 2
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     job = DriverJob.load(Path(args[0]))
@@ -324,7 +329,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Through the package, so Ray pickles `train_loop` and `Monitor` by reference.
-    from p2pdata.training.ray_driver import main as package_main
-
-    sys.exit(package_main())
+    sys.exit(main())

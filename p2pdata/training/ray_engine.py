@@ -1,7 +1,7 @@
 """The `ray` engine: a run is a Ray Train job on an existing Ray cluster.
 
-The daemon never imports Ray. Each attempt is one driver process (`ray_driver`, in its own
-session next to the daemon) that connects to `training.ray_address`, starts a Ray Train
+The daemon never imports Ray. Each attempt is one driver process (`ray_driver.py`, in its
+own session next to the daemon) that connects to `training.ray_address`, starts a Ray Train
 trainer whose workers run the job's entry point, and leaves everything the launcher needs in
 the run directory: the workers' logs, their ready files and a result file with the Ray job
 id, what Ray says while placement waits, and the outcome. This engine only starts, watches
@@ -34,7 +34,8 @@ from p2pdata.training.spec import JobSpec
 if TYPE_CHECKING:
     from p2pdata.training.launcher import RunRecord
 
-DRIVER_MODULE = "p2pdata.training.ray_driver"
+# Run as a file (`-P`: its directory stays off sys.path), so it imports nothing of p2pdata.
+DRIVER = Path(__file__).with_name("ray_driver.py")
 
 
 def ray_resources(spec: JobSpec) -> dict[str, float]:
@@ -78,6 +79,7 @@ class RayEngine:
             "env": {**attempt.env, worker.NUM_WORKERS: str(spec.workers)},
             "workdir": None if spec.workdir is None else str(spec.workdir),
             "run_dir": str(attempt.run_dir),
+            "index_var": worker.WORKER_INDEX, "ready_var": worker.READY_FILE,
         }
         job_file = _job_file(attempt.run_dir, attempt.number)
         job_file.write_text(json.dumps(job))
@@ -91,7 +93,7 @@ class RayEngine:
         env = {k: v for k, v in os.environ.items() if k not in worker.FRAMEWORK_VARS}
         env.update(PYTHONUNBUFFERED="1", RAY_TRAIN_V2_ENABLED="1")
         popen, process, _ = procs.spawn(
-            [self.python, "-m", DRIVER_MODULE, str(job_file)], index=0, env=env,
+            [self.python, "-P", str(DRIVER), str(job_file)], index=0, env=env,
             cwd=attempt.run_dir, log_path=driver_log,
             header=f"--- attempt {attempt.number} at {stamp}\n")
         record.engine_info = {"address": self.address, "driver_pid": process.pid,

@@ -1,12 +1,14 @@
 """The ray engine on a real two-node Ray cluster (one per module, in its own network
-namespace): a landed dataset trains TensorFlow through real daemons, placement that can
+namespace): the cluster itself, a landed dataset trains TensorFlow through real daemons, placement that can
 never succeed, a worker killed mid-run, cancel, timeout, and a daemon restart under a
 running job."""
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,27 @@ PYTHONPATH = "{repo}"
 def ray_loaded(pid: int) -> bool:
     """Whether Ray's core library is mapped into process `pid` (is Ray imported there)."""
     return any("_raylet" in m.path for m in psutil.Process(pid).memory_maps())
+
+
+def _current_netns() -> int:
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+def test_two_nodes_on_the_namespaces_loopback(in_netns: LocalRayCluster) -> None:
+    nodes = in_netns.nodes()
+    assert len(nodes) == 2 and all(n["alive"] for n in nodes)
+    assert {n["address"] for n in nodes} == {"127.0.0.1"}
+    assert sum(n["resources"]["CPU"] for n in nodes) == 2
+    # Inside the namespace, loopback is the only interface there is.
+    assert [name for _, name in socket.if_nameindex()] == ["lo"]
+    assert _current_netns() == os.stat(f"/run/netns/{in_netns.netns.name}").st_ino
+
+
+def test_outside_in_netns_the_test_runs_at_home(cluster: LocalRayCluster) -> None:
+    assert _current_netns() != os.stat(f"/run/netns/{cluster.netns.name}").st_ino
+    with cluster.netns.entered():
+        assert _current_netns() == os.stat(f"/run/netns/{cluster.netns.name}").st_ino
+    assert _current_netns() != os.stat(f"/run/netns/{cluster.netns.name}").st_ino
 
 
 @pytest.mark.tf
