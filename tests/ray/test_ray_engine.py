@@ -211,3 +211,23 @@ async def test_the_ray_job_outlives_a_daemon_restart(in_netns: LocalRayCluster,
     finally:
         await second.close()
         db.close()
+
+
+async def test_workers_ray_cannot_place_in_time_fail_with_rays_reason(
+        launcher: Launcher, tmp_path: Path) -> None:
+    """The cluster could hold the worker, but another job holds every CPU: the start-up
+    deadline ends the wait, saying what Ray says of the placement group."""
+    script = write_script(tmp_path, "waiter.py", WAITER)
+    hog = await launcher.submit(ray_spec(script, name="hog", workers=2, startup_timeout=120,
+                                         timeout=300), make_manifest(), f"file://{tmp_path}")
+    await async_wait_until(lambda: len(entry_processes(hog.id)) == 2, 120, "the hog running")
+    late = await launcher.submit(ray_spec(script, name="late", startup_timeout=15),
+                                 make_manifest(), f"file://{tmp_path}")
+    late = await launcher.wait(late.id, timeout=120)
+    assert late.state is RunState.FAILED
+    assert late.reason.startswith("start-up deadline: worker(s) [0] not started after 15s; "
+                                  "Ray: placement group PENDING"), late.reason
+    assert "{CPU 1}" in late.reason
+    assert driver_gone(late.engine_info)
+    await launcher.cancel(hog.id)
+    assert (await launcher.wait(hog.id, timeout=60)).state is RunState.CANCELLED
