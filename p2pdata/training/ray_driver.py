@@ -58,6 +58,7 @@ class DriverJob:
     env: dict[str, str]
     workdir: str | None
     run_dir: str
+    connect_timeout: float  # seconds for ray.init: an unreachable cluster hangs it for good
     index_var: str  # the worker contract's variable names (p2pdata.training.worker)
     ready_var: str
 
@@ -218,8 +219,12 @@ class Driver:
         import ray
 
         job = self.job
+        watchdog = threading.Timer(job.connect_timeout, self._unreachable)
+        watchdog.daemon = True
+        watchdog.start()
         ray.init(address=job.address, logging_level="WARNING", log_to_driver=False,
                  configure_logging=False)
+        watchdog.cancel()
         self.write_result(job_id=ray.get_runtime_context().get_job_id())
         print(f"connected to Ray at {job.address} as job {self.result['job_id']}", flush=True)
         problem = placement_problem(ray.nodes(), job.workers, job.resources)
@@ -249,6 +254,11 @@ class Driver:
             code = self.exit_codes[failed[0]]
             return self.finish("failed", f"worker {failed[0]} exited with code {code}")
         return self.finish("failed", f"Ray Train: {_first_line(error)}")
+
+    def _unreachable(self) -> None:
+        self.finish("failed", f"cannot reach the Ray cluster at {self.job.address} within "
+                    f"{self.job.connect_timeout:g}s")
+        os._exit(1)  # ray.init cannot be interrupted
 
     def finish(self, state: str, reason: str) -> int:
         print(f"run {state}{': ' + reason if reason else ''}", flush=True)

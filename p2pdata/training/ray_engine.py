@@ -64,6 +64,7 @@ class RayEngine:
         settings = settings or {}
         self.address: str = settings.get("address") or ""
         self.python: str = settings.get("python") or sys.executable  # runs the driver
+        self.connect_timeout = float(settings.get("connect_timeout") or 60.0)
 
     async def launch(self, attempt: Attempt) -> RayWorkers:
         if not self.address:
@@ -78,7 +79,7 @@ class RayEngine:
             "resources": ray_resources(spec), "argv": argv,
             "env": {**attempt.env, worker.NUM_WORKERS: str(spec.workers)},
             "workdir": None if spec.workdir is None else str(spec.workdir),
-            "run_dir": str(attempt.run_dir),
+            "run_dir": str(attempt.run_dir), "connect_timeout": self.connect_timeout,
             "index_var": worker.WORKER_INDEX, "ready_var": worker.READY_FILE,
         }
         job_file = _job_file(attempt.run_dir, attempt.number)

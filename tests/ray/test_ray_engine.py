@@ -18,7 +18,7 @@ import pytest
 
 from p2pdata.db import open_db
 from p2pdata.devcluster import wait_for
-from p2pdata.training import Launcher, RunState
+from p2pdata.training import EngineRegistry, Launcher, RunState
 from p2pdata.training.ray_local import LocalRayCluster
 from tests.ray.conftest import entry_processes, ray_engines, ray_spec
 from tests.training.conftest import (
@@ -231,3 +231,21 @@ async def test_workers_ray_cannot_place_in_time_fail_with_rays_reason(
     assert driver_gone(late.engine_info)
     await launcher.cancel(hog.id)
     assert (await launcher.wait(hog.id, timeout=60)).state is RunState.CANCELLED
+
+
+async def test_an_unreachable_cluster_fails_the_run_in_time(in_netns: LocalRayCluster,
+                                                            tmp_path: Path) -> None:
+    db = open_db(tmp_path / "state.db")
+    launcher = Launcher(db, tmp_path / "runs", poll_interval=0.1, engines=EngineRegistry(
+        {"ray": {"address": "127.0.0.1:1", "connect_timeout": 5}}))
+    await launcher.start()
+    try:
+        run = await launcher.submit(ray_spec(write_script(tmp_path, "waiter.py", WAITER)),
+                                    make_manifest(), f"file://{tmp_path}")
+        run = await launcher.wait(run.id, timeout=60)
+    finally:
+        await launcher.close()
+        db.close()
+    assert run.state is RunState.FAILED
+    assert run.reason == "cannot reach the Ray cluster at 127.0.0.1:1 within 5s", run.reason
+    assert driver_gone(run.engine_info)
