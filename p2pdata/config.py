@@ -85,7 +85,7 @@ class TrainingSection:
     jobs_dir: str = ""  # default: <home>/jobs
     runs_dir: str = ""  # default: <home>/runs
     max_concurrent_runs: int = 2
-    default_engine: str = "local"  # the engine of job specs that name none: local | yarn
+    default_engine: str = "local"  # the engine of job specs that name none: local | yarn | ray
     ray_address: str = ""  # the ray engine's cluster: "auto", "HOST:PORT" or "ray://HOST:10001"
 
 
