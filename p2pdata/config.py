@@ -87,6 +87,7 @@ class TrainingSection:
     max_concurrent_runs: int = 2
     default_engine: str = "local"  # the engine of job specs that name none: local | yarn | ray
     ray_address: str = ""  # the ray engine's cluster: "auto", "HOST:PORT" or "ray://HOST:10001"
+    ray_storage_path: str = ""  # Ray Train's run state; every Ray node must reach it (default: the run dir)
 
 
 @dataclass

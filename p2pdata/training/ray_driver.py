@@ -59,6 +59,7 @@ class DriverJob:
     workdir: str | None
     run_dir: str
     connect_timeout: float  # seconds for ray.init: an unreachable cluster hangs it for good
+    storage_path: str  # Ray Train's RunConfig.storage_path
     index_var: str  # the worker contract's variable names (p2pdata.training.worker)
     ready_var: str
 
@@ -274,7 +275,7 @@ class Driver:
         scaling = ScalingConfig(num_workers=job.workers, use_gpu=resources.get("GPU", 0) > 0,
                                 resources_per_worker=resources)
         run = RunConfig(name=f"{job.run_id}-attempt-{job.attempt}",
-                        storage_path=str(self.run_dir / "ray"),
+                        storage_path=job.storage_path,
                         failure_config=FailureConfig(max_failures=0))
         config = {"monitor": monitor, "env": job.env, "argv": job.argv,
                   "workdir": job.workdir, "framework": job.framework,

@@ -65,6 +65,9 @@ class RayEngine:
         self.address: str = settings.get("address") or ""
         self.python: str = settings.get("python") or sys.executable  # runs the driver
         self.connect_timeout = float(settings.get("connect_timeout") or 60.0)
+        # Where Ray Train keeps its run state: every node must reach it on a multi-host
+        # cluster (NFS, s3://...); default: the run's directory, right for one host.
+        self.storage: str = settings.get("storage_path") or ""
 
     async def launch(self, attempt: Attempt) -> RayWorkers:
         if not self.address:
@@ -80,6 +83,7 @@ class RayEngine:
             "env": {**attempt.env, worker.NUM_WORKERS: str(spec.workers)},
             "workdir": None if spec.workdir is None else str(spec.workdir),
             "run_dir": str(attempt.run_dir), "connect_timeout": self.connect_timeout,
+            "storage_path": self.storage or str(attempt.run_dir / "ray"),
             "index_var": worker.WORKER_INDEX, "ready_var": worker.READY_FILE,
         }
         job_file = _job_file(attempt.run_dir, attempt.number)
