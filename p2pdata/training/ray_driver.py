@@ -60,6 +60,7 @@ class DriverJob:
     run_dir: str
     connect_timeout: float  # seconds for ray.init: an unreachable cluster hangs it for good
     storage_path: str  # Ray Train's RunConfig.storage_path
+    placement_timeout: float | None  # Ray Train's own limit on waiting for a placement group
     index_var: str  # the worker contract's variable names (p2pdata.training.worker)
     ready_var: str
 
@@ -223,8 +224,13 @@ class Driver:
         watchdog = threading.Timer(job.connect_timeout, self._unreachable)
         watchdog.daemon = True
         watchdog.start()
+        # Ray Train waits for a placement group this long, then (with controller failures
+        # not retried) fails the run in its own words; None keeps Ray's default (60 s).
+        env_vars = {} if job.placement_timeout is None else {
+            "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": f"{job.placement_timeout:g}"}
         ray.init(address=job.address, logging_level="WARNING", log_to_driver=False,
-                 configure_logging=False)
+                 configure_logging=False,
+                 runtime_env={"env_vars": env_vars} if env_vars else None)
         watchdog.cancel()
         self.write_result(job_id=ray.get_runtime_context().get_job_id())
         print(f"connected to Ray at {job.address} as job {self.result['job_id']}", flush=True)
@@ -276,7 +282,9 @@ class Driver:
                                 resources_per_worker=resources)
         run = RunConfig(name=f"{job.run_id}-attempt-{job.attempt}",
                         storage_path=job.storage_path,
-                        failure_config=FailureConfig(max_failures=0))
+                        # Retries are the run machine's: each is a new driver and attempt.
+                        failure_config=FailureConfig(max_failures=0,
+                                                     controller_failure_limit=0))
         config = {"monitor": monitor, "env": job.env, "argv": job.argv,
                   "workdir": job.workdir, "framework": job.framework,
                   "index_var": job.index_var, "ready_var": job.ready_var}

@@ -84,6 +84,9 @@ class RayEngine:
             "workdir": None if spec.workdir is None else str(spec.workdir),
             "run_dir": str(attempt.run_dir), "connect_timeout": self.connect_timeout,
             "storage_path": self.storage or str(attempt.run_dir / "ray"),
+            # Past the engine's start-up deadline, which reports Ray's placement state.
+            "placement_timeout": None if spec.startup_timeout is None
+            else spec.startup_timeout + 30,
             "index_var": worker.WORKER_INDEX, "ready_var": worker.READY_FILE,
         }
         job_file = _job_file(attempt.run_dir, attempt.number)
