@@ -260,7 +260,9 @@ class Driver:
         if failed:
             code = self.exit_codes[failed[0]]
             return self.finish("failed", f"worker {failed[0]} exited with code {code}")
-        return self.finish("failed", f"Ray Train: {_first_line(error)}")
+        waiting = self.result.get("waiting")
+        return self.finish("failed", f"Ray Train: {_one_line(error, 400)}"
+                           + (f"; Ray: placement group {waiting}" if waiting else ""))
 
     def _unreachable(self) -> None:
         self.finish("failed", f"cannot reach the Ray cluster at {self.job.address} within "
@@ -322,9 +324,9 @@ class Driver:
         self.exit_codes.update(exit_codes)
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0][:500]
+def _one_line(error: BaseException, limit: int = 500) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -343,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         return driver.run()
     except Exception as exc:
         with contextlib.suppress(OSError):
-            driver.write_result(state="failed", reason=f"Ray driver: {_first_line(exc)}")
+            driver.write_result(state="failed", reason=f"Ray driver: {_one_line(exc)}")
         raise
 
 
