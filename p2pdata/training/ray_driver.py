@@ -210,6 +210,7 @@ class Driver:
         self.result: dict[str, Any] = {"attempt": job.attempt}
         self.ready: set[int] = set()
         self.exit_codes: dict[int, int] = {}
+        self.waited_for = ""  # the last placement Ray kept pending
 
     def write_result(self, **fields: Any) -> None:
         self.result.update(fields)
@@ -250,6 +251,7 @@ class Driver:
                 waiting = pending_placements()
                 if waiting != self.result.get("waiting", ""):
                     self.write_result(waiting=waiting)
+                self.waited_for = waiting or self.waited_for
                 look_at = time.monotonic() + 1.0
             fitting.join(_POLL)
         self._drain(monitor)
@@ -260,9 +262,9 @@ class Driver:
         if failed:
             code = self.exit_codes[failed[0]]
             return self.finish("failed", f"worker {failed[0]} exited with code {code}")
-        waiting = self.result.get("waiting")
+        waited = self.waited_for if len(self.ready) < job.workers else ""
         return self.finish("failed", f"Ray Train: {_one_line(error, 400)}"
-                           + (f"; Ray: placement group {waiting}" if waiting else ""))
+                           + (f"; Ray: placement group {waited}" if waited else ""))
 
     def _unreachable(self) -> None:
         self.finish("failed", f"cannot reach the Ray cluster at {self.job.address} within "
