@@ -323,7 +323,7 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
            "peers")
     _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "error"], "fetch jobs")
     _table(data["landed"], ["ref", "uri", "tier"], "landed datasets")
-    _table(data["runs"], ["id", "job", "dataset", "state", "exit_code"], "training runs")
+    _table(data["runs"], ["id", "job", "dataset", "state", "where", "exit_code"], "training runs")
 
 
 @main.group(invoke_without_command=True)
@@ -547,7 +547,8 @@ def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
 def runs(click_ctx: click.Context, as_json: bool) -> None:
     """Training runs."""
     if click_ctx.invoked_subcommand is None:
-        _listing(click_ctx.obj, "/v1/runs", ["id", "job", "dataset", "state", "exit_code"], as_json)
+        _listing(click_ctx.obj, "/v1/runs", ["id", "job", "dataset", "state", "where", "exit_code"],
+                 as_json)
 
 
 @runs.command("cancel")

@@ -233,6 +233,7 @@ class Daemon:
         for runner in self._runners:
             await runner.cleanup()
         await self.launcher.close()
+        await self.launcher.engines.close()  # after the runs: YARN ones are detached by then
         await self.transfer.close()  # saves resume data
         await self.store.close()
         (self.config.home / RUNTIME_FILE).unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """The one-command demo: three clusters on this machine, from publish to a trained model.
 
-    python -m p2pdata.demo [--size-mb N] [--hdfs [--tier ssd]] [--engine ray] [--keep-running]
+    python -m p2pdata.demo [--size-mb N] [--hdfs [--tier ssd] [--engine yarn]] [--engine ray]
+                           [--keep-running]
 
 alpha and beta publish the same generated Parquet dataset; gamma discovers them
 over zeroconf (loopback only), searches, fetches from both with a progress bar,
@@ -52,14 +53,18 @@ def generate_dataset(directory: Path, size_mb: int, files: int = 8, seed: int = 
 
 def write_job_spec(directory: Path, max_rows: int, engine: str = "local") -> None:
     directory.mkdir(parents=True, exist_ok=True)
+    # On YARN: two workers, each a container of its own, TF_CONFIG from their real endpoints.
+    placement = ('engine = "yarn"\nworkers = 2\nstartup_timeout = 300\n'
+                 '[resources]\nmemory = "1g"\nvcores = 1\n' if engine == "yarn" else "workers = 1\n")
+    if engine == "ray":  # two Ray Train workers, one CPU each: the demo's Ray cluster
+        placement = 'engine = "ray"\nworkers = 2\nstartup_timeout = 300\n'
+
     (directory / "demo-train.toml").write_text(
         f"""name = "demo-train"
 description = "Train the example Keras model on every demo dataset that lands"
 framework = "tensorflow"
-engine = "{engine}"
-workers = {2 if engine == "ray" else 1}
 timeout = 600
-
+{placement}
 [trigger]
 dataset = "demo-*"
 
@@ -74,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="p2pdata-demo-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         store: dict[str, object] = {}
+        yarn: dict[str, object] = {}
         training: dict[str, object] = {}
         netns = ""
         if args.engine == "ray":
@@ -87,16 +93,23 @@ def run(args: argparse.Namespace) -> int:
             stack.enter_context(ray.netns.entered())  # the clusters below run there too
             training = {"ray_address": ray.address}
             netns = ray.netns.name
-            print(f"Ray at {ray.address} in network namespace {ray.netns.name}")
+            print(f"Ray at {ray.address} in network namespace {netns}")
         if args.hdfs:
             from p2pdata.hdfs.localcluster import LocalHdfs
 
-            step("starting a local HDFS (NameNode + DataNode, four storage tiers)")
-            hdfs = stack.enter_context(LocalHdfs(root / "hdfs"))
+            with_yarn = args.engine == "yarn"
+            step("starting a local HDFS (NameNode + DataNode, four storage tiers)"
+                 + (" and YARN (ResourceManager + NodeManager)" if with_yarn else ""))
+            hdfs = stack.enter_context(LocalHdfs(root / "hdfs", yarn=with_yarn))
             store = {"kind": "hdfs", "webhdfs_url": hdfs.webhdfs_url, "root": "/p2pdata",
                      "storagepolicy_command": hdfs.storagepolicy_command,
                      "mover_command": hdfs.mover_command, "fsck_command": hdfs.fsck_command}
             print(f"WebHDFS at {hdfs.webhdfs_url}")
+            if with_yarn:
+                # What an operator would write in [yarn]: the cluster's client configuration,
+                # and its jars because this machine has no `yarn` command.
+                yarn = {"hadoop_conf_dir": str(hdfs.conf_dir), "classpath": hdfs.client_classpath}
+                print(f"YARN ResourceManager at {hdfs.rm_address} (web {hdfs.rm_web_url})")
 
         step(f"generating a {args.size_mb} MB Parquet dataset")
         source = root / "source"
@@ -109,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             home = root / name
             home.mkdir()
             sections = {"discovery": discovery, **({"store": store} if name == "gamma" and store else {}),
+                        **({"yarn": yarn} if name == "gamma" and yarn else {}),
                         **({"training": training} if name == "gamma" and training else {})}
             daemon = DaemonProcess(home, daemon_config(**sections))
             daemon.init(name)
@@ -143,9 +157,12 @@ def run(args: argparse.Namespace) -> int:
         run_record = wait_for(lambda: _finished_run(gamma), timeout=args.train_timeout,
                               what="the training run to finish")
         print(f"run {run_record['id']} of {run_record['job']}: {run_record['state']}")
+        application = run_record.get("engine_info") or {}
         if run_record.get("engine") == "ray":
-            print(f"trained on Ray: job {run_record['engine_info'].get('job_id')}, "
-                  f"{run_record['workers']} Ray Train workers")
+            print(f"Ray job {application.get('id')}: {run_record['workers']} Ray Train workers")
+        elif application.get("id"):
+            print(f"YARN application {application['id']}: {application.get('state')}, "
+                  f"tracking URL {application.get('url')}")
         metrics = _run_metrics(run_record)
         if metrics:
             print(f"model accuracy: {metrics.get('accuracy')}")
@@ -183,15 +200,19 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, default=200, help="size of the generated dataset")
     parser.add_argument("--hdfs", action="store_true", help="land into a real local HDFS")
     parser.add_argument("--tier", default="ssd", help="storage tier with --hdfs")
-    parser.add_argument("--engine", choices=("local", "ray"), default="local",
-                        help="where the model trains (ray: a local two-node Ray cluster, needs root)")
+    parser.add_argument("--engine", choices=("local", "yarn", "ray"), default="local",
+                        help="where training runs: local processes, YARN (needs --hdfs), or a "
+                             "local two-node Ray cluster (needs root)")
     parser.add_argument("--max-rows", type=int, default=20000, help="rows the example model trains on")
     parser.add_argument("--train-timeout", type=float, default=300)
     parser.add_argument("--keep-running", action="store_true", help="keep the clusters up until Ctrl-C")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     start = time.monotonic()
+    args = parser.parse_args()
+    if args.engine == "yarn" and not args.hdfs:
+        parser.error("--engine yarn trains next to the data in HDFS: add --hdfs")
     try:
-        code = run(parser.parse_args())
+        code = run(args)
     except KeyboardInterrupt:
         code = 130
     print(f"(took {time.monotonic() - start:.0f} s)")

@@ -5,7 +5,8 @@ venv=${1:-.venv}
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v ip >/dev/null || need_apt+=(iproute2)  # the Ray tests run in a network namespace
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -21,7 +22,7 @@ python=$(command -v python3.11 || command -v python3)
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
 # ray: the Ray engine's tests run a real two-node Ray cluster (about 50 s, 600 MB).
-"$venv/bin/pip" install -q -e '.[test,tf,ray]'
+"$venv/bin/pip" install -q -e '.[test,tf,yarn,ray]'
 
-# Hadoop 2.7.3 jars (PyPI pyspark sdist) and Jersey 1 (Debian) for the local HDFS; cached.
+# Hadoop 3 jars (Maven Central, by coordinates) for the local HDFS and YARN; cached.
 "$venv/bin/python" -m p2pdata.hdfs.localcluster fetch

@@ -35,7 +35,9 @@ ENGINES: dict[str, str] = {
 class Attempt:
     """One attempt of a run: everything an engine needs to start its workers."""
 
-    record: RunRecord  # live: an engine fills in `processes` / `engine_info`, the launcher saves
+    # Live: an engine fills in `processes` (local) or `engine_info` ({"id", "state", "url"}
+    # of what it started, e.g. a YARN application), and the launcher saves it.
+    record: RunRecord
     spec: JobSpec
     number: int
     env: dict[str, str]  # the same for every worker: the spec's env and the P2PDATA_* contract
@@ -62,6 +64,7 @@ class Observation:
     exited: dict[int, int] = field(default_factory=dict)  # index → exit code (<0: signal)
     bind_failed: set[int] = field(default_factory=set)  # exited because a port was taken
     failure: str | None = None  # the attempt cannot go on, in the engine's words (YARN's reason)
+    over: bool = False  # no worker of the attempt is left (its YARN application ended)
 
 
 class Workers(Protocol):

@@ -63,7 +63,7 @@ _ADDED_COLUMNS = (
     ("retries_left", "INTEGER"),  # NULL in rows of older daemons: the spec's retries
     ("manifest", "BLOB"),  # canonical encoding; kept only while the run may be re-queued
     ("engine", "TEXT NOT NULL DEFAULT 'local'"),
-    ("engine_info", "TEXT NOT NULL DEFAULT '{}'"),  # e.g. YARN application id, state, URL
+    ("engine_info", "TEXT NOT NULL DEFAULT '{}'"),  # see RunRecord.engine_info
 )
 _RECORD_COLUMNS = (
     "id, job, dataset, dataset_uri, state, reason, exit_code, exit_codes, workers, attempt,"
@@ -97,8 +97,16 @@ class RunRecord:
     processes: list[procs.WorkerProcess] = field(default_factory=list)  # local engine
     engine: str = "local"
     # What the engine knows of the workers, shown with the run and used to re-find them:
-    # YARN's application_id, yarn_state, tracking_url.
+    # "id" (YARN's application id), "state" (the engine's word for it), "url" (where the
+    # engine shows it: YARN's tracking URL), and whatever else the engine keeps.
     engine_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """One line for tables: the engine and, if it has one, its id and state."""
+        info = self.engine_info
+        detail = " ".join(str(info[key]) for key in ("id", "state") if info.get(key))
+        return f"{self.engine} {detail}".strip()
 
     @property
     def log_paths(self) -> list[Path]:
@@ -116,7 +124,7 @@ class RunRecord:
             "run_dir": str(self.run_dir), "output_dir": str(self.output_dir),
             "logs": [str(path) for path in self.log_paths],
             "pids": [p.pid for p in self.processes],
-            "engine": self.engine, "engine_info": dict(self.engine_info),
+            "engine": self.engine, "engine_info": dict(self.engine_info), "where": self.where,
         }
 
     @classmethod
@@ -240,6 +248,8 @@ class Launcher:
         self.poll_interval = poll_interval
         self.kill_grace = kill_grace
         self.port_retries = port_retries
+        # Engines passed in belong to the caller, who closes them; made here, closed here.
+        self._own_engines = engines is None
         self.engines = engines or EngineRegistry()
         self._queue: deque[_Active] = deque()
         self._active: dict[str, _Active] = {}
@@ -310,7 +320,8 @@ class Launcher:
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        await self.engines.close()
+        if self._own_engines:
+            await self.engines.close()
 
     # --- starting runs ------------------------------------------------------------------
 
@@ -533,6 +544,8 @@ class Launcher:
                 record.exit_codes[index] = code
         if seen.failure is not None:
             machine.engine_failed(seen.failure)
+        if seen.over:
+            machine.gone()
         if record.engine_info != info:
             self._save(record, notify=False)
 

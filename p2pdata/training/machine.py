@@ -114,6 +114,7 @@ class RunMachine:
         self._interrupt_cause: str | None = None
         self._detach = False
         self._engine_failure: str | None = None
+        self._gone = False
         self._verdict: _Verdict | None = None
         self._relaunch_reason: str | None = None
         self._term_at: float | None = None
@@ -152,6 +153,11 @@ class RunMachine:
         if self._engine_failure is None:
             self._engine_failure = reason
 
+    def gone(self) -> None:
+        """No worker of this attempt is left, whether or not each one's exit code is known
+        (a YARN application that ended takes its containers with it)."""
+        self._gone = True
+
     def cancel(self, reason: str = "cancelled") -> None:
         if self.state is RunState.QUEUED:
             self.state = RunState.CANCELLED
@@ -171,7 +177,7 @@ class RunMachine:
 
     @property
     def all_exited(self) -> bool:
-        return len(self.exit_codes) == self.workers
+        return self._gone or len(self.exit_codes) == self.workers
 
     def tick(self, now: float) -> list[Action]:
         if self.state is not RunState.RUNNING:
@@ -251,6 +257,7 @@ class RunMachine:
         self.exit_codes = {}
         self._ready = set()
         self._bind_failed = set()
+        self._gone = False
         self._relaunch_reason = None
         self._term_at = None
         self._killed = False

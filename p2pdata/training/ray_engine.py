@@ -104,8 +104,8 @@ class RayEngine:
             [self.python, "-P", str(DRIVER), str(job_file)], index=0, env=env,
             cwd=attempt.run_dir, log_path=driver_log,
             header=f"--- attempt {attempt.number} at {stamp}\n")
-        record.engine_info = {"address": self.address, "driver_pid": process.pid,
-                              "driver_started": process.create_time,
+        record.engine_info = {"state": "starting", "address": self.address,
+                              "driver_pid": process.pid, "driver_started": process.create_time,
                               "driver_log": str(driver_log)}
         attempt.save()
         return RayWorkers(attempt, popen)
@@ -170,16 +170,21 @@ class RayWorkers:
                 seen.ready.add(index)
         code = self._driver_code()
         result = self._result()
-        if result.get("job_id") and "job_id" not in attempt.record.engine_info:
-            attempt.record.engine_info["job_id"] = result["job_id"]
+        info = attempt.record.engine_info
+        if result.get("job_id"):
+            info["id"] = result["job_id"]  # Ray's job id
+        info["state"] = result.get("state") or (
+            "pending" if result.get("waiting") else
+            "running" if len(seen.ready) == attempt.workers else
+            "starting" if code is None else "ended")
         if code is None:
             self._check_startup(result)
             return seen
-        # The driver is gone, and with it the whole Ray job: every worker has ended.
+        # The driver is gone, and with it the whole Ray job: every worker has ended, though
+        # those Ray stopped itself (after another failed, or never started) report no code.
         codes = {int(k): v for k, v in result.get("exit_codes", {}).items()}
+        seen.exited, seen.over = codes, True
         failed = any(c != 0 for c in codes.values())
-        # Workers Ray stopped itself (after another failed, or never started) report no code.
-        seen.exited = {index: codes.get(index, 0) for index in range(attempt.workers)}
         if result.get("state") != "succeeded" and not failed and seen.failure is None:
             seen.failure = result.get("reason") or (
                 f"Ray driver exited with code {code} (see {attempt.run_dir / 'ray-driver.log'})")

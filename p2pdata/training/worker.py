@@ -36,6 +36,19 @@ NUM_WORKERS = "P2PDATA_NUM_WORKERS"
 ATTEMPT = "P2PDATA_ATTEMPT"
 READY_FILE = "P2PDATA_READY_FILE"
 
+# The yarn engine's contract with its container bootstrap (`yarn_worker`): keys in the
+# application master's key-value store, and the variable carrying the workers' environment.
+ENDPOINT_PREFIX = "p2pdata/endpoint/"  # worker index → the host:port it will serve on
+READY_PREFIX = "p2pdata/ready/"  # worker index → present once the worker started
+EXIT_PREFIX = "p2pdata/exit/"  # worker index → its exit code, when it failed on its own
+ENV_BLOB = "P2PDATA_ENV_B64"  # JSON in base64 (YARN does not escape variables' values)
+
+
+def failed(index: int, code: int) -> str:
+    """How a worker's own failure is told to YARN (the application's diagnostics)."""
+    return f"worker {index} exited with code {code}"
+
+
 # Variables a framework reads to find its peers: never inherited, always set per worker.
 FRAMEWORK_VARS = ("TF_CONFIG", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
                   "LOCAL_RANK", "LOCAL_WORLD_SIZE")

@@ -118,7 +118,9 @@ def test_a_landed_dataset_trains_two_tensorflow_workers_on_ray(
     logs = [Path(path).read_text() for path in run["logs"]]
     driver_log = Path(run["engine_info"]["driver_log"]).read_text()
     assert run["state"] == "succeeded", f"{run['reason']}\n{driver_log[-3000:]}\n{logs}"
-    assert run["engine"] == "ray" and len(run["engine_info"]["job_id"]) >= 8  # Ray's job id
+    assert run["engine"] == "ray" and len(run["engine_info"]["id"]) >= 8  # Ray's job id
+    assert run["engine_info"]["state"] == "succeeded"
+    assert run["where"] == f"ray {run['engine_info']['id']} succeeded"
     assert run["dataset_uri"].startswith("file://") and run["dataset"] == "toy@1"
     metrics = json.loads((Path(run["output_dir"]) / "metrics.json").read_text())
     assert metrics["workers"] == 2 and metrics["rows"] == 2000

@@ -4,9 +4,11 @@ outlive the daemon, resuming them). No processes, no cluster."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from p2pdata.errors import ConfigError, JobSpecError
+from p2pdata.errors import ConfigError, JobSpecError, TrainingError
 from p2pdata.training import Action, EngineRegistry, JobSpec, Resources, RunMachine, RunState
 from p2pdata.training.local import LocalEngine
 from p2pdata.training.machine import recover
@@ -118,3 +120,51 @@ def test_recover_reattaches_a_detachable_run_and_resume_keeps_its_clock() -> Non
     machine.exited(0, -15)
     assert machine.tick(1011.0) == [Action.FINISH]
     assert machine.state is RunState.TIMED_OUT
+
+
+def test_nodemanager_log_answers_are_parsed_to_length_and_bytes() -> None:
+    from p2pdata.training.yarn import _parse_log_response
+
+    body = (b"Container: container_1_0001_01_000002 on localhost:1\nLogAggregationType: LOCAL\n"
+            b"====\nLogType:worker.log\nLogLastModifiedTime:Sun\nLogLength:306\nLogContents:\n"
+            b"the last bytes\nEnd of LogType:worker.log.\n****\n\n")
+    assert _parse_log_response(body) == (306, b"the last bytes\n")
+    assert _parse_log_response(b"<html>404</html>") is None
+
+
+@pytest.mark.parametrize("state, message, code", [
+    ("FAILED", "Exception from container-launch.\nExit code: 137\n", 137),
+    ("FAILED", "Container exited with a non-zero exit code 3. ", 3),
+    ("FAILED", "Container failed during execution, see logs for more information.", 1),
+    ("KILLED", "", -15),
+    ("SUCCEEDED", "", 0),
+])
+def test_container_exit_codes(state: str, message: str, code: int) -> None:
+    from p2pdata.training.yarn import exit_code
+
+    assert exit_code(state, message) == code
+
+
+def test_resourcemanager_setting_overrides_the_cluster_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xml.etree import ElementTree
+
+    from p2pdata.training.yarn import YarnEngine
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "yarn-site.xml").write_text(
+        "<configuration><property><name>yarn.resourcemanager.address</name>"
+        "<value>old:1</value></property><property><name>keep</name><value>1</value>"
+        "</property></configuration>")
+    engine = YarnEngine({"resourcemanager": "rm.example:8032", "hadoop_conf_dir": str(conf),
+                         "state_dir": str(tmp_path / "state")})
+    engine.state_dir.mkdir()
+    written = Path(engine._client_conf_dir()) / "yarn-site.xml"
+    props = {p.findtext("name"): p.findtext("value")
+             for p in ElementTree.parse(written).getroot().iter("property")}
+    assert props == {"yarn.resourcemanager.address": "rm.example:8032", "keep": "1"}
+    assert "old:1" in (conf / "yarn-site.xml").read_text()  # the operator's file is untouched
+    monkeypatch.delenv("HADOOP_CONF_DIR", raising=False)
+    with pytest.raises(TrainingError, match="needs \\[yarn\\] resourcemanager or hadoop_conf_dir"):
+        YarnEngine({"state_dir": str(tmp_path / "s2")})._client_conf_dir()
