@@ -30,6 +30,8 @@ from tests.training.conftest import (
     write_script,
 )
 
+pytestmark = pytest.mark.ray
+
 # Says it started, then waits for a file named by its first argument (or forever).
 WAITER = """
 import os, sys, time
