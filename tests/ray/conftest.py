@@ -13,7 +13,7 @@ import pytest
 from p2pdata.db import open_db
 from p2pdata.training import EngineRegistry, JobSpec, Launcher
 from p2pdata.training.ray_local import LocalRayCluster, local_ray_cluster, unavailable
-from p2pdata.training.worker import RUN_ID, WORKER_INDEX
+from p2pdata.training.worker import ATTEMPT, RUN_ID, WORKER_INDEX
 from tests.training.conftest import REPO
 
 
@@ -59,12 +59,14 @@ def ray_spec(script: Path, **fields: object) -> JobSpec:
     return JobSpec.from_dict(data)
 
 
-def entry_processes(run_id: str) -> dict[int, psutil.Process]:
-    """The run's entry-point processes wherever Ray runs them, by worker index."""
+def entry_processes(run_id: str, attempt: int | None = None) -> dict[int, psutil.Process]:
+    """The run's entry-point processes wherever Ray runs them (of one attempt, or all), by
+    worker index."""
     found = {}
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error):
             env = proc.environ()
-            if env.get(RUN_ID) == run_id and WORKER_INDEX in env:
+            if (env.get(RUN_ID) == run_id and WORKER_INDEX in env
+                    and (attempt is None or env.get(ATTEMPT) == str(attempt))):
                 found[int(env[WORKER_INDEX])] = proc
     return found

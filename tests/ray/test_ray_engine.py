@@ -151,17 +151,25 @@ async def test_more_resources_than_the_cluster_has_fails_fast(launcher: Launcher
     assert not entry_processes(run.id)
 
 
-async def test_a_worker_killed_mid_run_fails_the_run(launcher: Launcher,
-                                                      tmp_path: Path) -> None:
+async def test_a_worker_killed_mid_run_fails_the_attempt(launcher: Launcher,
+                                                          tmp_path: Path) -> None:
+    """Killed in the first attempt: retried as a new Ray job; killed again: failed."""
     script = write_script(tmp_path, "waiter.py", WAITER)
-    spec = ray_spec(script, workers=2, startup_timeout=120, timeout=300)
+    spec = ray_spec(script, workers=2, startup_timeout=120, timeout=300, retries=1)
     run = await launcher.submit(spec, make_manifest(), f"file://{tmp_path}")
-    await async_wait_until(lambda: len(entry_processes(run.id)) == 2 and all(
-        "up" in p.read_text() for p in run.log_paths), 120, "both workers up")
-    entry_processes(run.id)[1].send_signal(signal.SIGKILL)
+    jobs = []
+    for attempt, victim in ((0, 1), (1, 0)):
+        await async_wait_until(lambda a=attempt: len(entry_processes(run.id, a)) == 2 and all(
+            p.read_text().count("up\n") > a for p in run.log_paths), 120, "both workers up")
+        jobs.append(run.engine_info["id"])
+        entry_processes(run.id, attempt)[victim].send_signal(signal.SIGKILL)
+        if attempt == 0:
+            await async_wait_until(lambda: run.attempt == 1, 60, "a second attempt")
     run = await launcher.wait(run.id, timeout=120)
-    assert run.state is RunState.FAILED
-    assert run.reason == "worker 1 exited with code -9", run.reason
+    assert run.state is RunState.FAILED and run.attempt == 1
+    assert run.reason == "worker 0 exited with code -9", run.reason
+    assert jobs[0] != jobs[1]  # each attempt is a Ray job of its own
+    assert f"run {run.id} attempt 1 worker 1 on Ray" in run.log_paths[1].read_text()
     await async_wait_until(lambda: not entry_processes(run.id), 30, "entry points gone")
     assert driver_gone(run.engine_info)
 
