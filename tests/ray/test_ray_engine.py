@@ -261,3 +261,58 @@ async def test_an_unreachable_cluster_fails_the_run_in_time(in_netns: LocalRayCl
     assert run.state is RunState.FAILED
     assert run.reason == "cannot reach the Ray cluster at 127.0.0.1:1 within 5s", run.reason
     assert driver_gone(run.engine_info)
+
+
+WAIT_SPEC = """
+name = "wait-on-ray"
+engine = "ray"
+workers = 2
+startup_timeout = 120
+timeout = 300
+[trigger]
+dataset = "toy"
+[entry]
+script = "{script}"
+args = ["{go}"]
+[env]
+PYTHONPATH = "{repo}"
+"""
+
+
+def test_a_ray_run_survives_a_daemon_crash(in_netns: LocalRayCluster, make_daemon: Any,
+                                           tmp_path: Path) -> None:
+    """kill -9 of the daemon: the Ray job runs on, and the restarted daemon re-attaches."""
+    load_example("make_dataset").make_classification(tmp_path / "toy", rows=100)
+    alpha = make_daemon("alpha")
+    alpha.cli_json("publish", str(tmp_path / "toy"), "--name", "toy", "--version", "1")
+    gamma = make_daemon("gamma", discovery={"static_peers": [alpha.peer_url]},
+                        training={"ray_address": in_netns.address})
+    gamma.cli("trust", "add", alpha.cluster_id)
+    go = tmp_path / "go"
+    spec = tmp_path / "wait-on-ray.toml"
+    spec.write_text(WAIT_SPEC.format(script=write_script(tmp_path, "waiter.py", WAITER),
+                                     go=go, repo=REPO))
+    gamma.cli("jobs", "add", str(spec))
+    wait_for(lambda: gamma.cli_json("search", "toy"), what="alpha's catalog")
+    assert gamma.cli_json("fetch", "toy@1", "--timeout", "60")["state"] == "landed"
+    [run] = wait_for(lambda: [r for r in gamma.cli_json("runs") if r["state"] == "running"],
+                     timeout=120, what="the Ray run to start")
+    [run] = wait_for(lambda: [r for r in gamma.cli_json("runs")
+                              if r["engine_info"].get("state") == "running"],
+                     timeout=120, what="both workers started")
+    workers = entry_processes(run["id"])
+    assert len(workers) == 2
+
+    gamma.stop(signal.SIGKILL)
+    assert all(proc.is_running() for proc in workers.values())  # the Ray job runs on
+    gamma.start()
+    go.touch()
+
+    def over() -> dict[str, Any] | None:
+        [again] = gamma.cli_json("runs")
+        return again if again["state"] not in ("queued", "running") else None
+
+    again = wait_for(over, timeout=120, what="the re-attached run to end")
+    assert again["id"] == run["id"] and again["state"] == "succeeded", again
+    assert again["attempt"] == 0 and again["engine_info"]["id"] == run["engine_info"]["id"]
+    assert all("done" in Path(path).read_text() for path in again["logs"])
