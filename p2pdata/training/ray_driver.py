@@ -165,7 +165,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 monitor.ready.remote(index)
                 reported = True
             time.sleep(_POLL)
-        reader.join()
+        reader.join(timeout=5.0)  # a child the entry point left behind may hold the pipe
         if not reported and ready.exists():
             monitor.ready.remote(index)
         # Waited for, so the driver knows the code before Ray reports the failure.

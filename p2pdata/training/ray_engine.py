@@ -9,6 +9,8 @@ id, what Ray says while placement waits, and the outcome. This engine only start
 restart, so runs are re-attached, as YARN applications are.
 
 Per-worker `resources` map to Ray's: vcores → CPU (default 1), gpus → GPU, memory → memory.
+Settings: `address` (training.ray_address), `storage_path` (training.ray_storage_path),
+`connect_timeout` (seconds, default 60).
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ class RayEngine:
     def __init__(self, settings: Mapping[str, Any] | None = None) -> None:
         settings = settings or {}
         self.address: str = settings.get("address") or ""
-        self.python: str = settings.get("python") or sys.executable  # runs the driver
         self.connect_timeout = float(settings.get("connect_timeout") or 60.0)
         # Where Ray Train keeps its run state: every node must reach it on a multi-host
         # cluster (NFS, s3://...); default: the run's directory, right for one host.
@@ -101,7 +102,7 @@ class RayEngine:
         env = {k: v for k, v in os.environ.items() if k not in worker.FRAMEWORK_VARS}
         env.update(PYTHONUNBUFFERED="1", RAY_TRAIN_V2_ENABLED="1")
         popen, process, _ = procs.spawn(
-            [self.python, "-P", str(DRIVER), str(job_file)], index=0, env=env,
+            [sys.executable, "-P", str(DRIVER), str(job_file)], index=0, env=env,
             cwd=attempt.run_dir, log_path=driver_log,
             header=f"--- attempt {attempt.number} at {stamp}\n")
         record.engine_info = {"state": "starting", "address": self.address,
