@@ -72,11 +72,14 @@ class StoreSection:
     kind: str = "local"  # local | hdfs
     root: str = ""  # local: a directory (default <home>/datasets); hdfs: a path such as /p2pdata
     webhdfs_url: str = ""  # http(s)://namenode:9870
+    namenode: str = ""  # hdfs://namenode:8020: land and read over HDFS's own protocol
     user: str = ""
     ca_file: str = ""  # PEM CA certificates to trust for https WebHDFS (default: the system's)
     storagepolicy_command: list[str] = field(default_factory=lambda: ["hdfs", "storagepolicies"])
     mover_command: list[str] = field(default_factory=lambda: ["hdfs", "mover"])  # tier --move
     fsck_command: list[str] = field(default_factory=lambda: ["hdfs", "fsck"])  # where blocks are
+    cacheadmin_command: list[str] = field(default_factory=lambda: ["hdfs", "cacheadmin"])
+    cache_pool: str = "p2pdata"  # HDFS centralized cache pool for datasets being trained on
     default_tier: str = "hot"
 
 

@@ -259,6 +259,9 @@ class Daemon:
             mover_command=store.mover_command,
             fsck_command=store.fsck_command,
             ca_file=self.config.store_ca_file,
+            namenode=store.namenode or None,
+            cacheadmin_command=store.cacheadmin_command,
+            cache_pool=store.cache_pool,
         )
 
     async def _start_web(self) -> None:

@@ -98,13 +98,17 @@ def run(args: argparse.Namespace) -> int:
             from p2pdata.hdfs.localcluster import LocalHdfs
 
             with_yarn = args.engine == "yarn"
-            step("starting a local HDFS (NameNode + DataNode, four storage tiers)"
-                 + (" and YARN (ResourceManager + NodeManager)" if with_yarn else ""))
+            step("starting a local Hadoop 3 HDFS (NameNode + three DataNodes, four storage "
+                 "tiers, erasure coding)" + (" and YARN (ResourceManager + NodeManager)"
+                                             if with_yarn else ""))
             hdfs = stack.enter_context(LocalHdfs(root / "hdfs", yarn=with_yarn))
             store = {"kind": "hdfs", "webhdfs_url": hdfs.webhdfs_url, "root": "/p2pdata",
+                     "namenode": hdfs.namenode_address,
                      "storagepolicy_command": hdfs.storagepolicy_command,
-                     "mover_command": hdfs.mover_command, "fsck_command": hdfs.fsck_command}
-            print(f"WebHDFS at {hdfs.webhdfs_url}")
+                     "mover_command": hdfs.mover_command, "fsck_command": hdfs.fsck_command,
+                     "cacheadmin_command": hdfs.cacheadmin_command}
+            print(f"Hadoop {hdfs.version}: NameNode {hdfs.namenode_address}, "
+                  f"WebHDFS {hdfs.webhdfs_url}")
             if with_yarn:
                 # What an operator would write in [yarn]: the cluster's client configuration,
                 # and its jars because this machine has no `yarn` command.
@@ -199,7 +203,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="p2pdata in one command: three clusters on this machine.")
     parser.add_argument("--size-mb", type=int, default=200, help="size of the generated dataset")
     parser.add_argument("--hdfs", action="store_true", help="land into a real local HDFS")
-    parser.add_argument("--tier", default="ssd", help="storage tier with --hdfs")
+    parser.add_argument("--tier", default="ssd",
+                        help="storage tier with --hdfs (ssd, hot, cold, cold-ec, memory, ...)")
     parser.add_argument("--engine", choices=("local", "yarn", "ray"), default="local",
                         help="where training runs: local processes, YARN (needs --hdfs), or a "
                              "local two-node Ray cluster (needs root)")

@@ -5,7 +5,7 @@ fetches the closure of the NameNode, DataNode, ResourceManager, NodeManager and 
 services artifacts of one Hadoop release into ``~/.cache/p2pdata/hadoop-VERSION`` (or
 ``$P2PDATA_HADOOP_CACHE``), once. ``java/P2pdataHadoop.java`` runs a NameNode and three
 DataNodes (storage types DISK, SSD, ARCHIVE and RAM_DISK each) in one small JVM, and the
-ResourceManager and a NodeManager in a second; every port is 0. ``conf_dir`` is a
+ResourceManager and a NodeManager in a JVM each; every port is 0. ``conf_dir`` is a
 ``HADOOP_CONF_DIR`` for clients (core-site, hdfs-site, yarn-site, resource-types).
 
     python -m p2pdata.hdfs.localcluster fetch          # download and cache only
@@ -23,12 +23,15 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -67,7 +70,8 @@ _OPENS = tuple(f"--add-opens=java.base/{p}=ALL-UNNAMED" for p in (
     "java.io", "java.nio", "sun.nio.ch"))
 _SMALL = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k")
 HDFS_JVM_FLAGS = ("-Xmx320m", *_SMALL, *_OPENS)
-YARN_JVM_FLAGS = ("-Xmx320m", *_SMALL, *_OPENS)
+RM_JVM_FLAGS = ("-Xmx256m", *_SMALL, *_OPENS)
+NM_JVM_FLAGS = ("-Xmx192m", *_SMALL, *_OPENS)
 TOOL_JVM_FLAGS = ("-Xmx160m", *_SMALL, *_OPENS)
 _JAVA_SOURCE = Path(__file__).parent / "java" / f"{LAUNCHER}.java"
 _READY = re.compile(r"P2PDATA_READY (.*)")
@@ -244,16 +248,18 @@ def _write_tls_files(directory: Path) -> None:
 
 class LocalHdfs:
     """A NameNode and ``datanodes`` DataNodes in one JVM, and with ``yarn=True`` a
-    ResourceManager and NodeManager in another; restartable on the same dirs and ports.
+    ResourceManager and a NodeManager; HDFS restarts on the same dirs and ports.
 
     ``ec_policies`` are enabled at start (erasure coding); ``cache_pool`` is created for
-    centralized caching ("" for none); ``sps`` runs the storage policy satisfier.
+    centralized caching ("" for none); ``sps`` runs the storage policy satisfier;
+    ``tiers`` are the storage types each DataNode offers.
     """
 
     def __init__(self, base_dir: Path | str, *, permissions: bool = False,
                  https: bool = False, yarn: bool = False, datanodes: int = DATANODES,
                  ec_policies: Sequence[str] = (EC_POLICY,), cache_pool: str = CACHE_POOL,
-                 sps: bool = True, gpus: int = 2, start_timeout: float = 120.0) -> None:
+                 sps: bool = True, gpus: int = 2, tiers: Sequence[str] = TIERS,
+                 start_timeout: float = 120.0) -> None:
         self.base_dir = Path(base_dir).absolute()
         # With permissions on, the user running the JVM is HDFS's superuser.
         self.permissions = permissions
@@ -265,18 +271,21 @@ class LocalHdfs:
         self.cache_pool = cache_pool
         self.sps = sps
         self.gpus = gpus
+        unknown = set(tiers) - set(TIERS)
+        if unknown:
+            raise ValueError(f"tiers must be some of {TIERS}, got {sorted(unknown)}")
+        self.tiers = tuple(tiers)
         self.start_timeout = start_timeout
         self._classpath = classpath()
         self._java = java_binary()
         self._proc: subprocess.Popen[str] | None = None
-        self._yarn_proc: subprocess.Popen[str] | None = None
+        self._yarn_procs: list[subprocess.Popen[str]] = []
         self._ports: dict[str, int] = {}
         self._yarn_ports: dict[str, int] = {}
         self._lock = threading.Lock()
         self.version = ""
         self.services_api = False
         self._log_path = self.base_dir / "hdfs.log"
-        self._yarn_log_path = self.base_dir / "yarn.log"
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -293,6 +302,7 @@ class LocalHdfs:
                     "permissions": str(self.permissions).lower(),
                     "https": str(self.https).lower(), "ec": ",".join(self.ec_policies),
                     "cachepool": self.cache_pool, "sps": str(self.sps).lower(),
+                    "tiers": ",".join(self.tiers),
                     **{k: str(v) for k, v in self._ports.items()}}
             self._proc = self._launch("hdfs", opts, HDFS_JVM_FLAGS, cp, self._log_path)
             try:
@@ -308,23 +318,41 @@ class LocalHdfs:
         return self
 
     def start_yarn(self) -> LocalHdfs:
-        """Start the ResourceManager and NodeManager (HDFS must be running)."""
+        """Start the ResourceManager and a NodeManager (HDFS must be running), each in a
+        JVM of its own (Hadoop's web apps cannot share one), and wait for the node."""
         self.yarn = True
         opts = {"base": str(self.base_dir / "yarn"), "conf": str(self.conf_dir),
                 "fs": self.namenode_address, "gpus": str(self.gpus),
                 "app_classpath": ",".join([str(self.conf_dir), *self._classpath.split(os.pathsep)])}
         env = {**os.environ, "HADOOP_CONF_DIR": str(self.conf_dir), "JAVA_HOME": java_home()}
-        self._yarn_proc = self._launch("yarn", opts, YARN_JVM_FLAGS, self._classpath,
-                                       self._yarn_log_path, env)
         try:
-            ready = self._wait_ready(self._yarn_proc, self._yarn_log_path)
+            for mode, flags in (("yarn", RM_JVM_FLAGS), ("nodemanager", NM_JVM_FLAGS)):
+                log = self.base_dir / f"{mode}.log"
+                proc = self._launch(mode, opts, flags, self._classpath, log, env)
+                self._yarn_procs.append(proc)
+                ready = self._wait_ready(proc, log)
+                self.version = ready.pop("version")
+                if "services" in ready:
+                    self.services_api = ready.pop("services") == "true"
+                self._yarn_ports.update({k: int(v) for k, v in ready.items()})
+            self._wait_for_node()
         except BaseException:
             self.stop()
             raise
-        self.services_api = ready.pop("services") == "true"
-        self.version = ready.pop("version")
-        self._yarn_ports = {k: int(v) for k, v in ready.items()}
         return self
+
+    def _wait_for_node(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        url = f"{self.rm_web_url}/ws/v1/cluster/metrics"
+        while True:
+            with contextlib.suppress(OSError, ValueError, KeyError), \
+                    urllib.request.urlopen(url, timeout=10) as resp:
+                if json.load(resp)["clusterMetrics"]["activeNodes"] >= 1:
+                    return
+            if time.monotonic() > deadline:
+                raise HdfsClusterError(f"the NodeManager did not register with the "
+                                       f"ResourceManager within {self.start_timeout:.0f} s")
+            time.sleep(0.1)
 
     def _launch(self, mode: str, opts: dict[str, str], flags: Sequence[str], cp: str,
                 log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -356,6 +384,30 @@ class LocalHdfs:
         _write_atomic(self.conf_dir / "core-site.xml", _xml_properties(core))
         _write_atomic(self.conf_dir / "hdfs-site.xml", _xml_properties(hdfs))
         _write_atomic(self.conf_dir / "log4j.properties", _LOG4J)
+        self._write_bin()
+
+    def _write_bin(self) -> None:
+        """``hadoop``, ``hdfs`` and ``yarn`` stand-ins for clients that shell out to them
+        (Skein runs ``yarn classpath --glob``): classpath, dfs/fs, and YARN's CLIs."""
+        jars = sorted(str(p) for p in (cache_dir() / "jars").glob("*.jar"))
+        glob = os.pathsep.join([*self.client_classpath.split(os.pathsep)[:-1], *jars])
+        java = " ".join(shlex.quote(a) for a in [self._java, *TOOL_JVM_FLAGS, "-cp",
+                                                  self.client_classpath])
+        script = f"""#!/bin/sh
+# Written by p2pdata's local Hadoop launcher: enough of Hadoop's scripts for its clients.
+case "$1" in
+  classpath) [ "$2" = --glob ] && echo {shlex.quote(glob)} || echo {shlex.quote(self.client_classpath)} ;;
+  dfs|fs) shift; exec {java} org.apache.hadoop.fs.FsShell "$@" ;;
+  application|app) shift; exec {java} org.apache.hadoop.yarn.client.cli.ApplicationCLI "$@" ;;
+  logs) shift; exec {java} org.apache.hadoop.yarn.client.cli.LogsCLI "$@" ;;
+  node) shift; exec {java} org.apache.hadoop.yarn.client.cli.NodeCLI "$@" ;;
+  *) echo "$(basename "$0") $1: not available in p2pdata's local Hadoop" >&2; exit 1 ;;
+esac
+"""
+        self.bin_dir.mkdir(exist_ok=True)
+        for name in ("hadoop", "hdfs", "yarn"):
+            _write_atomic(self.bin_dir / name, script)
+            (self.bin_dir / name).chmod(0o755)
 
     def _wait_ready(self, proc: subprocess.Popen[str], log_path: Path) -> dict[str, str]:
         # readline() blocks, so a timer kills the JVM if it never reports ready.
@@ -394,18 +446,22 @@ class LocalHdfs:
         """Shut one DataNode down at once (its clients see their connections drop)."""
         self._command(f"stop-datanode {index}")
 
-    def start_datanode(self, index: int) -> None:
-        """Start a stopped DataNode again, on the same directories and ports."""
-        self._command(f"start-datanode {index}")
+    def start_datanode(self, index: int, settings: dict[str, str] | None = None) -> None:
+        """Start a stopped DataNode again, on the same directories and ports; ``settings``
+        (hdfs-site keys) apply to this start only."""
+        extra = "".join(f" {k}={v}" for k, v in (settings or {}).items())
+        self._command(f"start-datanode {index}{extra}")
 
     def stop(self, yarn: bool = True) -> None:
         """Kill the JVMs' process groups (like a crash: Hadoop's files stay on disk).
 
         ``yarn=False`` stops HDFS only; ``start()`` brings it back on the same ports.
         """
-        for attr in ("_yarn_proc", "_proc") if yarn else ("_proc",):
-            proc = getattr(self, attr)
-            setattr(self, attr, None)
+        procs = [self._proc] if not yarn else [*self._yarn_procs, self._proc]
+        self._proc = None
+        if yarn:
+            self._yarn_procs, self._yarn_ports = [], {}
+        for proc in procs:
             if proc is None:
                 continue
             _killpg(proc)
@@ -424,11 +480,11 @@ class LocalHdfs:
 
     @property
     def yarn_running(self) -> bool:
-        return self._yarn_proc is not None and self._yarn_proc.poll() is None
+        return bool(self._yarn_procs) and all(p.poll() is None for p in self._yarn_procs)
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in (self._proc, self._yarn_proc) if p is not None]
+        return [p.pid for p in (self._proc, *self._yarn_procs) if p is not None]
 
     def __enter__(self) -> LocalHdfs:
         try:
@@ -479,10 +535,21 @@ class LocalHdfs:
         return f"http://127.0.0.1:{self._yarn_port('rm_web')}"
 
     @property
+    def nm_web_url(self) -> str:
+        """The NodeManager's web services (container logs), ``yarn=True`` only."""
+        return f"http://127.0.0.1:{self._yarn_port('nm_web')}"
+
+    @property
     def conf_dir(self) -> Path:
         """A ``HADOOP_CONF_DIR`` for clients: core-site, hdfs-site (and with YARN,
         yarn-site and resource-types) naming this cluster's real addresses."""
         return self.base_dir / "conf"
+
+    @property
+    def bin_dir(self) -> Path:
+        """``hadoop``/``hdfs``/``yarn`` stand-ins (``classpath``, ``dfs``, ``application``,
+        ``logs``, ``node``): put it on PATH for Skein."""
+        return self.base_dir / "bin"
 
     @property
     def client_classpath(self) -> str:
@@ -520,6 +587,9 @@ class LocalHdfs:
             "namenode": self.namenode_address,
             "webhdfs_url": self.webhdfs_url,
             "conf_dir": str(self.conf_dir),
+            "hadoop_conf_dir": str(self.conf_dir),  # the same, by Hadoop's own name
+            "fs": self.namenode_address,  # fs.defaultFS
+            "bin_dir": str(self.bin_dir),
             "classpath": self.client_classpath,
             "java_home": java_home(),
             "datanodes": self.datanodes,
@@ -534,6 +604,7 @@ class LocalHdfs:
             info["ca_file"] = str(self.ca_file)
         if self.yarn_running:
             info.update(rm_address=self.rm_address, rm_web_url=self.rm_web_url,
+                        nm_web_url=self.nm_web_url,
                         yarn_services_api=self.services_api, gpus=self.gpus)
         return info
 
@@ -614,7 +685,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help=f"download and cache the Hadoop {HADOOP_VERSION} jars")
     run = sub.add_parser("run", help="start a local Hadoop and keep it running until Ctrl-C")
-    run.add_argument("--dir", type=Path, help="data directory (default: a temporary one)")
+    run.add_argument("--dir", "--base", type=Path,
+                     help="data directory (default: a temporary one)")
     run.add_argument("--yarn", action="store_true", help="start YARN (ResourceManager and "
                      "NodeManager) as well")
     run.add_argument("--https", action="store_true", help="serve WebHDFS over TLS as well")

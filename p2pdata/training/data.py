@@ -25,9 +25,8 @@ HDFS_USER = "P2PDATA_HDFS_USER"
 def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     """A pyarrow filesystem and the path inside it for a `file://` or `hdfs://` URI.
 
-    `hdfs://HOST:PORT/path` names the NameNode's WebHDFS HTTP address (TensorFlow and
-    pyarrow cannot speak native HDFS here, so everything goes through fsspec's webhdfs);
-    `swebhdfs://` is the same over TLS.
+    `hdfs://HOST:PORT/path` names the NameNode's RPC address, read over HDFS's own
+    protocol (hdfs-native); `webhdfs://` and `swebhdfs://` (TLS) its HTTP address.
     """
     parts = urlsplit(uri)
     scheme = parts.scheme or "file"
@@ -35,17 +34,13 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
     if scheme == "file":
         return pafs.LocalFileSystem(), path
     if scheme in ("hdfs", "webhdfs", "swebhdfs"):
-        import fsspec  # only workers reading HDFS pay for it
+        from p2pdata.hdfs.errors import HdfsError
+        from p2pdata.hdfs.fs import fsspec_for  # only workers reading HDFS pay for it
 
-        if not parts.hostname or not parts.port:
-            raise TrainingError(f"{uri}: an HDFS URI needs HOST:PORT of the WebHDFS address")
-        fs = fsspec.filesystem(
-            "webhdfs",
-            host=parts.hostname,
-            port=parts.port,
-            user=parts.username or os.environ.get(HDFS_USER) or None,
-            use_https=scheme == "swebhdfs",
-        )
+        try:
+            fs, path = fsspec_for(uri, os.environ.get(HDFS_USER))
+        except HdfsError as exc:
+            raise TrainingError(str(exc)) from exc
         return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
     raise TrainingError(f"{uri}: unsupported scheme {scheme!r} (use file:// or hdfs://)")
 

@@ -217,6 +217,10 @@ class _Active:
     machine: RunMachine
     reattach: bool = False  # a run a previous daemon left running: find its workers again
     workers: Workers | None = None
+    # While the engine starts (or re-finds) the workers the machine is not running yet:
+    # a cancel arriving then is kept here and given to the machine once it is.
+    starting: bool = False
+    pending_cancel: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -273,7 +277,11 @@ class Launcher:
             reattachable = (engine is not None and engine.detachable
                             and run.state is RunState.RUNNING and bool(run.engine_info))
             if engine is not None and not reattachable:
-                ended = await engine.abandon(run)
+                try:
+                    ended = await engine.abandon(run)
+                except TrainingError as exc:  # the daemon starts anyway; the run says why
+                    ended = []
+                    log.warning("run %s: could not look for leftover workers: %s", run.id, exc)
                 if ended:
                     log.warning("run %s: ended leftover workers %s", run.id, ended)
             fate = recover(run.state, reason=run.reason, retries_left=run.retries_left,
@@ -309,8 +317,10 @@ class Launcher:
                           attempt=run.attempt)
 
     async def close(self) -> None:
-        """Stop for a daemon shutdown and wait until every worker is gone: queued runs stay
-        queued, running ones end as `machine.recover` decides; `start()` picks them up."""
+        """Stop for a daemon shutdown: queued runs stay queued; running ones end as
+        `machine.recover` decides (waiting until their workers are gone), except those whose
+        engine's workers outlive the daemon (YARN), which are left running; `start()` picks
+        all of them up again."""
         self._closed = True
         while self._queue:
             self._queue.popleft().done.set()  # no longer waited for here
@@ -402,7 +412,10 @@ class Launcher:
                 return active.record
         active = self._active.get(run_id)
         if active is not None:
-            active.machine.cancel(reason)
+            if active.starting:
+                active.pending_cancel = active.pending_cancel or reason
+            else:
+                active.machine.cancel(reason)
             return active.record
         record = self.store.get(run_id)
         if not record.state.terminal:
@@ -428,6 +441,7 @@ class Launcher:
                 return
             if self._closed:  # the daemon stopped before this run began: it starts after the restart
                 return
+            active.starting = True
             if active.reattach:
                 active.workers = await engine.reattach(self._attempt(active))
                 machine.resume(self.clock(), time.time() - (record.started or time.time()))
@@ -443,6 +457,11 @@ class Launcher:
                 record.state = RunState.RUNNING
                 record.started = time.time()
                 self._save(record, notify=True)
+            active.starting = False
+            if active.pending_cancel is not None:
+                machine.cancel(active.pending_cancel)
+            if self._closed:  # the daemon began stopping while the workers were starting
+                machine.interrupt("daemon stopped", detach=engine.detachable)
             while True:
                 await self._observe(active)
                 for action in machine.tick(self.clock()):

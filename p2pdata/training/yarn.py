@@ -25,6 +25,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import os
 import re
 import shlex
@@ -58,6 +59,8 @@ _EXIT_CODE = re.compile(r"[Ee]xit (?:code|status)(?: is)?:?\s*(-?\d+)")
 _LOG_CHUNK = 1024 * 1024  # bytes asked of a NodeManager per poll once a log is being followed
 _HTTP_TIMEOUT = 10.0
 PACKAGE_ROOT = str(Path(p2pdata.__file__).resolve().parents[1])
+
+log = logging.getLogger(__name__)
 
 
 def run_tag(run_id: str) -> str:
@@ -94,6 +97,7 @@ class YarnEngine:
         # than a ResourceManager should be asked.
         self.poll_interval = float(settings.get("poll_interval") or 0.5)
         self.log_interval = float(settings.get("log_interval") or 1.0)
+        self.rpc_timeout = float(settings.get("rpc_timeout") or 120.0)
         self._client: skein.Client | None = None
         self._lock = threading.Lock()
 
@@ -167,21 +171,38 @@ class YarnEngine:
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         def call() -> Any:
             return getattr(self.client(), method)(*args, **kwargs)
-        return await asyncio.to_thread(call)
+        return await self.blocking(call)
+
+    async def blocking(self, function: Any, *args: Any) -> Any:
+        """Run a blocking Skein/YARN call in a thread, for at most `rpc_timeout` seconds: a
+        YARN client retries an unreachable ResourceManager for many minutes, and the run
+        must not wait that long (the thread is left to finish on its own)."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(function, *args), self.rpc_timeout)
+        except TimeoutError as exc:
+            where = self.resourcemanager or f"the one in {self.conf_dir}"
+            raise TrainingError(f"YARN did not answer within {self.rpc_timeout:g}s: is the "
+                                f"ResourceManager ({where}) up?") from exc
 
     # --- the Engine protocol --------------------------------------------------------------
 
     async def launch(self, attempt: Attempt) -> YarnWorkers:
+        client = await self.blocking(self.client)  # says so when Skein is missing
         import skein
 
         spec = self._application(attempt, skein)
         workers = YarnWorkers(self, attempt)
         try:
-            app_id = await self._call("submit", spec)
+            app_id = await self.blocking(client.submit, spec)
         except (skein.exceptions.DriverError, ValueError) as exc:
             # YARN refused it outright (unknown queue, a resource type it does not have, ...)
             workers.refused = f"YARN refused the application: {_first_lines(str(exc))}"
             return workers
+        except TrainingError:
+            # No answer in time: should the submission still go through, kill what it made.
+            with contextlib.suppress(TrainingError):
+                await self.abandon(attempt.record)
+            raise
         attempt.record.engine_info = {"id": app_id, "state": "SUBMITTED", "url": "",
                                       "queue": self.queue}
         attempt.save()  # the id first: a crash from here on must not lose the application
@@ -242,15 +263,13 @@ class YarnEngine:
                 with contextlib.suppress(Exception):
                     client.kill_application(app_id)
             return sorted(found)
-        if not record.engine_info and not record.started:
-            return []  # never launched: nothing to find
-        return await asyncio.to_thread(find)
+        return await self.blocking(find)
 
     async def close(self) -> None:
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
-            await asyncio.to_thread(client.close)
+            await self.blocking(client.close)
 
 
 @dataclass
@@ -277,6 +296,7 @@ class YarnWorkers:
         self._bind_checked: set[int] = set()
         self._logs = _LogCopier(attempt)
         self._next_observe = self._next_logs = 0.0
+        self._asking: asyncio.Future[None] | None = None
 
     # --- watching -------------------------------------------------------------------------
 
@@ -287,17 +307,30 @@ class YarnWorkers:
         now = asyncio.get_running_loop().time()
         if not self._seen.over and now >= self._next_observe:
             self._next_observe = now + self.engine.poll_interval
-            await asyncio.to_thread(self._observe)
+            await self._ask_yarn()
         return self._seen
+
+    async def _ask_yarn(self) -> None:
+        """One look at the application, in a thread; a look that YARN keeps waiting is left
+        running (and not repeated) while the launcher goes on deciding: cancel and timeout
+        must still work when the ResourceManager does not answer."""
+        if self._asking is None or self._asking.done():
+            self._asking = asyncio.ensure_future(asyncio.to_thread(self._observe))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._asking), self.engine.poll_interval * 4)
 
     def _observe(self) -> None:
         assert self.app_id is not None
         client = self.engine.client()
         try:
             report = client.application_report(self.app_id)
-        except Exception as exc:  # the ResourceManager no longer knows it (restarted, purged)
+        except (KeyError, ValueError) as exc:  # the ResourceManager no longer knows it
             self._seen.failure = f"YARN application {self.app_id} is gone: {_first_lines(str(exc))}"
             self._seen.over = True
+            return
+        except Exception as exc:  # unreachable for now: the run's deadlines still hold
+            log.warning("run %s: cannot ask YARN about %s: %s", self.attempt.record.id,
+                        self.app_id, _first_lines(str(exc)))
             return
         state = str(report.state)
         info = self.attempt.record.engine_info
@@ -363,7 +396,7 @@ class YarnWorkers:
         clock = asyncio.get_running_loop().time()
         if self._containers and (now or clock >= self._next_logs):
             self._next_logs = clock + self.engine.log_interval
-            await asyncio.to_thread(self._logs.copy_all, list(self._containers.values()))
+            await self.engine.blocking(self._logs.copy_all, list(self._containers.values()))
 
     # --- stopping -------------------------------------------------------------------------
 
@@ -382,7 +415,7 @@ class YarnWorkers:
         await self.fetch_logs(now=True)
         if self._app_client is not None:
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._app_client.close)
+                await self.engine.blocking(self._app_client.close)
             self._app_client = None
 
 
@@ -392,7 +425,7 @@ class YarnWorkers:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         while not self._seen.over:
-            await asyncio.to_thread(self._observe)
+            await self._ask_yarn()
             if self._seen.over:
                 break
             if loop.time() > deadline:

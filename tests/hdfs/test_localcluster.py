@@ -50,6 +50,17 @@ def test_yarn_schedules_gpus_and_writes_a_client_conf_dir(yarn_cluster: LocalHdf
     if yarn_cluster.services_api:
         version = requests.get(f"{yarn_cluster.rm_web_url}/app/v1/services/version", timeout=30)
         assert HADOOP_VERSION in version.json()["hadoop_version"]
+    # Skein's way to the classpath: `yarn classpath --glob` from bin_dir.
+    glob = subprocess.run([str(yarn_cluster.bin_dir / "yarn"), "classpath", "--glob"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert str(yarn_cluster.conf_dir) in glob.split(os.pathsep)
+    assert any(p.endswith(f"hadoop-yarn-client-{HADOOP_VERSION}.jar") for p in glob.split(":"))
+    nodes_cli = subprocess.run([str(yarn_cluster.bin_dir / "yarn"), "node", "-list"],
+                               capture_output=True, text=True, check=True, timeout=120)
+    assert "RUNNING" in nodes_cli.stdout
+    # The NodeManager's own web services answer too (container logs are read there).
+    node = requests.get(f"{yarn_cluster.nm_web_url}/ws/v1/node/info", timeout=30).json()
+    assert node["nodeInfo"]["nodeHostName"] == nodes[0]["nodeHostName"]
     info = yarn_cluster.describe()
     assert info["rm_web_url"] == yarn_cluster.rm_web_url
     assert str(yarn_cluster.conf_dir) in info["classpath"].split(os.pathsep)

@@ -26,11 +26,13 @@ def hdfs_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHdfs
 
 @pytest.fixture(scope="session")
 def hdfs_tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHdfs]:
-    """A second cluster serving WebHDFS over TLS too (``ca_file`` trusts it).
+    """A second, small cluster serving WebHDFS over TLS too (``ca_file`` trusts it).
 
-    Its own, so that only the tests that need TLS pay for it.
+    Its own, so that only the tests that need it pay for it. One DataNode with DISK and
+    ARCHIVE only, no cache pool and no satisfier: the cluster tiers cannot be had on.
     """
-    cluster = LocalHdfs(tmp_path_factory.mktemp("hdfs-tls"), https=True, datanodes=1, sps=False)
+    cluster = LocalHdfs(tmp_path_factory.mktemp("hdfs-tls"), https=True, datanodes=1,
+                        sps=False, cache_pool="", tiers=("disk", "archive"))
     try:
         yield cluster.start()
     finally:

@@ -178,6 +178,24 @@ async def test_request_yarn_cannot_place_fails_fast_with_yarns_reason(
     assert run.engine_info["state"] in ("FINISHED", "FAILED")
 
 
+async def test_unknown_queue_is_refused_with_yarns_reason(
+        tmp_path: Path, script: Path, yarn_cluster: LocalHdfs, yarn_state: Path) -> None:
+    engines = EngineRegistry({"yarn": {**engine_settings(yarn_cluster, yarn_state),
+                                       "queue": "no-such-queue"}})
+    launcher = Launcher(open_db(tmp_path / "state.db"), tmp_path / "runs", poll_interval=0.2,
+                        engines=engines)
+    await launcher.start()
+    try:
+        run = await launcher.submit(spec(script, workers=1), make_manifest(), "file:///d")
+        run = await launcher.wait(run.id, timeout=90)
+    finally:
+        await launcher.close()
+        await engines.close()
+    assert run.state is RunState.FAILED
+    assert "YARN refused the application" in run.reason
+    assert "unknown queue: no-such-queue" in run.reason, run.reason
+
+
 async def test_worker_killed_mid_run_ends_the_application(launcher: Launcher, script: Path,
                                                           engines: EngineRegistry) -> None:
     run = await launcher.submit(spec(script, modes={0: "sleep", 1: "sleep"}), make_manifest(),
@@ -348,3 +366,27 @@ async def test_two_worker_tensorflow_training_reads_the_dataset_from_hdfs(
     assert metrics["workers"] == 2 and metrics["rows"] == 2000
     assert metrics["accuracy"] > 0.8
     assert "rendezvous done" in logs
+
+
+async def test_restart_finds_its_application_gone_and_says_so(
+        tmp_path: Path, script: Path, engines: EngineRegistry) -> None:
+    """A run recorded as running on YARN whose application the ResourceManager does not
+    know (an RM without recovery restarted, or the id was purged) fails with that reason."""
+    db, runs = open_db(tmp_path / "state.db"), tmp_path / "runs"
+    job = spec(script)
+    record = RunRecord(id="20260101-000000-abcdef", job=job.name, dataset="toy@1",
+                       dataset_uri="file:///d", state=RunState.RUNNING, workers=2,
+                       created=time.time(), started=time.time(), run_dir=runs / "r",
+                       output_dir=runs / "r" / "output", spec=job.to_dict(), engine="yarn",
+                       engine_info={"id": "application_1000000000000_0001", "state": "RUNNING"})
+    first = Launcher(db, runs, engines=engines)
+    first.store.save(record)
+    first.store.keep_manifest(record.id, make_manifest())
+    launcher = Launcher(db, runs, poll_interval=0.2, engines=engines)
+    await launcher.start()
+    try:
+        run = await launcher.wait(record.id, timeout=60)
+    finally:
+        await launcher.close()
+    assert run.state is RunState.FAILED
+    assert "application_1000000000000_0001 is gone" in run.reason, run.reason

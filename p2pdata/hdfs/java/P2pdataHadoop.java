@@ -1,17 +1,19 @@
 // A real Hadoop 3 for tests and demos, started by p2pdata/hdfs/localcluster.py.
 //
 //   P2pdataHadoop hdfs KEY=VALUE...   NameNode + DataNodes (four storage tiers each) in one JVM
-//   P2pdataHadoop yarn KEY=VALUE...   ResourceManager + NodeManager in one JVM
+//   P2pdataHadoop yarn KEY=VALUE...   ResourceManager (writes yarn-site.xml for clients)
+//   P2pdataHadoop nodemanager KEY=VALUE...  a NodeManager of that ResourceManager
 //
 // Every port is 0 unless a key names it (a restart passes the ports it printed, so clients
 // keep their addresses). Each mode prints one line "P2PDATA_READY key=value ..." once it
 // serves, then reads commands from stdin (one a line, each answered by "P2PDATA_OK ..." or
 // "P2PDATA_ERR ..."); end of input halts the JVM, so it dies with its Python owner.
 //
-// hdfs keys: base (directory), datanodes (count), permissions, https, ec (comma-separated
+// hdfs keys: base (directory), datanodes (count), tiers (storage types of each DataNode), permissions, https, ec (comma-separated
 //   erasure coding policies to enable), cachepool (created if given), sps (run the storage
 //   policy satisfier), nn_rpc, nn_http, nn_https, dnI_xfer, dnI_ipc, dnI_http, dnI_https.
-//   Commands: "stop-datanode I", "start-datanode I" (same directories and ports).
+//   Commands: "stop-datanode I", "start-datanode I [KEY=VALUE...]" (same directories and
+//   ports; the settings are for that start only, e.g. dfs.datanode.du.reserved).
 // yarn keys: base, conf (the client configuration folder to write yarn-site.xml into),
 //   fs (fs.defaultFS), gpus (yarn.io/gpu count on the NodeManager), memory_mb, vcores.
 
@@ -68,6 +70,8 @@ public class P2pdataHadoop {
                 new Hdfs(opts).run();
             } else if (args[0].equals("yarn")) {
                 new Yarn(opts).run();
+            } else if (args[0].equals("nodemanager")) {
+                new Yarn(opts).runNodeManager();
             } else {
                 throw new IllegalArgumentException("mode must be hdfs or yarn: " + args[0]);
             }
@@ -257,13 +261,23 @@ public class P2pdataHadoop {
         }
 
         void startDataNode(int i) throws Exception {
+            startDataNode(i, new String[0]);
+        }
+
+        /** Start DataNode i; {@code overrides} are extra "key=value" settings for it. */
+        void startDataNode(int i, String[] overrides) throws Exception {
             Configuration dn = new HdfsConfiguration(conf);
+            for (String override : overrides) {
+                int eq = override.indexOf('=');
+                dn.set(override.substring(0, eq), override.substring(eq + 1));
+            }
             File dir = new File(base, "dn" + i);
-            dn.set("dfs.datanode.data.dir",
-                "[DISK]" + new File(dir, "disk").toURI()
-                + ",[SSD]" + new File(dir, "ssd").toURI()
-                + ",[ARCHIVE]" + new File(dir, "archive").toURI()
-                + ",[RAM_DISK]" + new File(dir, "ram_disk").toURI());
+            StringBuilder volumes = new StringBuilder();
+            for (String tier : opts.getOrDefault("tiers", "disk,ssd,archive,ram_disk").split(",")) {
+                volumes.append(volumes.length() == 0 ? "" : ",").append('[')
+                    .append(tier.toUpperCase()).append(']').append(new File(dir, tier).toURI());
+            }
+            dn.set("dfs.datanode.data.dir", volumes.toString());
             String key = "dn" + i + "_";
             dn.set("dfs.datanode.address", port(opts, key + "xfer"));
             dn.set("dfs.datanode.ipc.address", port(opts, key + "ipc"));
@@ -311,7 +325,7 @@ public class P2pdataHadoop {
                     datanodes.get(i).shutdown();
                     return "stopped datanode " + i;
                 case "start-datanode":
-                    startDataNode(i);
+                    startDataNode(i, Arrays.copyOfRange(words, 2, words.length));
                     return "started datanode" + ports(i);
                 default:
                     throw new IllegalArgumentException("unknown command " + words[0]);
@@ -328,7 +342,7 @@ public class P2pdataHadoop {
             this.base = new File(opts.get("base")).getAbsoluteFile();
         }
 
-        void run() throws Exception {
+        YarnConfiguration serverConf() {
             YarnConfiguration conf = new YarnConfiguration();
             conf.set("fs.defaultFS", opts.getOrDefault("fs", "file:///"));
             conf.set("yarn.resourcemanager.hostname", HOST);
@@ -371,12 +385,23 @@ public class P2pdataHadoop {
             conf.set("yarn.scheduler.capacity.root.default.maximum-capacity", "100");
             // One small node: application masters may use all of it.
             conf.set("yarn.scheduler.capacity.maximum-am-resource-percent", "1.0");
-            boolean services = classExists("org.apache.hadoop.yarn.service.webapp.ApiServer");
-            conf.set("yarn.webapp.api-service.enable", String.valueOf(services));
             conf.set("yarn.application.classpath", opts.getOrDefault("app_classpath", ""));
-
             // Resource types are read once per JVM, from resource-types.xml unless reset here.
             ResourceUtils.resetResourceTypes(conf);
+            return conf;
+        }
+
+        /** The ResourceManager; writes yarn-site.xml and resource-types.xml for clients. */
+        void run() throws Exception {
+            YarnConfiguration conf = serverConf();
+            // Applications' tracking URLs are computed from the configured web address, not
+            // the bound one: pick a free port for it (the only port not left to the server).
+            try (java.net.ServerSocket probe = new java.net.ServerSocket(
+                    0, 1, java.net.InetAddress.getByName(HOST))) {
+                conf.set("yarn.resourcemanager.webapp.address", HOST + ":" + probe.getLocalPort());
+            }
+            boolean services = classExists("org.apache.hadoop.yarn.service.webapp.ApiServer");
+            conf.set("yarn.webapp.api-service.enable", String.valueOf(services));
             File confDir = new File(opts.get("conf"));
             Map<String, String> types = new LinkedHashMap<>();
             types.put("yarn.resource-types", "yarn.io/gpu");
@@ -397,6 +422,8 @@ public class P2pdataHadoop {
                 client.put(name, HOST + ":" + addr.getPort());
             }
             client.put("yarn.resourcemanager.webapp.address", webapp);
+            // Skein checks resource types client-side and in its application master.
+            client.put("yarn.resource-types", "yarn.io/gpu");
             client.put("yarn.nodemanager.hostname", HOST);
             client.put("yarn.timeline-service.enabled", "false");
             client.put("yarn.webapp.api-service.enable", String.valueOf(services));
@@ -404,21 +431,6 @@ public class P2pdataHadoop {
             client.put("yarn.nodemanager.vmem-check-enabled", "false");
             write(new File(confDir, "yarn-site.xml"), xml(client));
 
-            Configuration nmConf = new YarnConfiguration(conf);
-            for (Map.Entry<String, String> e : client.entrySet()) {
-                nmConf.set(e.getKey(), e.getValue());
-            }
-            // Hadoop's web apps route through Guice's static filter pipeline, which the last
-            // web app started in a JVM takes over: pin the ResourceManager's own pipeline on
-            // its filter, so both keep their REST APIs (the NodeManager's serves container
-            // logs to the yarn training engine).
-            pinPipeline(rmWebApp(rm));
-            NodeManager nm = new NodeManager();
-            nm.init(nmConf);
-            nm.start();
-            waitFor("NodeManager registering", 60_000,
-                () -> rm.getRMContext().getRMNodes().size() > 0
-                    && rm.getResourceScheduler().getNumClusterNodes() > 0);
             OUT.println("P2PDATA_READY version=" + VersionInfo.getVersion()
                 + " rm_rpc=" + port(client.get("yarn.resourcemanager.address"))
                 + " rm_web=" + webPort(rm)
@@ -429,37 +441,54 @@ public class P2pdataHadoop {
             });
         }
 
-        static int webPort(ResourceManager rm) throws Exception {
-            return rmWebApp(rm).port();
+        /** The NodeManager, in a JVM of its own: Hadoop's web apps route through Guice's
+         * static filter pipeline, which only one web app per JVM can have. */
+        void runNodeManager() throws Exception {
+            YarnConfiguration conf = serverConf();
+            // The ResourceManager's real addresses, as its JVM wrote them for clients (set,
+            // not added: a resource would not override the port-0 values set above).
+            Configuration written = new Configuration(false);
+            written.addResource(new Path(new File(opts.get("conf"), "yarn-site.xml").toURI()));
+            for (Map.Entry<String, String> e : written) {
+                conf.set(e.getKey(), e.getValue());
+            }
+            NodeManager nm = new NodeManager();
+            nm.init(conf);
+            nm.start();
+            waitFor("NodeManager registering", 60_000,
+                () -> nm.getNMContext().getNodeId() != null
+                    && nm.getNMContext().getNodeId().getPort() > 0
+                    && nm.getNMContext().getHttpPort() > 0);
+            OUT.println("P2PDATA_READY version=" + VersionInfo.getVersion()
+                + " nm_rpc=" + nm.getNMContext().getNodeId().getPort()
+                + " nm_web=" + nm.getNMContext().getHttpPort());
+            OUT.flush();
+            serve(words -> {
+                throw new IllegalArgumentException("unknown command " + words[0]);
+            });
         }
 
-        static org.apache.hadoop.yarn.webapp.WebApp rmWebApp(ResourceManager rm) throws Exception {
-            // The web app (and its port-0 bound port) has only a package-private getter.
+        static int webPort(ResourceManager rm) throws Exception {
+            // The bound port (of a port-0 webapp) has only a package-private getter.
             java.lang.reflect.Method getter = ResourceManager.class.getDeclaredMethod("getWebapp");
             getter.setAccessible(true);
-            return (org.apache.hadoop.yarn.webapp.WebApp) getter.invoke(rm);
+            return ((org.apache.hadoop.yarn.webapp.WebApp) getter.invoke(rm)).port();
         }
 
-        /** Make a web app's GuiceFilter keep the static pipeline it has now (its own, if it
-         *  was the last web app started), whichever web app starts next. */
-        static void pinPipeline(org.apache.hadoop.yarn.webapp.WebApp app) throws Exception {
-            java.lang.reflect.Field current =
-                com.google.inject.servlet.GuiceFilter.class.getDeclaredField("pipeline");
-            current.setAccessible(true);
-            Object pipeline = current.get(null);
-            java.lang.reflect.Field context =
-                org.apache.hadoop.http.HttpServer2.class.getDeclaredField("webAppContext");
-            context.setAccessible(true);
-            org.eclipse.jetty.webapp.WebAppContext web =
-                (org.eclipse.jetty.webapp.WebAppContext) context.get(app.httpServer());
-            java.lang.reflect.Field injected =
-                com.google.inject.servlet.GuiceFilter.class.getDeclaredField("injectedPipeline");
-            injected.setAccessible(true);
-            for (org.eclipse.jetty.servlet.FilterHolder holder : web.getServletHandler().getFilters()) {
-                if (holder.getFilter() instanceof com.google.inject.servlet.GuiceFilter) {
-                    injected.set(holder.getFilter(), pipeline);
+        /** Get (and with {@code restore}, set) GuiceFilter's static pipeline and context. */
+        static Object[] guicePipeline(Object[] restore) throws Exception {
+            Class<?> filter = com.google.inject.servlet.GuiceFilter.class;
+            String[] names = {"pipeline", "servletContext"};
+            Object[] values = new Object[names.length];
+            for (int i = 0; i < names.length; i++) {
+                java.lang.reflect.Field field = filter.getDeclaredField(names[i]);
+                field.setAccessible(true);
+                values[i] = field.get(null);
+                if (restore != null) {
+                    field.set(null, restore[i]);
                 }
             }
+            return values;
         }
 
         static String port(String address) {
