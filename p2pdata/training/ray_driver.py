@@ -8,7 +8,7 @@ worker and reads what it leaves in the run directory:
 - `worker-I.log`: the output of worker I's entry point, streamed back from its node;
 - `ready/worker-I.attempt-N`: touched once worker I called `worker_started()`;
 - `ray-attempt-N.result.json`: `job_id` once connected, `waiting` (what Ray says of
-  placement groups still pending), and at the end `state` ("succeeded" or "failed"),
+  placement groups still pending), `started` (how many entry points run), and at the end `state` ("succeeded" or "failed"),
   `reason` and per-worker `exit_codes`.
 
 Each Ray Train worker runs the job's entry point as a child process (so a script runs as
@@ -156,6 +156,7 @@ def train_loop(config: dict[str, Any]) -> None:
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
         assert proc.stdout is not None
+        monitor.started.remote(index)
         reader = threading.Thread(target=_forward, args=(proc.stdout, monitor, index),
                                   daemon=True)
         reader.start()
@@ -184,8 +185,12 @@ class Monitor:
 
     def __init__(self) -> None:
         self.logs: list[tuple[int, bytes]] = []
+        self.started_set: set[int] = set()  # entry point running (ready: it said so itself)
         self.ready_set: set[int] = set()
         self.exit_codes: dict[int, int] = {}
+
+    def started(self, index: int) -> None:
+        self.started_set.add(index)
 
     def log(self, index: int, chunk: bytes) -> None:
         self.logs.append((index, chunk))
@@ -196,9 +201,9 @@ class Monitor:
     def exited(self, index: int, code: int) -> None:
         self.exit_codes[index] = code
 
-    def drain(self) -> tuple[list[tuple[int, bytes]], set[int], dict[int, int]]:
+    def drain(self) -> tuple[list[tuple[int, bytes]], set[int], set[int], dict[int, int]]:
         logs, self.logs = self.logs, []
-        return logs, set(self.ready_set), dict(self.exit_codes)
+        return logs, set(self.started_set), set(self.ready_set), dict(self.exit_codes)
 
 
 # --- the driver ---------------------------------------------------------------------------
@@ -316,7 +321,9 @@ class Driver:
     def _drain(self, monitor: Any) -> None:
         import ray
 
-        logs, ready, exit_codes = ray.get(monitor.drain.remote())
+        logs, started, ready, exit_codes = ray.get(monitor.drain.remote())
+        if len(started) != self.result.get("started", 0):
+            self.write_result(started=len(started))  # entry points running, for the record
         for index, chunk in logs:
             with open(self.run_dir / f"worker-{index}.log", "ab") as log:
                 log.write(chunk)

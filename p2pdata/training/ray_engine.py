@@ -175,9 +175,9 @@ class RayWorkers:
         if result.get("job_id"):
             info["id"] = result["job_id"]  # Ray's job id
         info["state"] = result.get("state") or (
-            "pending" if result.get("waiting") else
-            "running" if len(seen.ready) == attempt.workers else
-            "starting" if code is None else "ended")
+            "ended" if code is not None else
+            "running" if result.get("started", 0) == attempt.workers else
+            "pending" if result.get("waiting") else "starting")
         if code is None:
             self._check_startup(result)
             return seen
