@@ -316,3 +316,27 @@ def test_a_ray_run_survives_a_daemon_crash(in_netns: LocalRayCluster, make_daemo
     assert again["id"] == run["id"] and again["state"] == "succeeded", again
     assert again["attempt"] == 0 and again["engine_info"]["id"] == run["engine_info"]["id"]
     assert all("done" in Path(path).read_text() for path in again["logs"])
+
+
+async def test_a_ray_client_address_works_too(in_netns: LocalRayCluster,
+                                              tmp_path: Path) -> None:
+    """`ray://HOST:10001`: the driver is a Ray Client of the head node's client server."""
+    db = open_db(tmp_path / "state.db")
+    launcher = Launcher(db, tmp_path / "runs", poll_interval=0.1, engines=EngineRegistry(
+        {"ray": {"address": "ray://127.0.0.1:10001"}}))
+    await launcher.start()
+    go = tmp_path / "go"
+    go.touch()
+    try:
+        spec = ray_spec(write_script(tmp_path, "waiter.py", WAITER), workers=2,
+                        startup_timeout=120, timeout=300,
+                        entry={"script": str(tmp_path / "waiter.py"), "args": [str(go)]})
+        run = await launcher.submit(spec, make_manifest(), f"file://{tmp_path}")
+        run = await launcher.wait(run.id, timeout=180)
+    finally:
+        await launcher.close()
+        db.close()
+    assert run.state is RunState.SUCCEEDED, run.reason
+    assert run.where == f"ray {run.engine_info['id']} succeeded"
+    for index, path in enumerate(run.log_paths):
+        assert f"worker {index} of 2 up" in path.read_text()
