@@ -234,9 +234,19 @@ class Driver:
         # not retried) fails the run in its own words; None keeps Ray's default (60 s).
         env_vars = {} if job.placement_timeout is None else {
             "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": f"{job.placement_timeout:g}"}
-        ray.init(address=job.address, logging_level="WARNING", log_to_driver=False,
-                 configure_logging=False,
-                 runtime_env={"env_vars": env_vars} if env_vars else None)
+        deadline = time.monotonic() + job.connect_timeout
+        while True:
+            try:
+                ray.init(address=job.address, logging_level="WARNING", log_to_driver=False,
+                         configure_logging=False,
+                         runtime_env={"env_vars": env_vars} if env_vars else None)
+                break
+            except ConnectionError as exc:  # Ray Client gives up after about 35 s; we don't
+                if time.monotonic() > deadline:
+                    raise
+                print(f"cannot connect yet ({_one_line(exc, 200)}); retrying", flush=True)
+                ray.shutdown()
+                time.sleep(1.0)
         watchdog.cancel()
         self.write_result(job_id=ray.get_runtime_context().get_job_id())
         print(f"connected to Ray at {job.address} as job {self.result['job_id']}", flush=True)

@@ -323,7 +323,7 @@ async def test_a_ray_client_address_works_too(in_netns: LocalRayCluster,
     """`ray://HOST:10001`: the driver is a Ray Client of the head node's client server."""
     db = open_db(tmp_path / "state.db")
     launcher = Launcher(db, tmp_path / "runs", poll_interval=0.1, engines=EngineRegistry(
-        {"ray": {"address": "ray://127.0.0.1:10001"}}))
+        {"ray": {"address": "ray://127.0.0.1:10001", "connect_timeout": 150}}))
     await launcher.start()
     go = tmp_path / "go"
     go.touch()
@@ -332,11 +332,12 @@ async def test_a_ray_client_address_works_too(in_netns: LocalRayCluster,
                         startup_timeout=120, timeout=300,
                         entry={"script": str(tmp_path / "waiter.py"), "args": [str(go)]})
         run = await launcher.submit(spec, make_manifest(), f"file://{tmp_path}")
-        run = await launcher.wait(run.id, timeout=180)
+        run = await launcher.wait(run.id, timeout=300)
     finally:
         await launcher.close()
         db.close()
-    assert run.state is RunState.SUCCEEDED, run.reason
+    driver_log = Path(run.engine_info["driver_log"]).read_text()
+    assert run.state is RunState.SUCCEEDED, f"{run.reason}\n{driver_log[-3000:]}"
     assert run.where == f"ray {run.engine_info['id']} succeeded"
     for index, path in enumerate(run.log_paths):
         assert f"worker {index} of 2 up" in path.read_text()
