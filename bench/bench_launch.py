@@ -1,6 +1,6 @@
 """Launcher overhead: from a dataset landed to the training script's first line running.
 
-Usage: python bench/bench_launch.py [--repeats 7] [--engine local,yarn] [--yarn-json FILE]
+Usage: python bench/bench_launch.py [--repeats 7] [--engine local,yarn,ray] [--yarn-json FILE]
 "Landed" is the moment `Launcher.trigger` is called with the dataset's manifest; the time
 runs until the worker's first line writes a timestamp.
 
@@ -9,6 +9,9 @@ runs until the worker's first line writes a timestamp.
   --yarn-json), until every worker's first line ran; the baseline is the same application
   (an application master and two containers running the script) submitted directly with
   Skein through the same driver. The overhead is the difference of the medians.
+- ray (as root, with the ray extra): two workers on a local two-node Ray cluster in a
+  network namespace of its own, until both workers' first line ran; the baseline is the
+  same two-worker Ray Train job started by hand (a driver script run with Popen).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,7 @@ from p2pdata.training import EngineRegistry, JobSpec, Launcher, RunState
 
 TARGET_S = 1.0
 TARGET_YARN_S = 2.0
+TARGET_RAY_S = 2.0
 BENCH_MANIFEST = Manifest(name="bench-data", version="1", owner="bench", created=0,
                           format="parquet", files=(FileEntry("a.parquet", 1, b"\0" * 32),))
 FIRST_LINE = """import sys, time; open(sys.argv[1], "w").write(repr(time.time()))
@@ -176,15 +181,79 @@ async def bench_yarn(repeats: int, existing: str | None) -> tuple[float, float]:
     return statistics.median(direct), statistics.median(launched)
 
 
+RAY_FIRST_LINE = """import os, sys, time
+open(sys.argv[1] + os.environ["P2PDATA_WORKER_INDEX"], "w").write(repr(time.time()))
+"""
+# The same two-worker Ray Train job by hand: each worker's first line writes its timestamp.
+RAY_BY_HAND = """import sys, ray
+from ray.train import RunConfig, ScalingConfig
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+def loop(config):
+    import time, ray.train
+    rank = ray.train.get_context().get_world_rank()
+    open(config["stamp"] + str(rank), "w").write(repr(time.time()))
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+DataParallelTrainer(loop, train_loop_config={"stamp": sys.argv[2]},
+                    scaling_config=ScalingConfig(num_workers=2),
+                    run_config=RunConfig(storage_path=sys.argv[3])).fit()
+"""
+
+
+async def ray_started(stamp: Path, start: float) -> float:
+    """Seconds from `start` until both workers wrote their first line."""
+    return max([await wait_for(Path(f"{stamp}{i}"), timeout=120) for i in range(2)]) - start
+
+
+async def bench_ray(repeats: int) -> tuple[float, float]:
+    from p2pdata.training.ray_local import local_ray_cluster
+
+    with tempfile.TemporaryDirectory() as tmp, local_ray_cluster() as cluster, \
+            cluster.netns.entered():
+        base = Path(tmp)
+        (base / "first_line.py").write_text(RAY_FIRST_LINE)
+        (base / "by_hand.py").write_text(RAY_BY_HAND)
+        spec = JobSpec.from_dict({
+            "name": "bench-ray", "engine": "ray", "workers": 2, "trigger": {"dataset": "bench*"},
+            "entry": {"script": str(base / "first_line.py"), "args": [str(base / "launch-")]},
+            "env": {"PYTHONPATH": os.pathsep.join(sys.path)}})
+        db = open_db(base / "state.db")
+        launcher = Launcher(db, base / "runs", poll_interval=0.05,
+                            engines=EngineRegistry({"ray": {"address": cluster.address}}))
+        await launcher.start()
+        hand, launched = [], []
+        try:
+            for index in range(repeats):
+                stamp, start = base / f"hand-{index}-", time.time()
+                proc = subprocess.Popen([sys.executable, str(base / "by_hand.py"),
+                                         cluster.address, str(stamp), str(base / "ray")])
+                hand.append(await ray_started(stamp, start))
+                if proc.wait(120) != 0:
+                    raise RuntimeError("the Ray Train job by hand failed")
+                for old in base.glob("launch-*"):
+                    old.unlink()
+                start = time.time()
+                [run] = await launcher.trigger([spec], BENCH_MANIFEST, "file:///bench-data/1")
+                launched.append(await ray_started(base / "launch-", start))
+                run = await launcher.wait(run.id, timeout=120)
+                if run.state is not RunState.SUCCEEDED:
+                    raise RuntimeError(f"run {run.id} {run.state}: {run.reason}")
+        finally:
+            await launcher.close()
+            db.close()
+    return statistics.median(hand), statistics.median(launched)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--engine", default="local,yarn",
-                        help="comma-separated engines to measure (local, yarn)")
+    parser.add_argument("--engine", default="local,yarn,ray",
+                        help="comma-separated engines to measure (local, yarn, ray)")
     parser.add_argument("--yarn-repeats", type=int, default=3,
                         help="repeats for yarn (each is a YARN application: seconds apiece)")
     parser.add_argument("--yarn-json", help="use this running cluster (JSON as the local "
                         "Hadoop launcher prints it) instead of starting one")
+    parser.add_argument("--ray-repeats", type=int, default=3,
+                        help="repeats for ray (each is a Ray Train job: seconds apiece)")
     args = parser.parse_args()
     engines = args.engine.split(",")
     if "local" in engines:
@@ -202,6 +271,23 @@ def main() -> None:
         print(f"yarn, through the engine: every worker's first line after {launched:.2f} s")
         print(f"RESULT launch_yarn value={overhead:.3f} target={TARGET_YARN_S:g} "
               f"ok={'yes' if overhead < TARGET_YARN_S else 'no'}")
+    if "ray" in engines:
+        main_ray(args.ray_repeats)
+
+
+def main_ray(repeats: int) -> None:
+    from p2pdata.training.ray_local import unavailable
+
+    if unavailable():
+        print(f"launch_ray: skipped, a local Ray cluster {unavailable()}")
+        return
+    hand, launched = asyncio.run(bench_ray(repeats))
+    overhead = max(0.0, launched - hand)
+    print(f"ray, Ray Train job by hand: both workers running after {hand:.2f} s "
+          f"(median of {repeats})")
+    print(f"ray, through the engine: both workers running after {launched:.2f} s")
+    print(f"RESULT launch_ray value={overhead:.3f} target={TARGET_RAY_S:g} "
+          f"ok={'yes' if overhead < TARGET_RAY_S else 'no'}")
 
 
 if __name__ == "__main__":

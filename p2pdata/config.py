@@ -122,7 +122,9 @@ class TrainingSection:
     jobs_dir: str = ""  # default: <home>/jobs
     runs_dir: str = ""  # default: <home>/runs
     max_concurrent_runs: int = 2
-    default_engine: str = "local"  # the engine of job specs that name none: local | yarn
+    default_engine: str = "local"  # the engine of job specs that name none: local | yarn | ray
+    ray_address: str = ""  # the ray engine's cluster: "auto", "HOST:PORT" or "ray://HOST:10001"
+    ray_storage_path: str = ""  # Ray Train's run state; every Ray node must reach it (default: the run dir)
 
 
 @dataclass
@@ -352,6 +354,7 @@ default_tier = "hot"
 [training]
 max_concurrent_runs = 2
 default_engine = "local"         # where jobs without `engine` run: local | yarn
+# ray_address = "auto"           # jobs with engine = "ray" run on this Ray cluster
 
 # [yarn]                         # the yarn engine (jobs with engine = "yarn")
 # resourcemanager = "rm.example:8032"

@@ -194,7 +194,9 @@ class Daemon:
             config.runs_dir,
             max_concurrent=config.training.max_concurrent_runs,
             engines=EngineRegistry(
-                {"yarn": {**asdict(config.yarn), "state_dir": str(config.home / "yarn")}},
+                {"yarn": {**asdict(config.yarn), "state_dir": str(config.home / "yarn")},
+                 "ray": {"address": config.training.ray_address,
+                         "storage_path": config.training.ray_storage_path}},
                 default=config.training.default_engine,
             ),
             on_state_change=lambda run: self.events.emit(

@@ -1,11 +1,14 @@
 """The one-command demo: three clusters on this machine, from publish to a trained model.
 
-    python -m p2pdata.demo [--size-mb N] [--hdfs [--tier ssd] [--engine yarn]] [--keep-running]
+    python -m p2pdata.demo [--size-mb N] [--hdfs [--tier ssd] [--engine yarn]] [--engine ray]
+                           [--keep-running]
 
 alpha and beta publish the same generated Parquet dataset; gamma discovers them
 over zeroconf (loopback only), searches, fetches from both with a progress bar,
 lands the data (local store, or a real local HDFS with --hdfs) and trains the
-example Keras model as soon as it lands.
+example Keras model as soon as it lands. With --engine ray (root), everything runs in a
+network namespace of its own next to a two-node Ray cluster, and the model trains on two
+Ray Train workers.
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ def write_job_spec(directory: Path, max_rows: int, engine: str = "local") -> Non
     # On YARN: two workers, each a container of its own, TF_CONFIG from their real endpoints.
     placement = ('engine = "yarn"\nworkers = 2\nstartup_timeout = 300\n'
                  '[resources]\nmemory = "1g"\nvcores = 1\n' if engine == "yarn" else "workers = 1\n")
+    if engine == "ray":  # two Ray Train workers, one CPU each: the demo's Ray cluster
+        placement = 'engine = "ray"\nworkers = 2\nstartup_timeout = 300\n'
+
     (directory / "demo-train.toml").write_text(
         f"""name = "demo-train"
 description = "Train the example Keras model on every demo dataset that lands"
@@ -74,6 +80,20 @@ def run(args: argparse.Namespace) -> int:
         root = Path(tmp)
         store: dict[str, object] = {}
         yarn: dict[str, object] = {}
+        training: dict[str, object] = {}
+        netns = ""
+        if args.engine == "ray":
+            from p2pdata.training.ray_local import local_ray_cluster, unavailable
+
+            if unavailable():
+                print(f"--engine ray {unavailable()}", file=sys.stderr)
+                return 1
+            step("starting a two-node Ray cluster in a network namespace of its own")
+            ray = stack.enter_context(local_ray_cluster(cpus_per_node=1))
+            stack.enter_context(ray.netns.entered())  # the clusters below run there too
+            training = {"ray_address": ray.address}
+            netns = ray.netns.name
+            print(f"Ray at {ray.address} in network namespace {netns}")
         if args.hdfs:
             from p2pdata.hdfs.localcluster import LocalHdfs
 
@@ -106,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
             home = root / name
             home.mkdir()
             sections = {"discovery": discovery, **({"store": store} if name == "gamma" and store else {}),
-                        **({"yarn": yarn} if name == "gamma" and yarn else {})}
+                        **({"yarn": yarn} if name == "gamma" and yarn else {}),
+                        **({"training": training} if name == "gamma" and training else {})}
             daemon = DaemonProcess(home, daemon_config(**sections))
             daemon.init(name)
             stack.callback(daemon.stop)
@@ -149,7 +170,9 @@ def run(args: argparse.Namespace) -> int:
                               what="the training run to finish")
         print(f"run {run_record['id']} of {run_record['job']}: {run_record['state']}")
         application = run_record.get("engine_info") or {}
-        if application.get("id"):
+        if run_record.get("engine") == "ray":
+            print(f"Ray job {application.get('id')}: {run_record['workers']} Ray Train workers")
+        elif application.get("id"):
             print(f"YARN application {application['id']}: {application.get('state')}, "
                   f"tracking URL {application.get('url')}")
         metrics = _run_metrics(run_record)
@@ -160,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
         print(gamma.cli("status"))
         print(f"status page: {gamma.cli('status', '--web').strip()}")
         if args.keep_running:
+            if netns:
+                print(f"(the page is in network namespace {netns}: "
+                      f"reach it with ip netns exec {netns} ...)")
             print("Ctrl-C to stop the clusters and clean up")
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
         else:
@@ -187,8 +213,9 @@ def main() -> None:
     parser.add_argument("--hdfs", action="store_true", help="land into a real local HDFS")
     parser.add_argument("--tier", default="ssd",
                         help="storage tier with --hdfs (ssd, hot, cold, cold-ec, memory, ...)")
-    parser.add_argument("--engine", choices=("local", "yarn"), default="local",
-                        help="where training runs: local processes, or YARN (needs --hdfs)")
+    parser.add_argument("--engine", choices=("local", "yarn", "ray"), default="local",
+                        help="where training runs: local processes, YARN (needs --hdfs), or a "
+                             "local two-node Ray cluster (needs root)")
     parser.add_argument("--max-rows", type=int, default=20000, help="rows the example model trains on")
     parser.add_argument("--train-timeout", type=float, default=300)
     parser.add_argument("--keep-running", action="store_true", help="keep the clusters up until Ctrl-C")

@@ -8,6 +8,7 @@ need_apt=()
 command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v ip >/dev/null || need_apt+=(iproute2)  # the Ray tests run in a network namespace
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -q
@@ -20,7 +21,8 @@ fi
 python=$(command -v python3.11 || command -v python3)
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q -e '.[test,tf,pandas,yarn]'
+# ray: the Ray engine's tests run a real two-node Ray cluster (about 50 s, 600 MB).
+"$venv/bin/pip" install -q -e '.[test,tf,pandas,yarn,ray]'
 
 # Hadoop 3 jars (Maven Central, by coordinates) for the local HDFS and YARN; cached.
 "$venv/bin/python" -m p2pdata.hdfs.localcluster fetch

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # the record type is the launcher's; engines only read and an
 ENGINES: dict[str, str] = {
     "local": "p2pdata.training.local:LocalEngine",
     "yarn": "p2pdata.training.yarn:YarnEngine",
+    "ray": "p2pdata.training.ray_engine:RayEngine",
 }
 
 
