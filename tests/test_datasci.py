@@ -164,7 +164,7 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     job = other.cli_json("fetch", "taxi-trips@2024.03", "--files", "date=2024-03-01/*", "--detach")
     selected = [f for f in files if f["path"].startswith("date=2024-03-01/")]
     assert job["total_bytes"] == sum(f["size"] for f in selected) < info["total_size"]
-    job = wait_for(lambda: (j := json.loads(other.cli("jobs", "show", job["id"])))["state"] == "landed" and j,
+    job = wait_for(lambda: (j := json.loads(other.cli("jobs", "show", job["id"], "--json")))["state"] == "landed" and j,
                    what="the partial fetch")
     assert job["landed_files"] == len(selected) == 1 and job["done_bytes"] == job["total_bytes"]
     assert other.cli_json("info", "taxi-trips@2024.03")["landed"]["files"] == 1
