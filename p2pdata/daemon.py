@@ -33,7 +33,7 @@ from p2pdata.catalog import (
     TrustStore,
     encode_public_key,
     parse_ref,
-    scan_dataset,
+    scan_for_publish,
 )
 from p2pdata.config import Config
 from p2pdata.db import open_db
@@ -55,7 +55,7 @@ from p2pdata.peers import (
     tls_context,
 )
 from p2pdata.training import JobRegistry, Launcher, matching_jobs
-from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
+from p2pdata.transfer import TransferSession, TransferSettings, choose_piece_size, make_torrent
 from p2pdata.web import control_app, peer_app, status_routes
 
 log = logging.getLogger("p2pdata.daemon")
@@ -478,8 +478,9 @@ class Daemon:
         allow: list[str] | None = None,
     ) -> dict[str, Any]:
         root = Path(directory)
-        manifest = await asyncio.to_thread(
-            scan_dataset,
+        # One read of the data: SHA-256 and the torrent's v2 hashes together.
+        scan = await asyncio.to_thread(
+            scan_for_publish,
             root,
             name=name,
             version=version,
@@ -489,9 +490,12 @@ class Daemon:
             tags=tags or [],
             license=license,
             access=Access(access, tuple(allow or ())),
+            piece_size_for=choose_piece_size,
         )
+        manifest = scan.manifest
         torrent = await asyncio.to_thread(
-            make_torrent, manifest.files, root, **self.restricted.torrent_options(manifest)
+            make_torrent, manifest.files, root, v2=scan.v2,
+            **self.restricted.torrent_options(manifest),
         )
         manifest = self.local_catalog.add(manifest.with_torrent(torrent))
         self.restricted.on_publish(manifest)

@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,9 +35,11 @@ from p2pdata.catalog.manifest import (
     check_name,
     check_relative_path,
 )
+from p2pdata.catalog.merkle import V2Hasher, V2Hashes
 from p2pdata.errors import MalformedData, PublishError
 
 # hashlib releases the GIL on updates this large, so threads hash in parallel.
+# A whole number of v2 blocks, so each read feeds V2Hasher whole blocks.
 HASH_CHUNK = 1024 * 1024
 
 _EXTENSIONS = {
@@ -49,6 +52,14 @@ _EXTENSIONS = {
     ".tfrec": "tfrecord",
 }
 _MAX_TAG = 64
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A manifest and, from the same read, each file's BitTorrent v2 hashes (by path)."""
+
+    manifest: Manifest
+    v2: Mapping[str, V2Hashes]
 
 
 def scan_dataset(
@@ -65,6 +76,31 @@ def scan_dataset(
     workers: int | None = None,
 ) -> Manifest:
     """Build the manifest of the dataset in `directory`; raise PublishError naming the culprit."""
+    return scan_for_publish(
+        directory, name=name, version=version, owner=owner, now=now, description=description,
+        tags=tags, license=license, access=access, workers=workers,
+    ).manifest
+
+
+def scan_for_publish(
+    directory: Path | str,
+    *,
+    name: str,
+    version: str,
+    owner: str,
+    now: int,
+    description: str = "",
+    tags: Iterable[str] = (),
+    license: str = "",
+    access: Access | None = None,
+    workers: int | None = None,
+    piece_size_for: Callable[[int], int] | None = None,
+) -> Scan:
+    """scan_dataset, plus v2 hashes at `piece_size_for(total size)` when that is given.
+
+    The v2 hashes come from the same read as the SHA-256, so a torrent made
+    from them (transfer.make_torrent's `v2=`) needs no second pass over the data.
+    """
     try:
         check_name(name)
         check_name(version, "version")
@@ -80,9 +116,9 @@ def scan_dataset(
     limit = Limits().max_files_per_dataset
     if len(paths) > limit:
         raise PublishError(f"{root} holds {len(paths)} files, over the limit of {limit}")
-    files = hash_files(root, paths, workers=workers)
+    files, v2 = hash_files_v2(root, paths, workers=workers, piece_size_for=piece_size_for)
     fmt = detect_format(paths)
-    return Manifest(
+    manifest = Manifest(
         name=name,
         version=version,
         owner=owner,
@@ -95,6 +131,7 @@ def scan_dataset(
         schema=read_schema(root, paths, fmt),
         access=access or Access(),
     )
+    return Scan(manifest, v2)
 
 
 def _check_tag(tag: str) -> str:
@@ -160,8 +197,8 @@ def _special_kind(mode: int) -> str:
     return "special file"
 
 
-def hash_file(path: Path) -> tuple[int, bytes]:
-    """(size, SHA-256) of a regular file, read in large chunks."""
+def hash_file(path: Path, v2: V2Hasher | None = None) -> tuple[int, bytes]:
+    """(size, SHA-256) of a regular file, read once in large chunks; `v2` is fed the same bytes."""
     # O_NONBLOCK: if the file was swapped for a fifo since the walk, open must not hang.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(fd, "rb", buffering=0) as handle:
@@ -173,33 +210,50 @@ def hash_file(path: Path) -> tuple[int, bytes]:
         size = 0
         while count := handle.readinto(buffer):
             digest.update(view[:count])
+            if v2 is not None:
+                v2.update(view[:count])
             size += count
     return size, digest.digest()
 
 
 def hash_files(root: Path, paths: list[str], *, workers: int | None = None) -> tuple[FileEntry, ...]:
     """Hash all files in parallel threads, biggest first so the cores finish together."""
+    return hash_files_v2(root, paths, workers=workers)[0]
+
+
+def hash_files_v2(
+    root: Path, paths: list[str], *, workers: int | None = None,
+    piece_size_for: Callable[[int], int] | None = None,
+) -> tuple[tuple[FileEntry, ...], dict[str, V2Hashes]]:
+    """hash_files, plus each file's v2 hashes at `piece_size_for(total size)` from the same read."""
     try:
         sizes = {path: (root / path).stat().st_size for path in paths}
     except OSError as exc:
         raise PublishError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    piece_size = None if piece_size_for is None else piece_size_for(sum(sizes.values()))
     order = sorted(paths, key=lambda path: -sizes[path])
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        results = dict(zip(order, pool.map(lambda path: _hash_one(root, path), order), strict=True))
+        results = dict(zip(order, pool.map(lambda path: _hash_one(root, path, piece_size), order),
+                           strict=True))
     entries = []
+    v2 = {}
     for path in paths:
-        size, digest = results[path]
+        size, digest, hashes = results[path]
         if size != sizes[path]:
             raise PublishError(f"{root / path} changed size while it was being hashed")
         entries.append(FileEntry(path, size, digest))
-    return tuple(entries)
+        if hashes is not None:
+            v2[path] = hashes
+    return tuple(entries), v2
 
 
-def _hash_one(root: Path, path: str) -> tuple[int, bytes]:
+def _hash_one(root: Path, path: str, piece_size: int | None) -> tuple[int, bytes, V2Hashes | None]:
+    v2 = None if piece_size is None else V2Hasher(piece_size)
     try:
-        return hash_file(root / path)
+        size, digest = hash_file(root / path, v2)
     except OSError as exc:
         raise PublishError(f"cannot read {root / path}: {exc.strerror}") from exc
+    return size, digest, None if v2 is None else v2.finish()
 
 
 def file_kind(path: str) -> str | None:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import libtorrent as lt
 
 from p2pdata.catalog.manifest import FileEntry, Torrent
+from p2pdata.catalog.merkle import V2Hashes
+from p2pdata.catalog.publish import hash_files_v2
 from p2pdata.errors import TransferError
 
 MIN_PIECE = 256 * 1024
@@ -36,13 +37,14 @@ def choose_piece_size(total_size: int) -> int:
 
 def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
                  *, piece_size: int | None = None, root_cert: bytes | None = None,
-                 name: str = TORRENT_ROOT) -> Torrent:
+                 name: str = TORRENT_ROOT, v2: Mapping[str, V2Hashes] | None = None) -> Torrent:
     """Create a v2-only torrent covering exactly `manifest_files` under `data_dir`.
 
     v2-only because hybrid torrents hash everything twice (about 25 % slower).
-    Hashing reads every file once, so call it off the event loop. With
-    `root_cert` (PEM) it is an SSL torrent: only peers holding a certificate
-    from that root whose DNS name is `name` can join its swarm.
+    `v2` holds each file's hashes from publish's single read (scan_for_publish);
+    without them every file is read and hashed here, so call this off the event
+    loop. With `root_cert` (PEM) it is an SSL torrent: only peers holding a
+    certificate from that root whose DNS name is `name` can join its swarm.
     """
     files = list(manifest_files)
     if not files:
@@ -54,27 +56,35 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
             raise TransferError(
                 f"{entry.path}: manifest says {entry.size} bytes, {root} has {actual}"
             )
-    total = sum(entry.size for entry in files)
-    entries = [lt.create_file_entry(f"{name}/{e.path}", e.size) for e in files]
-    creator = lt.create_torrent(entries, piece_size or choose_piece_size(total),
-                                lt.create_torrent.v2_only)
-    creator.set_creator("p2pdata")
+    # Without a piece size, that of the hashes given (they were made at choose_piece_size).
+    given = {hashes.piece_size for hashes in (v2 or {}).values()}
+    size = piece_size or (given.pop() if len(given) == 1 else
+                          choose_piece_size(sum(entry.size for entry in files)))
+    if v2 is None or any(v2.get(e.path) is None or v2[e.path].piece_size != size for e in files):
+        v2 = hash_files_v2(root, [entry.path for entry in files], piece_size_for=lambda _: size)[1]
+    # The BEP 52 metainfo, built here because libtorrent's Python bindings cannot
+    # take precomputed v2 hashes (no set_hash2); libtorrent parses it below.
+    tree: dict[bytes, Any] = {}
+    layers: dict[bytes, bytes] = {}
+    for entry in files:
+        hashes = v2[entry.path]
+        node = tree
+        for part in entry.path.split("/"):
+            node = node.setdefault(part.encode(), {})
+        node[b""] = {b"length": entry.size, **({b"pieces root": hashes.root} if entry.size else {})}
+        if hashes.piece_layer:
+            layers[hashes.root] = hashes.piece_layer
+    info: dict[bytes, Any] = {b"file tree": tree, b"meta version": 2, b"name": name.encode(),
+                              b"piece length": size}
     if root_cert is not None:
-        creator.set_root_cert(root_cert.decode())
-    # set_piece_hashes resolves paths as <parent>/<name>/<path>: point it
-    # at a private folder holding one link to data_dir.
-    with _linked_root(root, name) as parent:
-        lt.set_piece_hashes(creator, str(parent))
-    data = lt.bencode(creator.generate())
-    info = lt.torrent_info(data)
-    return Torrent(info_hash=info.info_hashes().v2.to_bytes(), data=bytes(data))
-
-
-@contextmanager
-def _linked_root(data_dir: Path, name: str) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="p2pdata-torrent-") as tmp:
-        os.symlink(data_dir.resolve(), Path(tmp) / name)
-        yield Path(tmp)
+        info[b"ssl-cert"] = root_cert
+    data = lt.bencode({b"created by": b"p2pdata", b"creation date": int(time.time()),
+                       b"info": info, b"piece layers": layers})
+    try:
+        parsed = lt.torrent_info(data)
+    except RuntimeError as exc:
+        raise TransferError(f"libtorrent rejects the torrent made for {root}: {exc}") from exc
+    return Torrent(info_hash=parsed.info_hashes().v2.to_bytes(), data=bytes(data))
 
 
 @dataclass(frozen=True)
