@@ -232,6 +232,9 @@ def search(
 @click.option("--files", "files", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs show`.")
 @click.option("--timeout", type=float, help="Stop waiting after this many seconds (the fetch goes on).")
+@click.option("--verify", type=click.Choice(["v2", "sha256"]), default="v2", show_default=True,
+              help="v2: the swarm's piece hashes under the signed torrent; sha256: also re-check "
+              "each file's whole-file SHA-256 while landing.")
 @json_option
 @pass_context
 def fetch(
@@ -243,11 +246,13 @@ def fetch(
     files: tuple[str, ...],
     detach: bool,
     timeout: float | None,
+    verify: str,
     as_json: bool,
 ) -> None:
     """Fetch NAME[@VERSION] (or CLUSTER/NAME@VERSION) from every peer that has it and land it."""
     job = ctx.call(
-        "POST", "/v1/fetch", {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files)}
+        "POST", "/v1/fetch",
+        {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files), "verify": verify},
     )
     if not detach:
         try:

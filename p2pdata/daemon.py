@@ -59,6 +59,9 @@ from p2pdata.transfer import TransferSession, TransferSettings, choose_piece_siz
 from p2pdata.web import control_app, peer_app, status_routes
 
 log = logging.getLogger("p2pdata.daemon")
+# What landing checks a fetched file with: v2 piece hashes (the swarm's own), or those
+# and the manifest's whole-file SHA-256 too.
+VERIFY_MODES = ("v2", "sha256")
 
 RUNTIME_FILE = "daemon.json"  # where a running daemon says which addresses it really bound
 LOCK_FILE = "daemon.lock"
@@ -522,7 +525,10 @@ class Daemon:
         to: str | None = None,
         train: str | None = None,
         files: list[str] | None = None,
+        verify: str = "v2",
     ) -> dict[str, Any]:
+        if verify not in VERIFY_MODES:
+            raise P2pdataError(f"verify {verify!r} is not one of {', '.join(VERIFY_MODES)}")
         manifest = self.catalogs.resolve(ref, now=int(time.time()))
         if manifest.torrent is None and not restricted.is_stub(manifest):
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
@@ -538,6 +544,7 @@ class Daemon:
             to=to,
             train=train,
             files=files or [],
+            verify=verify,
             created=now,
             updated=now,
         )
@@ -571,7 +578,10 @@ class Daemon:
                 self._swarms[job.id] = swarm
                 self._set_state(job, "transferring")
                 progress = self._spawn(self._report_progress(job, swarm))
-                await store.land(landing, swarm.completed_files(), job.tier)
+                # Every file the swarm hands on passed its v2 piece hashes, which the
+                # signed manifest's torrent fixes: a second SHA-256 pass only if asked.
+                await store.land(landing, swarm.completed_files(), job.tier,
+                                 sha256=job.verify == "sha256")
                 await swarm.wait()
                 swarm.release()  # landed: the staged copy is now an evictable seed
                 progress.cancel()

@@ -34,6 +34,7 @@ class FetchJob:
     to: str | None = None
     train: str | None = None
     files: list[str] = field(default_factory=list)
+    verify: str = "v2"  # "sha256": land with a second, whole-file SHA-256 check
     state: str = "queued"
     error: str | None = None
     done_bytes: int = 0
