@@ -66,12 +66,18 @@ CREATE INDEX IF NOT EXISTS catalog_tags_dataset ON catalog_tags (dataset);
 """
 # The full-text index. `facets` holds one token per filter value (format, publisher,
 # each tag; see _facets), so filters join the full-text match as doclist
-# intersections instead of row lookups. Derived data: rebuilt from catalog_datasets
-# when this definition changes (see _ensure_search_index).
-_SEARCH_TABLE = """CREATE VIRTUAL TABLE catalog_search USING fts5 (
+# intersections instead of row lookups. catalog_names indexes names alone: finding
+# the datasets whose name matches a common word then reads a short doclist. Derived
+# data: rebuilt from catalog_datasets when a definition changes (_ensure_search_index).
+_SEARCH_TABLES = {
+    "catalog_search": """CREATE VIRTUAL TABLE catalog_search USING fts5 (
     name, description, tags, columns, publisher, facets,
     prefix = '1 2 3', tokenize = 'unicode61 remove_diacritics 2'
-)"""
+)""",
+    "catalog_names": """CREATE VIRTUAL TABLE catalog_names USING fts5 (
+    name, facets, prefix = '1 2 3', tokenize = 'unicode61 remove_diacritics 2'
+)""",
+}
 _TEXT_COLUMNS = "{name description tags columns publisher}"
 _FACET_LIKE = re.compile(r"[fpt][0-9a-f]*")
 
@@ -125,14 +131,15 @@ class CatalogStore:
         self._ensure_search_index()
 
     def _ensure_search_index(self) -> None:
-        """Create the full-text index, or rebuild it if an older definition is on disk."""
-        row = self.conn.execute(
-            "SELECT sql FROM sqlite_master WHERE name = 'catalog_search'").fetchone()
-        if row is not None and row["sql"] == _SEARCH_TABLE:
+        """Create the full-text indexes, or rebuild them if older definitions are on disk."""
+        found = {row["name"]: row["sql"] for row in self.conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE name IN (?, ?)", tuple(_SEARCH_TABLES))}
+        if found == _SEARCH_TABLES:
             return
         with transaction(self.conn):
-            self.conn.execute("DROP TABLE IF EXISTS catalog_search")
-            self.conn.execute(_SEARCH_TABLE)
+            for table, sql in _SEARCH_TABLES.items():
+                self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+                self.conn.execute(sql)
             for dataset in self.conn.execute("SELECT id, cluster, manifest FROM catalog_datasets"):
                 self._index_text(dataset["id"], dataset["cluster"], load_manifest(dataset["manifest"]))
 
@@ -231,7 +238,8 @@ class CatalogStore:
 
     def _replace(self, cluster: str, manifests: Iterable[Manifest], expires: int | None) -> None:
         ids = "SELECT id FROM catalog_datasets WHERE cluster = ?"
-        self.conn.execute(f"DELETE FROM catalog_search WHERE rowid IN ({ids})", (cluster,))
+        for table in _SEARCH_TABLES:
+            self.conn.execute(f"DELETE FROM {table} WHERE rowid IN ({ids})", (cluster,))
         self.conn.execute(f"DELETE FROM catalog_tags WHERE dataset IN ({ids})", (cluster,))
         self.conn.execute("DELETE FROM catalog_datasets WHERE cluster = ?", (cluster,))
         for manifest in manifests:
@@ -256,6 +264,7 @@ class CatalogStore:
             self._index_text(dataset, cluster, manifest)
 
     def _index_text(self, dataset: int | None, cluster: str, manifest: Manifest) -> None:
+        facets = " ".join(_facets(manifest.format, cluster, manifest.tags))
         self.conn.execute(
             "INSERT INTO catalog_search"
             " (rowid, name, description, tags, columns, publisher, facets)"
@@ -267,9 +276,11 @@ class CatalogStore:
                 " ".join(manifest.tags),
                 " ".join(column.name for column in manifest.schema),
                 cluster,
-                " ".join(_facets(manifest.format, cluster, manifest.tags)),
+                facets,
             ),
         )
+        self.conn.execute("INSERT INTO catalog_names (rowid, name, facets) VALUES (?, ?, ?)",
+                          (dataset, manifest.name, facets))
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -399,23 +410,39 @@ class CatalogStore:
         if checks:
             join = " JOIN catalog_datasets d ON d.id = s.rowid"
         matches = f"FROM catalog_search s{join} WHERE catalog_search MATCH ?{checks}"
-        # The rowid of the RANKED_AT_MOST-th newest match bounds the window (none: rank all).
-        bound = self.conn.execute(
-            f"SELECT s.rowid {matches} ORDER BY s.rowid DESC LIMIT 1 OFFSET ?",
-            [match, *args, RANKED_AT_MOST - 1],
-        ).fetchone()
+
+        def nth_newest(query: str) -> int | None:
+            row = self.conn.execute(
+                f"SELECT s.rowid {matches} ORDER BY s.rowid DESC LIMIT 1 OFFSET ?",
+                [query, *args, RANKED_AT_MOST - 1],
+            ).fetchone()
+            return None if row is None else row[0]
+
+        # The rowid of the RANKED_AT_MOST-th newest match bounds the window (none: rank
+        # all). Whole words first: a prefix makes FTS5 merge the doclists of every term
+        # it covers up front (twice with bm25), which for a common word costs more than
+        # all the rest. When the whole words alone match that many, the window ranks
+        # them; words they only begin are then found through names only.
+        whole = " ".join(f'"{word}"' for word in words)
+        exact = f"{columns}({whole}){facets}"
+        bound = nth_newest(exact)
+        if bound is None:
+            bound = nth_newest(match)
+        else:
+            match = exact
         score = f"-bm25(catalog_search, {_WEIGHTS})"
         window = self.conn.execute(
             f"SELECT s.rowid AS id, {score} AS score {matches} AND s.rowid >= ?"
             " ORDER BY 2 DESC LIMIT ?",
-            [match, *args, bound[0] if bound else 0, limit],
+            [match, *args, bound or 0, limit],
         ).fetchall()
         if bound is None:
             return [(row["id"], row["score"]) for row in window]
         # Too many matches to rank them all: name matches first, ranked among themselves.
+        names = f"FROM catalog_names s{join} WHERE catalog_names MATCH ?{checks}"
         named = self.conn.execute(
-            f"SELECT id, score FROM (SELECT s.rowid AS id, {score} AS score {matches}"
-            " ORDER BY s.rowid DESC LIMIT ?) ORDER BY 2 DESC LIMIT ?",
+            f"SELECT id, score FROM (SELECT s.rowid AS id, -bm25(catalog_names, 1.0, 0.0) AS score"
+            f" {names} ORDER BY s.rowid DESC LIMIT ?) ORDER BY 2 DESC LIMIT ?",
             [f"{{name}} : ({text}){facets}", *args, RANKED_AT_MOST, limit],
         ).fetchall()
         best = [(row["id"], row["score"]) for row in named]
@@ -442,7 +469,8 @@ class CatalogStore:
                 where.append(clause)
                 args.append(value)
         for tag in tags:
-            where.append("+d.id IN (SELECT dataset FROM catalog_tags WHERE tag = ?)")
+            # A probe per row walked: `IN (SELECT ...)` would first collect every tagged id.
+            where.append("EXISTS (SELECT 1 FROM catalog_tags t WHERE t.tag = ? AND t.dataset = d.id)")
             args.append(tag)
         rows = self.conn.execute(
             "SELECT d.id, 0.0 AS score FROM catalog_datasets d"
