@@ -496,10 +496,10 @@ class Daemon:
             piece_size_for=choose_piece_size,
         )
         manifest = scan.manifest
-        torrent = await asyncio.to_thread(
-            make_torrent, manifest.files, root, v2=scan.v2,
-            **self.restricted.torrent_options(manifest),
-        )
+        # Root folder NAME-VERSION, so datasets added to one BitTorrent client never collide.
+        options = {"name": f"{manifest.name}-{manifest.version}",
+                   **self.restricted.torrent_options(manifest)}
+        torrent = await asyncio.to_thread(make_torrent, manifest.files, root, v2=scan.v2, **options)
         manifest = self.local_catalog.add(manifest.with_torrent(torrent))
         self.restricted.on_publish(manifest)
         self.published.put(manifest.id, {**_record_key(manifest), "directory": str(root)})
@@ -779,6 +779,8 @@ def manifest_summary(manifest: Manifest) -> dict[str, Any]:
         "created": manifest.created,
         "total_size": manifest.total_size,
         "access": manifest.access.mode,
+        # BitTorrent v2 info hash (hex): what a magnet link or another client names it by.
+        "info_hash": manifest.torrent.info_hash.hex() if manifest.torrent else None,
         "schema": [{"name": c.name, "type": c.type} for c in manifest.schema],
         "files": [{"path": f.path, "size": f.size, "sha256": f.sha256.hex()} for f in manifest.files],
     }

@@ -18,8 +18,9 @@ from p2pdata.errors import TransferError
 MIN_PIECE = 256 * 1024
 MAX_PIECE = 16 * 1024 * 1024
 _TARGET_PIECES = 2000
-# Root folder inside the torrent. Every add renames files out of it, so data
-# lives at <save_path>/<manifest path> whatever directory it was published from.
+# Root folder inside the torrent when none is given (the daemon names it NAME-VERSION;
+# older catalogs hold "dataset"). Every add renames files out of it, so data lives at
+# <save_path>/<manifest path> whatever the root is called.
 TORRENT_ROOT = "dataset"
 
 
