@@ -4,6 +4,7 @@ calls to the running daemon's control API."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import sys
 import time
@@ -226,12 +227,43 @@ def search(
 
 @main.command()
 @click.argument("ref")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the .torrent (default: NAME-VERSION.torrent).")
+@click.option("--magnet", is_flag=True, help="Print the magnet link instead of writing a file.")
+@json_option
+@pass_context
+def torrent(ctx: Context, ref: str, output: Path | None, magnet: bool, as_json: bool) -> None:
+    """The .torrent or magnet link of public dataset NAME[@VERSION], for any BitTorrent client.
+
+    Both carry the trackers that serve it; the magnet also the seeds' addresses.
+    """
+    data = ctx.call("GET", "/v1/torrent", ref=ref)
+    if magnet and output is None:
+        if as_json:
+            _emit_json({k: v for k, v in data.items() if k != "torrent"})
+        else:
+            click.echo(data["magnet"])
+        return
+    target = output or Path(f"{data['name']}.torrent")
+    target.write_bytes(base64.b64decode(data["torrent"]))
+    if as_json:
+        _emit_json({**{k: v for k, v in data.items() if k != "torrent"}, "file": str(target)})
+    else:
+        click.echo(f"wrote {target} (info hash {data['info_hash']})")
+        if magnet:
+            click.echo(data["magnet"])
+
+
+@main.command()
+@click.argument("ref")
 @click.option("--tier", help="Storage tier: ssd, one_ssd, hot, warm, cold, memory (or a policy name).")
 @click.option("--to", "to", help="Store root to land under, instead of the configured one.")
 @click.option("--train", "train", help="A training job to start once the data has landed.")
 @click.option("--files", "files", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs show`.")
 @click.option("--timeout", type=float, help="Stop waiting after this many seconds (the fetch goes on).")
+@click.option("--peer", "peers", multiple=True, metavar="HOST:PORT",
+              help="Also fetch from this seed, any BitTorrent client (repeatable).")
 @click.option("--verify", type=click.Choice(["v2", "sha256"]), default="v2", show_default=True,
               help="v2: the swarm's piece hashes under the signed torrent; sha256: also re-check "
               "each file's whole-file SHA-256 while landing.")
@@ -246,13 +278,15 @@ def fetch(
     files: tuple[str, ...],
     detach: bool,
     timeout: float | None,
+    peers: tuple[str, ...],
     verify: str,
     as_json: bool,
 ) -> None:
     """Fetch NAME[@VERSION] (or CLUSTER/NAME@VERSION) from every peer that has it and land it."""
     job = ctx.call(
         "POST", "/v1/fetch",
-        {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files), "verify": verify},
+        {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files), "verify": verify,
+         "peers": list(peers)},
     )
     if not detach:
         try:

@@ -7,6 +7,7 @@ together, runs the background loops and turns their results into events.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -55,7 +56,15 @@ from p2pdata.peers import (
     tls_context,
 )
 from p2pdata.training import JobRegistry, Launcher, matching_jobs
-from p2pdata.transfer import TransferSession, TransferSettings, choose_piece_size, make_torrent
+from p2pdata.transfer import (
+    Tracker,
+    TransferSession,
+    TransferSettings,
+    choose_piece_size,
+    magnet_link,
+    make_torrent,
+    with_trackers,
+)
 from p2pdata.web import control_app, peer_app, status_routes
 
 log = logging.getLogger("p2pdata.daemon")
@@ -169,6 +178,7 @@ class Daemon:
             )
         )
         await self.transfer.start()
+        self.tracker = Tracker()  # public datasets only, for any BitTorrent client
         self.registry = JobRegistry(config.jobs_dir)
         self.launcher = Launcher(
             self.conn,
@@ -323,6 +333,17 @@ class Daemon:
             )
         except TransferError as exc:  # the same files published and fetched: one swarm serves both
             log.info("not seeding %s from %s: %s", manifest.ref, folder, exc)
+        if manifest.torrent and not restricted.is_restricted(manifest):
+            self.tracker.track(manifest.torrent.info_hash, self._own_seed_addresses())
+
+    def _own_seed_addresses(self) -> list[tuple[str, int]]:
+        """Where other BitTorrent clients reach our public seeds (an IP, as trackers list)."""
+        host = _advertised_host(self.config.peer_api.host)
+        try:
+            address = socket.gethostbyname(host)
+        except OSError:
+            return []
+        return [(address, self.transfer.listen_port)]
 
     def _manifest(self, record: dict[str, Any]) -> Manifest | None:
         try:
@@ -362,6 +383,9 @@ class Daemon:
         if manifest is None or restricted.is_restricted(manifest):  # only via its signed door
             return None
         return manifest.torrent.data if manifest.torrent else None
+
+    def announce(self, query: str, remote: str) -> bytes:
+        return self.tracker.announce(query, remote, time.time())
 
     def have(self) -> list[str]:
         """Manifest ids this cluster can seed, including every other publisher's manifest of the same files,
@@ -517,6 +541,35 @@ class Daemon:
         hits = self.catalogs.search(query, **others, **sizes, tags=tags, now=int(time.time()))
         return [{**manifest_summary(hit.manifest), "score": hit.score} for hit in hits]
 
+    def torrent_export(self, ref: str) -> dict[str, Any]:
+        """A public dataset as standard BitTorrent clients take it: .torrent and magnet link.
+
+        Both name the trackers that serve it (ours when we seed it, and those of the peers
+        that have it) and the magnet names the seeds' addresses (x.pe).
+        """
+        manifest = self.catalogs.resolve(ref, now=int(time.time()))
+        if restricted.is_restricted(manifest) or restricted.is_stub(manifest):
+            raise P2pdataError(f"{manifest.ref} is restricted: it has no public torrent")
+        if manifest.torrent is None:
+            raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent")
+        trackers, seeds = [], list(self._endpoints_for(manifest))
+        if self.tracker.tracked(manifest.torrent.info_hash):
+            trackers.append(f"{self.peer_url}/announce")
+            seeds = self._own_seed_addresses() + seeds
+        same = {m.id for m in self.catalogs.manifests(name=manifest.name)
+                if m.torrent and m.torrent.info_hash == manifest.torrent.info_hash}
+        trackers += [f"{url}/announce" for url, have in self._peer_have.items() if have & same]
+        name = f"{manifest.name}-{manifest.version}"
+        return {
+            "ref": f"{manifest.owner}/{manifest.ref}",
+            "name": name,
+            "info_hash": manifest.torrent.info_hash.hex(),
+            "trackers": trackers,
+            "seeds": [f"{host}:{port}" for host, port in seeds],
+            "magnet": magnet_link(manifest.torrent.info_hash, name, trackers, seeds),
+            "torrent": base64.b64encode(with_trackers(manifest.torrent.data, trackers)).decode(),
+        }
+
     async def fetch(
         self,
         ref: str,
@@ -526,9 +579,12 @@ class Daemon:
         train: str | None = None,
         files: list[str] | None = None,
         verify: str = "v2",
+        peers: list[str] | None = None,
     ) -> dict[str, Any]:
         if verify not in VERIFY_MODES:
             raise P2pdataError(f"verify {verify!r} is not one of {', '.join(VERIFY_MODES)}")
+        for peer in peers or ():
+            parse_endpoint(peer)  # a bad address fails now, not in the background
         manifest = self.catalogs.resolve(ref, now=int(time.time()))
         if manifest.torrent is None and not restricted.is_stub(manifest):
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
@@ -545,6 +601,7 @@ class Daemon:
             train=train,
             files=files or [],
             verify=verify,
+            peers=peers or [],
             created=now,
             updated=now,
         )
@@ -571,7 +628,9 @@ class Daemon:
             else:
                 swarm = await self.transfer.fetch(
                     manifest,
-                    peers=self._endpoints_for(manifest),
+                    # Seeds the user named (`fetch --peer`, any BitTorrent client) join the
+                    # p2pdata peers; the manifest's hashes still decide what lands.
+                    peers=self._endpoints_for(manifest) + [parse_endpoint(p) for p in job.peers],
                     files=job.files or None,
                     certificate=certificate,
                 )
@@ -799,6 +858,15 @@ def _subset(manifest: Manifest, globs: list[str]) -> Manifest:
 
 def _bound_port(runner: web.AppRunner) -> int:
     return int(runner.addresses[0][1])
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """HOST:PORT or [IPv6]:PORT, as `fetch --peer` takes a seed's address."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise P2pdataError(f"peer {text!r} is not HOST:PORT (a port from 1 to 65535)")
+    return host, int(port)
 
 
 def _advertised_host(host: str) -> str:

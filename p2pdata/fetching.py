@@ -35,6 +35,7 @@ class FetchJob:
     train: str | None = None
     files: list[str] = field(default_factory=list)
     verify: str = "v2"  # "sha256": land with a second, whole-file SHA-256 check
+    peers: list[str] = field(default_factory=list)  # HOST:PORT seeds named by the user
     state: str = "queued"
     error: str | None = None
     done_bytes: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,26 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
     except RuntimeError as exc:
         raise TransferError(f"libtorrent rejects the torrent made for {root}: {exc}") from exc
     return Torrent(info_hash=parsed.info_hashes().v2.to_bytes(), data=bytes(data))
+
+
+def with_trackers(data: bytes, urls: Iterable[str]) -> bytes:
+    """The .torrent with announce URLs added: outside the info dict, so the info hash stays."""
+    decoded = lt.bdecode(data)
+    urls = list(urls)
+    if urls:
+        decoded[b"announce"] = urls[0].encode()
+        decoded[b"announce-list"] = [[url.encode()] for url in urls]
+    return bytes(lt.bencode(decoded))
+
+
+def magnet_link(info_hash_v2: bytes, name: str, trackers: Iterable[str] = (),
+                peers: Iterable[tuple[str, int]] = ()) -> str:
+    """A BEP 9/52 magnet: v2 info hash (btmh), display name, trackers (tr) and seeds (x.pe)."""
+    quote = urllib.parse.quote
+    parts = [f"xt=urn:btmh:1220{info_hash_v2.hex()}", f"dn={quote(name, safe='')}"]
+    parts += [f"tr={quote(url, safe='')}" for url in trackers]
+    parts += [f"x.pe={f'[{host}]' if ':' in host else host}:{port}" for host, port in peers]
+    return "magnet:?" + "&".join(parts)
 
 
 @dataclass(frozen=True)
