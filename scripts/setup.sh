@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v chromium >/dev/null || need_apt+=(chromium)
+# A standard BitTorrent client: the interop tests fetch from and seed to it (issue 18).
+command -v qbittorrent-nox >/dev/null || need_apt+=(qbittorrent-nox)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -q

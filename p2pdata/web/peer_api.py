@@ -86,7 +86,8 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
 
     async def announce(request: web.Request) -> web.Response:
         # The tracker of public datasets, for any BitTorrent client (rate-limited by guard).
-        body = view.announce(request.query_string, request.remote or "")
+        # The raw query: info_hash is 20 percent-escaped bytes, not text.
+        body = view.announce(request.raw_path.partition("?")[2], request.remote or "")
         return web.Response(body=body, content_type="text/plain")
 
     def restricted_manifest(request: web.Request) -> web.Response:
