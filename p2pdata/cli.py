@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -363,6 +364,12 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
     _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "error"], "fetch jobs")
     _table(data["landed"], ["ref", "uri", "tier"], "landed datasets")
     _table(data["runs"], ["id", "job", "dataset", "state", "exit_code"], "training runs")
+    sent = data.get("transfer") or {}
+    _table([{**r, "sent": _size(r["sent"])} for r in sent.get("datasets", [])], ["dataset", "sent"],
+           "seeding: sent per dataset")
+    # A client name is whatever the remote's handshake said: never Rich markup.
+    _table([{**r, "client": escape(r["client"]), "sent": _size(r["sent"])}
+            for r in sent.get("peers", [])[:20]], ["address", "client", "sent"], "seeding: sent per peer")
 
 
 @main.group(invoke_without_command=True)

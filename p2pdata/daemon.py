@@ -787,6 +787,8 @@ class Daemon:
             "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),
             "published": [manifest_summary(m) for m in self.local_catalog.datasets()],
+            # Seeding: bytes sent per dataset and per remote peer, p2pdata or any client.
+            "transfer": self.transfer.upload_stats(),
         }
 
     # ---- control API: tiers and training ------------------------------------------------------

@@ -144,6 +144,19 @@ def test_standard_client_fetches_from_the_magnet_and_seeds_back_to_p2pdata(
     # The client announced to the daemon's tracker, which now lists it to others.
     wait_for(lambda: compact_peer(qbittorrent.port) in announce(alpha.peer_url, published["info_hash"]),
              timeout=60, what="qBittorrent's announce to reach the tracker")
+    # Seeding is visible: bytes sent per dataset and per peer (not a p2pdata one) in status...
+    sent = wait_for(lambda: (t := alpha.cli_json("status")["transfer"])["uploaded"] >= len(b"".join(
+        files.values())) and t, timeout=30, what="the sent bytes to be counted")
+    [dataset] = sent["datasets"]
+    assert dataset["dataset"] == f"{alpha.cluster_id}/clicks@1" and dataset["sent"] == sent["uploaded"]
+    # Per peer as sampled (a connection may end between two samples): all bytes accounted.
+    assert sum(peer["sent"] for peer in sent["peers"]) == sent["uploaded"], sent["peers"]
+    # ... and in /metrics.
+    token = (alpha.home / "control.token").read_text().strip()
+    metrics = requests.get(f"{alpha.runtime['control_url']}/metrics", timeout=10,
+                           headers={"Authorization": f"Bearer {token}"}).text
+    assert f'p2pdata_dataset_sent_bytes{{dataset="{alpha.cluster_id}/clicks@1"}}' in metrics
+    assert "p2pdata_sent_bytes 0.0" not in metrics
 
     # Direction 2: a p2pdata daemon fetches from the client alone (the publisher is gone).
     beta = make_daemon("beta", discovery={"static_peers": [alpha.peer_url]})
