@@ -529,7 +529,7 @@ class Daemon:
         self.published.put(manifest.id, {**_record_key(manifest), "directory": str(root)})
         await self._seed(manifest, root)
         self.events.emit("dataset.published", ref=manifest.ref, manifest=manifest.id)
-        return manifest_summary(manifest)
+        return {**manifest_summary(manifest), "torrent_url": self._torrent_url(manifest, self._own())}
 
     async def search(self, query: str, **filters: Any) -> list[dict[str, Any]]:
         try:
@@ -539,7 +539,22 @@ class Daemon:
         others = {k: v for k, v in filters.items() if k in ("format", "publisher")}
         tags = [filters["tag"]] if filters.get("tag") else []
         hits = self.catalogs.search(query, **others, **sizes, tags=tags, now=int(time.time()))
-        return [{**manifest_summary(hit.manifest), "score": hit.score} for hit in hits]
+        own = self._own()
+        return [{**manifest_summary(hit.manifest), "torrent_url": self._torrent_url(hit.manifest, own),
+                 "score": hit.score} for hit in hits]
+
+    def _own(self) -> set[str]:
+        """Ids of the manifests we seed: published here or landed here."""
+        return set(self.published.items()) | set(self.landed.items())
+
+    def _torrent_url(self, manifest: Manifest, own: set[str]) -> str | None:
+        """Where a BitTorrent client gets this public dataset's .torrent: our peer API or a peer's."""
+        if manifest.torrent is None or restricted.is_restricted(manifest) or restricted.is_stub(manifest):
+            return None
+        path = f"/v1/datasets/{manifest.id}/torrent"
+        if manifest.id in own:
+            return self.peer_url + path
+        return next((url + path for url, have in self._peer_have.items() if manifest.id in have), None)
 
     def torrent_export(self, ref: str) -> dict[str, Any]:
         """A public dataset as standard BitTorrent clients take it: .torrent and magnet link.
@@ -564,6 +579,7 @@ class Daemon:
             "ref": f"{manifest.owner}/{manifest.ref}",
             "name": name,
             "info_hash": manifest.torrent.info_hash.hex(),
+            "torrent_url": self._torrent_url(manifest, self._own()),
             "trackers": trackers,
             "seeds": [f"{host}:{port}" for host, port in seeds],
             "magnet": magnet_link(manifest.torrent.info_hash, name, trackers, seeds),

@@ -130,6 +130,9 @@ def test_standard_client_fetches_from_the_magnet_and_seeds_back_to_p2pdata(
     exported = alpha.cli_json("torrent", "clicks", "--magnet")
     assert exported["info_hash"] == published["info_hash"] and exported["trackers"] == [
         f"{alpha.peer_url}/announce"]
+    assert exported["torrent_url"] == published["torrent_url"] == (
+        f"{alpha.peer_url}/v1/datasets/{published['id']}/torrent")
+    assert alpha.cli_json("search", "clicks")[0]["torrent_url"] == published["torrent_url"]
     params = lt.parse_magnet_uri(magnet)
     assert params.trackers == [f"{alpha.peer_url}/announce"] and params.peers  # tr= and x.pe=
 
