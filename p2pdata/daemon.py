@@ -505,7 +505,8 @@ class Daemon:
         allow: list[str] | None = None,
     ) -> dict[str, Any]:
         root = Path(directory)
-        # One read of the data: SHA-256 and the torrent's v2 hashes together.
+        hybrid = self.config.transfer.torrent_format == "hybrid"
+        # One read of the data: SHA-256 and the torrent's hashes together.
         scan = await asyncio.to_thread(
             scan_for_publish,
             root,
@@ -518,12 +519,14 @@ class Daemon:
             license=license,
             access=Access(access, tuple(allow or ())),
             piece_size_for=choose_piece_size,
+            hybrid=hybrid,
         )
         manifest = scan.manifest
         # Root folder NAME-VERSION, so datasets added to one BitTorrent client never collide.
         options = {"name": f"{manifest.name}-{manifest.version}",
                    **self.restricted.torrent_options(manifest)}
-        torrent = await asyncio.to_thread(make_torrent, manifest.files, root, v2=scan.v2, **options)
+        torrent = await asyncio.to_thread(make_torrent, manifest.files, root, v2=scan.v2,
+                                          hybrid=hybrid, **options)
         manifest = self.local_catalog.add(manifest.with_torrent(torrent))
         self.restricted.on_publish(manifest)
         self.published.put(manifest.id, {**_record_key(manifest), "directory": str(root)})

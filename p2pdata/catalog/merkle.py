@@ -5,14 +5,16 @@ publish.hash_file), so a torrent is made without reading the data again.
 The tree's leaves are the blocks' hashes; leaves past the end of the file are
 zero. A piece's hash is the root of its subtree; a file's `pieces root` is
 the root of the whole tree, padded to a power of two pieces with the hash of
-an all-zero piece.
+an all-zero piece. For hybrid torrents it also keeps the v1 piece hashes:
+SHA-1 of each piece, the file's last one padded with zeros (hybrid torrents
+pad every file to a piece boundary).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from hashlib import sha256
+from hashlib import sha1, sha256
 
 BLOCK = 16 * 1024
 _ZERO = bytes(32)
@@ -25,6 +27,7 @@ class V2Hashes:
     piece_size: int
     root: bytes  # `pieces root`; empty for an empty file
     piece_layer: bytes  # piece hashes concatenated; empty unless the file spans pieces
+    v1_pieces: bytes | None = None  # SHA-1 per zero-padded piece, for hybrid torrents
 
 
 def merkle_root(leaves: Sequence[bytes], width: int, pad: bytes = _ZERO) -> bytes:
@@ -50,10 +53,13 @@ class V2Hasher:
     so callers read in multiples of BLOCK.
     """
 
-    def __init__(self, piece_size: int) -> None:
+    def __init__(self, piece_size: int, *, v1: bool = False) -> None:
         if piece_size < BLOCK or piece_size & (piece_size - 1):
             raise ValueError(f"piece size {piece_size} is not a power of two of at least {BLOCK}")
         self.piece_size = piece_size
+        self._v1: list[bytes] | None = [] if v1 else None
+        self._sha1 = sha1()
+        self._sha1_fill = 0
         self._per_piece = piece_size // BLOCK
         self._leaves: list[bytes] = []  # of the piece being filled
         self._pieces: list[bytes] = []
@@ -74,15 +80,39 @@ class V2Hasher:
         self._pieces += [merkle_root(leaves[i:i + per], per) for i in range(0, full, per)]
         self._leaves = leaves[full:]
         self._size += len(view)
+        if self._v1 is not None:
+            self._update_v1(view)
+
+    def _update_v1(self, view: memoryview) -> None:
+        offset = 0
+        while offset < len(view):
+            take = min(self.piece_size - self._sha1_fill, len(view) - offset)
+            self._sha1.update(view[offset:offset + take])
+            self._sha1_fill += take
+            offset += take
+            if self._sha1_fill == self.piece_size:
+                self._end_v1_piece()
+
+    def _end_v1_piece(self) -> None:
+        assert self._v1 is not None
+        self._v1.append(self._sha1.digest())
+        self._sha1, self._sha1_fill = sha1(), 0
 
     def finish(self) -> V2Hashes:
+        v1 = None
+        if self._v1 is not None:
+            if self._sha1_fill:  # the pad file after it fills the last piece with zeros
+                self._sha1.update(bytes(self.piece_size - self._sha1_fill))
+                self._end_v1_piece()
+            v1 = b"".join(self._v1)
         if self._size == 0:
-            return V2Hashes(self.piece_size, b"", b"")
+            return V2Hashes(self.piece_size, b"", b"", v1)
         if not self._pieces:  # one piece or less: the tree is only as wide as the file
-            return V2Hashes(self.piece_size, merkle_root(self._leaves, _pow2(len(self._leaves))), b"")
+            root = merkle_root(self._leaves, _pow2(len(self._leaves)))
+            return V2Hashes(self.piece_size, root, b"", v1)
         pieces = list(self._pieces)
         if self._leaves:
             pieces.append(merkle_root(self._leaves, self._per_piece))
         pad = merkle_root((), self._per_piece)
         root = merkle_root(pieces, _pow2(len(pieces)), pad)
-        return V2Hashes(self.piece_size, root, b"".join(pieces) if len(pieces) > 1 else b"")
+        return V2Hashes(self.piece_size, root, b"".join(pieces) if len(pieces) > 1 else b"", v1)

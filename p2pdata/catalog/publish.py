@@ -95,11 +95,13 @@ def scan_for_publish(
     access: Access | None = None,
     workers: int | None = None,
     piece_size_for: Callable[[int], int] | None = None,
+    hybrid: bool = False,
 ) -> Scan:
     """scan_dataset, plus v2 hashes at `piece_size_for(total size)` when that is given.
 
     The v2 hashes come from the same read as the SHA-256, so a torrent made
     from them (transfer.make_torrent's `v2=`) needs no second pass over the data.
+    `hybrid`: also the v1 piece hashes a hybrid v1+v2 torrent needs.
     """
     try:
         check_name(name)
@@ -116,7 +118,8 @@ def scan_for_publish(
     limit = Limits().max_files_per_dataset
     if len(paths) > limit:
         raise PublishError(f"{root} holds {len(paths)} files, over the limit of {limit}")
-    files, v2 = hash_files_v2(root, paths, workers=workers, piece_size_for=piece_size_for)
+    files, v2 = hash_files_v2(root, paths, workers=workers, piece_size_for=piece_size_for,
+                              v1=hybrid)
     fmt = detect_format(paths)
     manifest = Manifest(
         name=name,
@@ -223,9 +226,12 @@ def hash_files(root: Path, paths: list[str], *, workers: int | None = None) -> t
 
 def hash_files_v2(
     root: Path, paths: list[str], *, workers: int | None = None,
-    piece_size_for: Callable[[int], int] | None = None,
+    piece_size_for: Callable[[int], int] | None = None, v1: bool = False,
 ) -> tuple[tuple[FileEntry, ...], dict[str, V2Hashes]]:
-    """hash_files, plus each file's v2 hashes at `piece_size_for(total size)` from the same read."""
+    """hash_files, plus each file's v2 hashes at `piece_size_for(total size)` from the same read.
+
+    `v1`: the v1 piece hashes of a hybrid torrent too (a third hash per byte).
+    """
     try:
         sizes = {path: (root / path).stat().st_size for path in paths}
     except OSError as exc:
@@ -233,7 +239,7 @@ def hash_files_v2(
     piece_size = None if piece_size_for is None else piece_size_for(sum(sizes.values()))
     order = sorted(paths, key=lambda path: -sizes[path])
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        results = dict(zip(order, pool.map(lambda path: _hash_one(root, path, piece_size), order),
+        results = dict(zip(order, pool.map(lambda path: _hash_one(root, path, piece_size, v1), order),
                            strict=True))
     entries = []
     v2 = {}
@@ -247,8 +253,9 @@ def hash_files_v2(
     return tuple(entries), v2
 
 
-def _hash_one(root: Path, path: str, piece_size: int | None) -> tuple[int, bytes, V2Hashes | None]:
-    v2 = None if piece_size is None else V2Hasher(piece_size)
+def _hash_one(root: Path, path: str, piece_size: int | None,
+              v1: bool = False) -> tuple[int, bytes, V2Hashes | None]:
+    v2 = None if piece_size is None else V2Hasher(piece_size, v1=v1)
     try:
         size, digest = hash_file(root / path, v2)
     except OSError as exc:

@@ -39,10 +39,12 @@ def choose_piece_size(total_size: int) -> int:
 
 def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
                  *, piece_size: int | None = None, root_cert: bytes | None = None,
-                 name: str = TORRENT_ROOT, v2: Mapping[str, V2Hashes] | None = None) -> Torrent:
-    """Create a v2-only torrent covering exactly `manifest_files` under `data_dir`.
+                 name: str = TORRENT_ROOT, v2: Mapping[str, V2Hashes] | None = None,
+                 hybrid: bool = False) -> Torrent:
+    """Create a v2 torrent covering exactly `manifest_files` under `data_dir`.
 
-    v2-only because hybrid torrents hash everything twice (about 25 % slower).
+    v2-only by default; `hybrid` adds the v1 side (file list with pad files, SHA-1
+    piece hashes) for clients that read only v1, at the cost of a third hash per byte.
     `v2` holds each file's hashes from publish's single read (scan_for_publish);
     without them every file is read and hashed here, so call this off the event
     loop. With `root_cert` (PEM) it is an SSL torrent: only peers holding a
@@ -62,8 +64,10 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
     given = {hashes.piece_size for hashes in (v2 or {}).values()}
     size = piece_size or (given.pop() if len(given) == 1 else
                           choose_piece_size(sum(entry.size for entry in files)))
-    if v2 is None or any(v2.get(e.path) is None or v2[e.path].piece_size != size for e in files):
-        v2 = hash_files_v2(root, [entry.path for entry in files], piece_size_for=lambda _: size)[1]
+    if v2 is None or any(v2.get(e.path) is None or v2[e.path].piece_size != size
+                         or (hybrid and v2[e.path].v1_pieces is None) for e in files):
+        v2 = hash_files_v2(root, [entry.path for entry in files], piece_size_for=lambda _: size,
+                           v1=hybrid)[1]
     # The BEP 52 metainfo, built here because libtorrent's Python bindings cannot
     # take precomputed v2 hashes (no set_hash2); libtorrent parses it below.
     tree: dict[bytes, Any] = {}
@@ -78,6 +82,8 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
             layers[hashes.root] = hashes.piece_layer
     info: dict[bytes, Any] = {b"file tree": tree, b"meta version": 2, b"name": name.encode(),
                               b"piece length": size}
+    if hybrid:
+        info[b"files"], info[b"pieces"] = _v1_side(tree, v2, size)
     if root_cert is not None:
         info[b"ssl-cert"] = root_cert
     data = lt.bencode({b"created by": b"p2pdata", b"creation date": int(time.time()),
@@ -87,6 +93,34 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
     except RuntimeError as exc:
         raise TransferError(f"libtorrent rejects the torrent made for {root}: {exc}") from exc
     return Torrent(info_hash=parsed.info_hashes().v2.to_bytes(), data=bytes(data))
+
+
+def _v1_side(tree: dict[bytes, Any], v2: Mapping[str, V2Hashes],
+             piece_size: int) -> tuple[list[dict[bytes, Any]], bytes]:
+    """A hybrid torrent's v1 file list and pieces, in the order of the v2 file tree.
+
+    BEP 52 wants both sides in one order: the tree's, keys sorted at each level
+    ("a/x" before "a-b"). libtorrent 2.1's own creator sorts whole paths instead
+    ("a-b" first) and then refuses its own torrent for such names. Every non-empty
+    file is followed by a pad file up to the next piece boundary, so each file's
+    v1 pieces are its own.
+    """
+    listed: list[dict[bytes, Any]] = []
+    pieces: list[bytes] = []
+
+    def walk(node: dict[bytes, Any], parts: list[bytes]) -> None:
+        for key in sorted(node):
+            if key:
+                walk(node[key], [*parts, key])
+                continue
+            length = node[key][b"length"]
+            listed.append({b"length": length, b"path": parts})
+            pieces.append(v2[b"/".join(parts).decode()].v1_pieces or b"")
+            if pad := -length % piece_size:
+                listed.append({b"attr": b"p", b"length": pad, b"path": [b".pad", str(pad).encode()]})
+
+    walk(tree, [])
+    return listed, b"".join(pieces)
 
 
 def with_trackers(data: bytes, urls: Iterable[str]) -> bytes:

@@ -12,7 +12,8 @@ import pytest
 
 from p2pdata.catalog import scan_for_publish
 from p2pdata.catalog.merkle import BLOCK, V2Hasher
-from p2pdata.errors import TransferError
+from p2pdata.config import load_config
+from p2pdata.errors import ConfigError, TransferError
 from p2pdata.transfer import choose_piece_size, make_torrent
 
 PIECE = 256 * 1024
@@ -22,10 +23,11 @@ SIZES = [0, 1, BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK, PIECE - 1, PIECE, PIECE +
 CERT = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
-def libtorrent_made(files: list, root: Path, piece: int, cert: bytes | None) -> dict:
+def libtorrent_made(files: list, root: Path, piece: int, cert: bytes | None,
+                    hybrid: bool = False) -> dict:
     """The reference: libtorrent reading the files and hashing them (set_piece_hashes)."""
     creator = lt.create_torrent([lt.create_file_entry(f"dataset/{e.path}", e.size) for e in files],
-                                piece, lt.create_torrent.v2_only)
+                                piece, 0 if hybrid else lt.create_torrent.v2_only)
     if cert is not None:
         creator.set_root_cert(cert.decode())
     with tempfile.TemporaryDirectory() as parent:
@@ -57,6 +59,40 @@ def test_one_read_torrent_equals_libtorrents_own(tree: Path, piece: int, cert: b
     assert ours.info_hash == lt.torrent_info(lt.bencode(reference)).info_hashes().v2.to_bytes()
 
 
+@pytest.mark.parametrize("piece", [PIECE, 4 * PIECE])
+def test_hybrid_torrent_equals_libtorrents_own(tree: Path, piece: int) -> None:
+    scan = scan_for_publish(tree, name="d", version="1", owner="o", now=0,
+                            piece_size_for=lambda _: piece, hybrid=True)
+    ours = make_torrent(scan.manifest.files, tree, v2=scan.v2, hybrid=True)
+    reference = libtorrent_made(list(scan.manifest.files), tree, piece, None, hybrid=True)
+    assert lt.bdecode(ours.data)[b"info"] == reference[b"info"]
+    info = lt.torrent_info(ours.data)
+    assert info.info_hashes().has_v1() and info.info_hashes().has_v2()
+    # v2-only hashes given for a hybrid torrent are completed by reading the files.
+    v2_only = scan_for_publish(tree, name="d", version="1", owner="o", now=0,
+                               piece_size_for=lambda _: piece)
+    again = make_torrent(v2_only.manifest.files, tree, v2=v2_only.v2, hybrid=True)
+    assert lt.bdecode(again.data)[b"info"] == reference[b"info"]
+
+
+def test_hybrid_order_is_the_file_trees_even_where_libtorrents_creator_errs(tmp_path: Path) -> None:
+    # Whole-path order ("a-b" < "a.bin" < "a/x") differs from the tree's ("a/x" first):
+    # libtorrent 2.1 lists v1 files by whole path and then refuses its own torrent.
+    for path, size in (("a/x", 5000), ("a.bin", 3000), ("a-b", 100), ("b", 0)):
+        (tmp_path / path).parent.mkdir(exist_ok=True)
+        (tmp_path / path).write_bytes(os.urandom(size))
+    scan = scan_for_publish(tmp_path, name="d", version="1", owner="o", now=0,
+                            piece_size_for=lambda _: PIECE, hybrid=True)
+    info = lt.torrent_info(make_torrent(scan.manifest.files, tmp_path, v2=scan.v2, hybrid=True).data)
+    files = info.layout()
+    listed = [files.file_path(i) for i in range(files.num_files())
+              if not files.file_flags(i) & lt.file_storage.flag_pad_file]
+    assert listed == ["dataset/a/x", "dataset/a-b", "dataset/a.bin", "dataset/b"]
+    with pytest.raises(RuntimeError, match="v1 and v2 file metadata does not match"):
+        lt.torrent_info(lt.bencode(libtorrent_made(list(scan.manifest.files), tmp_path, PIECE,
+                                                   None, hybrid=True)))
+
+
 def test_hashes_at_another_piece_size_are_recomputed(tree: Path) -> None:
     scan = scan_for_publish(tree, name="d", version="1", owner="o", now=0,
                             piece_size_for=lambda _: PIECE)
@@ -81,3 +117,11 @@ def test_hasher_rejects_bad_piece_sizes_and_short_blocks_midway() -> None:
     hasher.update(b"x" * 100)
     with pytest.raises(ValueError, match="short block"):
         hasher.update(b"x" * BLOCK)
+
+
+def test_torrent_format_is_checked_in_the_config(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[transfer]\ntorrent_format = "v1"\n')
+    with pytest.raises(ConfigError, match=r"transfer\.torrent_format: expected 'v2' or 'hybrid'"):
+        load_config(tmp_path)
+    (tmp_path / "config.toml").write_text('[transfer]\ntorrent_format = "hybrid"\n')
+    assert load_config(tmp_path).transfer.torrent_format == "hybrid"
