@@ -23,6 +23,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+import libtorrent as lt
 from aiohttp import web
 
 from p2pdata import __version__, restricted
@@ -334,7 +335,9 @@ class Daemon:
         except TransferError as exc:  # the same files published and fetched: one swarm serves both
             log.info("not seeding %s from %s: %s", manifest.ref, folder, exc)
         if manifest.torrent and not restricted.is_restricted(manifest):
-            self.tracker.track(manifest.torrent.info_hash, self._own_seed_addresses())
+            hashes = lt.torrent_info(manifest.torrent.data).info_hashes()
+            self.tracker.track(manifest.torrent.info_hash, self._own_seed_addresses(),
+                               info_hash_v1=hashes.v1.to_bytes() if hashes.has_v1() else None)
 
     def _own_seed_addresses(self) -> list[tuple[str, int]]:
         """Where other BitTorrent clients reach our public seeds (an IP, as trackers list)."""

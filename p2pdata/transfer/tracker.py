@@ -40,13 +40,20 @@ class Tracker:
         self.interval = interval
         self._swarms: dict[bytes, _Swarm] = {}
 
-    def track(self, info_hash_v2: bytes, seeds: Iterable[Endpoint]) -> None:
-        """Serve this torrent, listing `seeds` (the daemon's own IP addresses) first."""
+    def track(self, info_hash_v2: bytes, seeds: Iterable[Endpoint], *,
+              info_hash_v1: bytes | None = None) -> None:
+        """Serve this torrent, listing `seeds` (the daemon's own IP addresses) first.
+
+        A hybrid torrent's v1 info hash names the same swarm: v1-only clients announce by it.
+        """
         swarm = self._swarms.setdefault(tracker_key(info_hash_v2), _Swarm())
+        if info_hash_v1 is not None:
+            self._swarms[info_hash_v1] = swarm
         swarm.seeds.update((str(ipaddress.ip_address(host)), port) for host, port in seeds)
 
     def untrack(self, info_hash_v2: bytes) -> None:
-        self._swarms.pop(tracker_key(info_hash_v2), None)
+        swarm = self._swarms.pop(tracker_key(info_hash_v2), None)
+        self._swarms = {key: other for key, other in self._swarms.items() if other is not swarm}
 
     def tracked(self, info_hash_v2: bytes) -> bool:
         return tracker_key(info_hash_v2) in self._swarms

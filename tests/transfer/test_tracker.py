@@ -70,3 +70,13 @@ def test_magnet_and_torrent_name_trackers_and_seeds_without_changing_the_info_ha
     data = with_trackers(lt.bencode(torrent), ["http://127.0.0.1:9/announce"])
     assert lt.bdecode(data)[b"announce"] == b"http://127.0.0.1:9/announce"
     assert lt.bdecode(data)[b"info"] == torrent[b"info"]
+
+
+def test_a_hybrid_torrents_v1_hash_names_the_same_swarm() -> None:
+    tracker = Tracker()
+    v1 = bytes(range(100, 120))
+    tracker.track(HASH, [SEED], info_hash_v1=v1)
+    tracker.announce(query(info_hash=v1, port=7001), "127.0.0.2", now=0)  # a v1-only client
+    assert peers(tracker.announce(query(), "127.0.0.3", now=1)) == [SEED, ("127.0.0.2", 7001)]
+    tracker.untrack(HASH)
+    assert b"failure reason" in tracker.announce(query(info_hash=v1), "127.0.0.2", now=2)
