@@ -28,6 +28,7 @@ class V2Hashes:
     root: bytes  # `pieces root`; empty for an empty file
     piece_layer: bytes  # piece hashes concatenated; empty unless the file spans pieces
     v1_pieces: bytes | None = None  # SHA-1 per zero-padded piece, for hybrid torrents
+    v1_tail: bytes | None = None  # SHA-1 of the last piece unpadded (a one-file torrent's)
 
 
 def merkle_root(leaves: Sequence[bytes], width: int, pad: bytes = _ZERO) -> bytes:
@@ -99,20 +100,22 @@ class V2Hasher:
         self._sha1, self._sha1_fill = sha1(), 0
 
     def finish(self) -> V2Hashes:
-        v1 = None
+        v1 = tail = None
         if self._v1 is not None:
             if self._sha1_fill:  # the pad file after it fills the last piece with zeros
+                tail = self._sha1.copy().digest()
                 self._sha1.update(bytes(self.piece_size - self._sha1_fill))
                 self._end_v1_piece()
             v1 = b"".join(self._v1)
         if self._size == 0:
-            return V2Hashes(self.piece_size, b"", b"", v1)
+            return V2Hashes(self.piece_size, b"", b"", v1, tail)
         if not self._pieces:  # one piece or less: the tree is only as wide as the file
             root = merkle_root(self._leaves, _pow2(len(self._leaves)))
-            return V2Hashes(self.piece_size, root, b"", v1)
+            return V2Hashes(self.piece_size, root, b"", v1, tail)
         pieces = list(self._pieces)
         if self._leaves:
             pieces.append(merkle_root(self._leaves, self._per_piece))
         pad = merkle_root((), self._per_piece)
         root = merkle_root(pieces, _pow2(len(pieces)), pad)
-        return V2Hashes(self.piece_size, root, b"".join(pieces) if len(pieces) > 1 else b"", v1)
+        return V2Hashes(self.piece_size, root, b"".join(pieces) if len(pieces) > 1 else b"", v1,
+                        tail)

@@ -18,7 +18,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,22 +200,36 @@ def _special_kind(mode: int) -> str:
     return "special file"
 
 
-def hash_file(path: Path, v2: V2Hasher | None = None) -> tuple[int, bytes]:
-    """(size, SHA-256) of a regular file, read once in large chunks; `v2` is fed the same bytes."""
+def hash_file(path: Path, v2: V2Hasher | None = None,
+              helper: ThreadPoolExecutor | None = None) -> tuple[int, bytes]:
+    """(size, SHA-256) of a regular file, read once in large chunks; `v2` is fed the same bytes.
+
+    With a `helper` thread pool the v2 hashes of each chunk are computed there while
+    this thread does the SHA-256, so even a single file keeps two cores busy.
+    """
     # O_NONBLOCK: if the file was swapped for a fifo since the walk, open must not hang.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(fd, "rb", buffering=0) as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise PublishError(f"{path} is no longer a regular file")
         digest = hashlib.sha256()
-        buffer = bytearray(HASH_CHUNK)
-        view = memoryview(buffer)
+        # Two buffers: the helper hashes one while the next chunk is read into the other.
+        buffers = [bytearray(HASH_CHUNK), bytearray(HASH_CHUNK)]
+        pending: Future[None] | None = None
         size = 0
-        while count := handle.readinto(buffer):
-            digest.update(view[:count])
-            if v2 is not None:
-                v2.update(view[:count])
+        while count := handle.readinto(buffers[0]):
+            view = memoryview(buffers[0])[:count]
+            if v2 is not None and helper is not None:
+                if pending is not None:
+                    pending.result()  # in order, and the other buffer is free again
+                pending = helper.submit(v2.update, view)
+            elif v2 is not None:
+                v2.update(view)
+            digest.update(view)
             size += count
+            buffers.reverse()
+        if pending is not None:
+            pending.result()
     return size, digest.digest()
 
 
@@ -238,9 +252,16 @@ def hash_files_v2(
         raise PublishError(f"cannot read {exc.filename}: {exc.strerror}") from exc
     piece_size = None if piece_size_for is None else piece_size_for(sum(sizes.values()))
     order = sorted(paths, key=lambda path: -sizes[path])
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        results = dict(zip(order, pool.map(lambda path: _hash_one(root, path, piece_size, v1), order),
-                           strict=True))
+    cores = workers or os.cpu_count() or 1
+    # Fewer files than cores: each file's v2 hashing gets a thread of its own as well.
+    helper = ThreadPoolExecutor(cores) if piece_size and len(paths) < cores else None
+    try:
+        with ThreadPoolExecutor(max_workers=cores) as pool:
+            results = dict(zip(order, pool.map(
+                lambda path: _hash_one(root, path, piece_size, v1, helper), order), strict=True))
+    finally:
+        if helper is not None:
+            helper.shutdown()
     entries = []
     v2 = {}
     for path in paths:
@@ -253,11 +274,11 @@ def hash_files_v2(
     return tuple(entries), v2
 
 
-def _hash_one(root: Path, path: str, piece_size: int | None,
-              v1: bool = False) -> tuple[int, bytes, V2Hashes | None]:
+def _hash_one(root: Path, path: str, piece_size: int | None, v1: bool = False,
+              helper: ThreadPoolExecutor | None = None) -> tuple[int, bytes, V2Hashes | None]:
     v2 = None if piece_size is None else V2Hasher(piece_size, v1=v1)
     try:
-        size, digest = hash_file(root / path, v2)
+        size, digest = hash_file(root / path, v2, helper)
     except OSError as exc:
         raise PublishError(f"cannot read {root / path}: {exc.strerror}") from exc
     return size, digest, None if v2 is None else v2.finish()

@@ -83,7 +83,7 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
     info: dict[bytes, Any] = {b"file tree": tree, b"meta version": 2, b"name": name.encode(),
                               b"piece length": size}
     if hybrid:
-        info[b"files"], info[b"pieces"] = _v1_side(tree, v2, size)
+        info[b"files"], info[b"pieces"] = _v1_side(tree, files, v2, size)
     if root_cert is not None:
         info[b"ssl-cert"] = root_cert
     data = lt.bencode({b"created by": b"p2pdata", b"creation date": int(time.time()),
@@ -95,7 +95,7 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
     return Torrent(info_hash=parsed.info_hashes().v2.to_bytes(), data=bytes(data))
 
 
-def _v1_side(tree: dict[bytes, Any], v2: Mapping[str, V2Hashes],
+def _v1_side(tree: dict[bytes, Any], files: list[FileEntry], v2: Mapping[str, V2Hashes],
              piece_size: int) -> tuple[list[dict[bytes, Any]], bytes]:
     """A hybrid torrent's v1 file list and pieces, in the order of the v2 file tree.
 
@@ -103,10 +103,15 @@ def _v1_side(tree: dict[bytes, Any], v2: Mapping[str, V2Hashes],
     ("a/x" before "a-b"). libtorrent 2.1's own creator sorts whole paths instead
     ("a-b" first) and then refuses its own torrent for such names. Every non-empty
     file is followed by a pad file up to the next piece boundary, so each file's
-    v1 pieces are its own.
+    v1 pieces are its own; as libtorrent does, a torrent of one file has no pad.
     """
     listed: list[dict[bytes, Any]] = []
     pieces: list[bytes] = []
+    if len(files) == 1:
+        [entry] = files
+        v1, tail = v2[entry.path].v1_pieces or b"", v2[entry.path].v1_tail
+        path = [part.encode() for part in entry.path.split("/")]
+        return [{b"length": entry.size, b"path": path}], v1 if tail is None else v1[:-20] + tail
 
     def walk(node: dict[bytes, Any], parts: list[bytes]) -> None:
         for key in sorted(node):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import tempfile
@@ -125,3 +126,16 @@ def test_torrent_format_is_checked_in_the_config(tmp_path: Path) -> None:
         load_config(tmp_path)
     (tmp_path / "config.toml").write_text('[transfer]\ntorrent_format = "hybrid"\n')
     assert load_config(tmp_path).transfer.torrent_format == "hybrid"
+
+
+def test_a_single_file_hashed_on_two_threads_gives_the_same_torrent(tmp_path: Path) -> None:
+    # Fewer files than workers: v2 hashing runs beside the SHA-256, chunk by chunk.
+    data = os.urandom(5 * 1024 * 1024 + 12345)
+    (tmp_path / "big.bin").write_bytes(data)
+    scan = scan_for_publish(tmp_path, name="d", version="1", owner="o", now=0, workers=2,
+                            piece_size_for=lambda _: PIECE, hybrid=True)
+    assert scan.manifest.files[0].sha256 == hashlib.sha256(data).digest()
+    ours = make_torrent(scan.manifest.files, tmp_path, v2=scan.v2, hybrid=True)
+    reference = libtorrent_made(list(scan.manifest.files), tmp_path, PIECE, None, hybrid=True)
+    assert lt.bdecode(ours.data)[b"info"] == reference[b"info"]
+    assert lt.bdecode(ours.data)[b"piece layers"] == reference[b"piece layers"]
