@@ -5,59 +5,115 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+from rich.progress import Progress
 
-from p2pdata.config import Config, load_config, resolve_home, write_default_config
+from p2pdata.config import Config, load_config, resolve_home, secure_home, write_default_config
+from p2pdata.display import (
+    Column,
+    ago,
+    human_size,
+    named_ref,
+    parse_size,
+    plain,
+    print_table,
+    publisher,
+    transfer_columns,
+)
 from p2pdata.errors import P2pdataError
 
 console = Console()
+# catalog.FORMATS, spelt out: importing the catalog package (pyarrow) would slow every command.
+FORMATS = ("parquet", "tfrecord", "csv", "files")
 
 
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _size(n: int | float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+def _table(rows: list[dict[str, Any]], columns: list[Column], title: str | None = None) -> None:
+    print_table(console, rows, columns, title)
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(str(row.get(column, "")) for column in columns))
-    console.print(table)
-
-
-def _ago(when: float | None) -> str:
-    return "never" if when is None else f"{max(0, time.time() - when):.0f} s ago"
-
-
-def _listing(ctx: Context, path: str, columns: list[str], as_json: bool) -> None:
+def _listing(ctx: Context, path: str, columns: list[Column], as_json: bool) -> None:
     rows = ctx.call("GET", path)
     _emit_json(rows) if as_json else _table(rows, columns)
+
+
+# Columns of the tables several commands show; `whole` ones are what a user copies.
+PEER_COLUMNS = [
+    Column("url", whole=True),
+    Column("publisher", "cluster", whole=True),
+    Column("state"),
+    Column("last_seen", "seen", ago),
+    Column("catalog_version", "catalog"),
+    Column("error", wraps=True),
+]
+JOB_COLUMNS = [
+    Column("id", whole=True),
+    Column("ref", whole=True),
+    Column("state"),
+    Column("progress"),
+    Column("why", wraps=True),  # why it waits while it runs, why it failed once it is over
+]
+LANDED_COLUMNS = [Column("ref", whole=True), Column("uri", whole=True), Column("tier")]
+RUN_COLUMNS = [
+    Column("id", whole=True),
+    Column("job"),
+    Column("dataset", whole=True),
+    Column("state"),
+    Column("exit_code", "exit"),
+]
+
+
+def _jobs_rows(jobs: list[dict[str, Any]], names: dict[str, str]) -> list[dict[str, Any]]:
+    """Fetch jobs for a table: refs under the publisher's name, progress in human sizes."""
+    return [
+        {
+            **job,
+            "ref": named_ref(job["ref"], names),
+            "progress": f"{human_size(job.get('done_bytes') or 0)} / {human_size(job.get('total_bytes'))}",
+            "why": job.get("waiting") or job.get("error") or "",
+        }
+        for job in jobs
+    ]
+
+
+def _peer_rows(peers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**peer, "publisher": _publisher(peer.get("cluster_id"), peer.get("name"))} for peer in peers]
+
+
+def _publisher(cluster_id: str | None, name: str | None) -> str:
+    return publisher(cluster_id, {cluster_id: name} if cluster_id and name else {})
+
+
+def complete_dataset(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of dataset names from the local search index (no daemon needed)."""
+    from p2pdata.catalog import CatalogStore
+    from p2pdata.db import open_db
+
+    try:
+        home = resolve_home(ctx.find_root().params.get("home"))
+        conn = open_db(load_config(home).database)
+    except (P2pdataError, OSError):
+        return []
+    try:
+        pairs = CatalogStore(conn).names(incomplete.split("@")[0])
+    finally:
+        conn.close()
+    if "@" in incomplete:
+        return [f"{name}@{version}" for name, version in pairs if f"{name}@{version}".startswith(incomplete)]
+    return sorted({name for name, _ in pairs})
 
 
 class Context:
@@ -66,6 +122,11 @@ class Context:
 
     @property
     def config(self) -> Config:
+        if not self.home.is_dir():
+            raise P2pdataError(
+                f"p2pdata home {self.home} does not exist: check --home or $P2PDATA_HOME, "
+                f"or create it with `p2pdata --home {self.home} init`"
+            )
         return load_config(self.home)
 
     def call(self, method: str, path: str, payload: dict[str, Any] | None = None, **query: Any) -> Any:
@@ -89,7 +150,24 @@ class _Group(click.Group):
             sys.exit(1)
 
 
-@click.group(cls=_Group)
+class SizeType(click.ParamType):
+    """A size with units: 4096, 512KiB, 10MiB, 1.5GiB, 2GB."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = SizeType()
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--home", type=click.Path(file_okay=False), help="State directory (default: $P2PDATA_HOME).")
 @click.version_option(package_name="p2pdata")
 @click.pass_context
@@ -108,6 +186,7 @@ def init(ctx: Context, name: str, force: bool) -> None:
     from p2pdata.db import open_db
 
     identity = Identity.generate()
+    secure_home(ctx.home)
     identity.save(ctx.home, force=force)
     write_default_config(ctx.home, name or identity.cluster_id)
     open_db(ctx.config.database).close()
@@ -141,13 +220,16 @@ def daemon(ctx: Context, verbose: bool) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-@click.option("--name", required=True)
-@click.option("--version", "version", required=True)
-@click.option("--description", default="")
-@click.option("--tag", "tags", multiple=True)
-@click.option("--license", "license_", default="")
-@click.option("--access", type=click.Choice(["public", "restricted"]), default="public")
+@click.option("--name", required=True, help="Dataset name: [a-z0-9][a-z0-9._-]*.")
+@click.option("--version", "version", required=True, help="Version, e.g. 2024.03; a version's files never change.")
+@click.option("--description", default="", help="What the data is, for search.")
+@click.option("--tag", "tags", multiple=True, help="A tag for search (repeatable).")
+@click.option("--license", "license_", default="", help="Licence, e.g. CC-BY-4.0.")
+@click.option("--access", type=click.Choice(["public", "restricted"]), default="public", show_default=True,
+              help="restricted: only clusters given --allow or `p2pdata grant` may fetch it.")
 @click.option("--allow", multiple=True, help="Cluster ids allowed to fetch a restricted dataset.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS),
+              help="The format, when the file names do not tell it alone (files: publish a mix as plain files).")
 @json_option
 @pass_context
 def publish(
@@ -160,6 +242,7 @@ def publish(
     license_: str,
     access: str,
     allow: tuple[str, ...],
+    fmt: str | None,
     as_json: bool,
 ) -> None:
     """Publish DIRECTORY as NAME@VERSION in this cluster's catalog."""
@@ -175,6 +258,7 @@ def publish(
             "license": license_,
             "access": access,
             "allow": list(allow),
+            "format": fmt,
         },
     )
     if as_json:
@@ -182,17 +266,17 @@ def publish(
     else:
         click.echo(
             f"published {manifest['name']}@{manifest['version']}: {len(manifest['files'])} files, "
-            f"{_size(manifest['total_size'])}, format {manifest['format']}"
+            f"{human_size(manifest['total_size'])}, format {manifest['format']}"
         )
 
 
 @main.command()
 @click.argument("query", default="")
-@click.option("--format", "fmt", help="parquet, csv, tfrecord or files")
-@click.option("--publisher", help="Cluster id of the publisher.")
-@click.option("--tag")
-@click.option("--min-size", type=int)
-@click.option("--max-size", type=int)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Only datasets of this format.")
+@click.option("--publisher", help="Only this publisher: its cluster id or name.")
+@click.option("--tag", help="Only datasets with this tag.")
+@click.option("--min-size", type=SIZE, help="At least this big, e.g. 10MiB.")
+@click.option("--max-size", type=SIZE, help="At most this big, e.g. 2GiB.")
 @json_option
 @pass_context
 def search(
@@ -219,15 +303,18 @@ def search(
     if as_json:
         _emit_json(results)
         return
-    rows = [
-        {**r, "size": _size(r["total_size"]), "dataset": f"{r['publisher']}/{r['name']}@{r['version']}"}
-        for r in results
+    rows = results
+    columns = [
+        Column("ref", "dataset", whole=True),
+        Column("format"),
+        Column("total_size", "size", human_size),
+        Column("description"),
     ]
-    _table(rows, ["dataset", "format", "size", "description"], title=f"{len(rows)} datasets")
+    _table(rows, columns, title=f"{len(rows)} datasets")
 
 
 @main.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_dataset)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the .torrent (default: NAME-VERSION.torrent).")
 @click.option("--magnet", is_flag=True, help="Print the magnet link instead of writing a file.")
@@ -256,12 +343,85 @@ def torrent(ctx: Context, ref: str, output: Path | None, magnet: bool, as_json: 
 
 
 @main.command()
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_dataset)
+@json_option
+@pass_context
+def info(ctx: Context, ref: str, as_json: bool) -> None:
+    """Show NAME[@VERSION]: publisher, files, schema, versions, and where it landed here.
+
+    Works before any fetch, from the publisher's catalog.
+    """
+    data = ctx.call("GET", "/v1/datasets/info", ref=ref)
+    if as_json:
+        _emit_json(data)
+        return
+    rows = "" if data.get("rows") is None else f", {data['rows']:,} rows"
+    summary = f"{len(data['files'])} files, {human_size(data['total_size'])}{rows}"
+    lines = [
+        f"{data['name']}@{data['version']} ({data['format']}, {summary}, {data['access']})",
+        f"publisher: {data['publisher_name']} ({data['publisher']})" if data.get("publisher_name")
+        else f"publisher: {data['publisher']}",
+        f"description: {data['description']}" if data["description"] else "",
+        f"license: {data['license']}" if data["license"] else "",
+        f"tags: {', '.join(data['tags'])}" if data["tags"] else "",
+        f"versions: {', '.join(data['versions'])}",
+        f"published: {ago(data['created'])}",
+    ]
+    landed = data.get("landed")
+    if landed:
+        part = "" if landed["files"] == len(data["files"]) else f"{landed['files']} of {len(data['files'])} files, "
+        lines.append(f"landed here: {landed['uri']} ({part}tier {landed['tier']}, {ago(landed['landed'])})")
+    else:
+        lines.append(f"not landed here: p2pdata fetch {data['ref']}")
+    for line in filter(None, lines):
+        plain(console, line)
+    if data["schema"]:
+        _table(data["schema"], [Column("name", "column", whole=True), Column("type", wraps=True)], "schema")
+
+
+@main.command("ls")
+@click.argument("ref", shell_complete=complete_dataset)
+@json_option
+@pass_context
+def ls(ctx: Context, ref: str, as_json: bool) -> None:
+    """List the files of NAME[@VERSION] with their sizes (works before any fetch)."""
+    data = ctx.call("GET", "/v1/datasets/info", ref=ref)
+    if as_json:
+        _emit_json(data["files"])
+        return
+    title = f"{data['name']}@{data['version']}: {len(data['files'])} files, {human_size(data['total_size'])}"
+    _table(data["files"], [Column("path", whole=True), Column("size", show=human_size)], title)
+
+
+@main.command()
+@click.argument("ref", shell_complete=complete_dataset)
+@json_option
+@pass_context
+def unpublish(ctx: Context, ref: str, as_json: bool) -> None:
+    """Withdraw NAME@VERSION from this cluster's catalog and stop seeding it.
+
+    Peers see it gone at their next sync; copies they already fetched stay theirs.
+    """
+    result = ctx.call("POST", "/v1/unpublish", {"ref": ref})
+    _emit_json(result) if as_json else click.echo(f"unpublished {result['ref']}")
+
+
+@main.command()
+@json_option
+@pass_context
+def sync(ctx: Context, as_json: bool) -> None:
+    """Fetch every peer's catalog now, instead of waiting for the next round."""
+    rows = ctx.call("POST", "/v1/sync", {})
+    _emit_json(rows) if as_json else _table(_peer_rows(rows), PEER_COLUMNS, f"synced {len(rows)} peers")
+
+
+@main.command()
+@click.argument("ref", shell_complete=complete_dataset)
 @click.option("--tier", help="Storage tier: ssd, one_ssd, hot, warm, cold, memory (or a policy name).")
 @click.option("--to", "to", help="Store root to land under, instead of the configured one.")
 @click.option("--train", "train", help="A training job to start once the data has landed.")
 @click.option("--files", "files", multiple=True, help="Only files matching this glob (repeatable).")
-@click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs show`.")
+@click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs watch ID`.")
 @click.option("--timeout", type=float, help="Stop waiting after this many seconds (the fetch goes on).")
 @click.option("--peer", "peers", multiple=True, metavar="HOST:PORT",
               help="Also fetch from this seed, any BitTorrent client (repeatable).")
@@ -283,61 +443,133 @@ def fetch(
     verify: str,
     as_json: bool,
 ) -> None:
-    """Fetch NAME[@VERSION] (or CLUSTER/NAME@VERSION) from every peer that has it and land it."""
+    """Fetch NAME[@VERSION] (or CLUSTER/NAME@VERSION) from every peer that has it and land it.
+
+    A fetch of a dataset already being fetched attaches to that job. Ctrl-C leaves the
+    fetch running in the daemon (see `p2pdata jobs watch`); a second Ctrl-C within
+    3 seconds cancels it. Exits 1 when the job fails or is cancelled, with --json too.
+    """
     job = ctx.call(
         "POST", "/v1/fetch",
         {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files), "verify": verify,
          "peers": list(peers)},
     )
+    if job.get("attached") and not as_json:  # JSON says so in "attached"
+        click.echo(f"{job['ref']} is already being fetched: attached to job {job['id']}")
     if not detach:
-        try:
-            job = asyncio.run(asyncio.wait_for(_follow_fetch(ctx, job, quiet=as_json), timeout))
-        except TimeoutError:
-            job = ctx.call("GET", f"/v1/jobs/{job['id']}")
-    if as_json:
-        _emit_json(job)
-    elif job["state"] == "landed":
-        click.echo(f"landed {job['ref']} at {job['uri']}")
-    elif job["state"] in ("failed", "cancelled"):
-        raise P2pdataError(f"fetch of {job['ref']} {job['state']}: {job.get('error') or ''}")
-    else:
-        click.echo(f"fetch job {job['id']} for {job['ref']}: {job['state']}")
+        job = asyncio.run(_attach(ctx, job, timeout=timeout, quiet=as_json))
+    _job_outcome(job, as_json)
 
 
 _FINAL_STATES = ("landed", "failed", "cancelled")
+_CANCEL_WINDOW = 3.0  # seconds in which a second Ctrl-C cancels the fetch
+_REREAD = 2.0  # seconds without an event after which an attached client re-reads its job
 
 
-async def _follow_fetch(ctx: Context, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
+def _say(message: str, quiet: bool) -> None:
+    """A note for the user; on stderr when stdout is JSON for a script."""
+    click.echo(message, err=quiet)
+
+
+def _job_outcome(job: dict[str, Any], as_json: bool) -> None:
+    """Print what became of a fetch job; exit 1 if it failed or was cancelled."""
+    if as_json:
+        _emit_json(job)
+        if job["state"] in ("failed", "cancelled"):
+            sys.exit(1)
+        return
+    if job["state"] == "landed":
+        click.echo(f"landed {job['ref']} at {job['uri']}")
+        for run in job.get("runs") or []:
+            click.echo(f"started training run {run} (follow it with `p2pdata jobs logs {run} --follow`)")
+    elif job["state"] in ("failed", "cancelled"):
+        hint = f"; retry with `p2pdata jobs retry {job['id']}`" if job.get("retryable") else ""
+        raise P2pdataError(f"fetch of {job['ref']} {job['state']}: {job.get('error') or ''}{hint}")
+    else:
+        click.echo(f"fetch job {job['id']} for {job['ref']}: {job['state']}"
+                   + (f" ({job['waiting']})" if job.get("waiting") else ""))
+
+
+async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
+                  quiet: bool) -> dict[str, Any]:
+    """Follow a job until it ends, the timeout passes, or Ctrl-C (see `fetch`)."""
     from p2pdata.web.client import ControlClient
 
     client = ControlClient(ctx.config)
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    ]
+    loop = asyncio.get_running_loop()
+    follow = asyncio.create_task(_follow_fetch(client, job, quiet))
+    choice: list[str] = []  # "asked", then "leave" or "cancel"
+
+    def leave() -> None:
+        if choice == ["asked"]:
+            choice.append("leave")
+            follow.cancel()
+
+    def interrupted() -> None:
+        if not choice:
+            choice.append("asked")
+            _say(f"\nCtrl-C: fetch job {job['id']} goes on in the daemon. "
+                 f"Press Ctrl-C again within {_CANCEL_WINDOW:.0f} s to cancel it.", quiet)
+            loop.call_later(_CANCEL_WINDOW, leave)
+        elif choice == ["asked"]:
+            choice.append("cancel")
+            follow.cancel()
+
+    handled = threading.current_thread() is threading.main_thread()  # else no signals reach us
+    if handled:
+        loop.add_signal_handler(signal.SIGINT, interrupted)
+        _say(f"following fetch job {job['id']}: Ctrl-C leaves it running, twice cancels it", quiet)
+    try:
+        await asyncio.wait({follow}, timeout=timeout)
+    finally:
+        if handled:
+            loop.remove_signal_handler(signal.SIGINT)
+        follow.cancel()
+        await asyncio.gather(follow, return_exceptions=True)
+    if "cancel" in choice:
+        return await client.call("POST", f"/v1/jobs/{job['id']}/cancel", {})
+    if "leave" in choice:
+        _say(f"left fetch job {job['id']} running: `p2pdata jobs watch {job['id']}` follows it, "
+             f"`p2pdata jobs cancel {job['id']}` stops it", quiet)
+    return await client.call("GET", f"/v1/jobs/{job['id']}")
+
+
+async def _follow_fetch(client: Any, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
+    columns = transfer_columns()
+
+    def describe(peers: int | None = None) -> str:
+        what = f"{job['ref']} [{job['state']}]" if peers is None else f"{job['ref']} ({peers} peers)"
+        return f"{what}: {job['waiting']}" if job.get("waiting") else what
+
     with Progress(*columns, console=console, disable=quiet) as progress:
         task = progress.add_task(job["ref"], total=job.get("total_bytes") or None)
         events = client.events()
-        # Re-read the job after subscribing, so an event between the two cannot be missed.
-        job = await client.call("GET", f"/v1/jobs/{job['id']}")
-        while job["state"] not in _FINAL_STATES:
-            event = await anext(events)
-            if event.get("job") != job["id"]:
-                continue
-            if event["type"] == "fetch.progress":
-                progress.update(
-                    task,
-                    completed=event["done_bytes"],
-                    total=event["total_bytes"],
-                    description=f"{job['ref']} ({event.get('peers', 0)} peers)",
-                )
-            elif event["type"] == "fetch.state":
-                job = await client.call("GET", f"/v1/jobs/{job['id']}")
-                progress.update(task, description=f"{job['ref']} [{job['state']}]")
-        await events.aclose()
+        pending: asyncio.Future[dict[str, Any]] | None = None
+        try:
+            job = await client.call("GET", f"/v1/jobs/{job['id']}")
+            progress.update(task, completed=job["done_bytes"], description=describe())
+            while job["state"] not in _FINAL_STATES:
+                pending = pending or asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({pending}, timeout=_REREAD)
+                if not done:  # quiet for a while: re-read, in case the end came before we listened
+                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
+                    progress.update(task, completed=job["done_bytes"], description=describe())
+                    continue
+                event, pending = pending.result(), None
+                if event.get("job") != job["id"]:
+                    continue
+                if event["type"] == "fetch.progress":
+                    job["waiting"] = event.get("waiting")
+                    progress.update(task, completed=event["done_bytes"], total=event["total_bytes"],
+                                    description=describe(event.get("peers", 0)))
+                elif event["type"] == "fetch.state":
+                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
+                    progress.update(task, completed=job["done_bytes"], description=describe())
+        finally:
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+            await events.aclose()
     return job
 
 
@@ -356,20 +588,17 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
         _emit_json(data)
         return
     cluster = data["cluster"]
-    for peer in data["peers"]:
-        peer["last_seen"] = _ago(peer["last_seen"])
-    click.echo(f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
-    _table(data["peers"], ["url", "cluster_id", "state", "last_seen", "failures", "catalog_version", "error"],
-           "peers")
-    _table(data["jobs"], ["id", "ref", "state", "done_bytes", "total_bytes", "error"], "fetch jobs")
-    _table(data["landed"], ["ref", "uri", "tier"], "landed datasets")
-    _table(data["runs"], ["id", "job", "dataset", "state", "exit_code"], "training runs")
+    plain(console, f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
+    names = data.get("publishers") or {}
+    _table(_peer_rows(data["peers"]), PEER_COLUMNS, "peers")
+    _table(_jobs_rows(data["jobs"], names), JOB_COLUMNS, "fetch jobs")
+    _table([{**d, "ref": named_ref(d["ref"], names)} for d in data["landed"]], LANDED_COLUMNS, "landed datasets")
+    _table(data["runs"], RUN_COLUMNS, "training runs")
     sent = data.get("transfer") or {}
-    _table([{**r, "sent": _size(r["sent"])} for r in sent.get("datasets", [])], ["dataset", "sent"],
+    _table(sent.get("datasets", []), [Column("dataset", whole=True), Column("sent", show=human_size)],
            "seeding: sent per dataset")
-    # A client name is whatever the remote's handshake said: never Rich markup.
-    _table([{**r, "client": escape(r["client"]), "sent": _size(r["sent"])}
-            for r in sent.get("peers", [])[:20]], ["address", "client", "sent"], "seeding: sent per peer")
+    _table(sent.get("peers", [])[:20], [Column("address", whole=True), Column("client"),
+                                        Column("sent", show=human_size)], "seeding: sent per peer")
 
 
 @main.group(invoke_without_command=True)
@@ -378,18 +607,15 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
 def peers(click_ctx: click.Context, as_json: bool) -> None:
     """List peers (and add or remove static ones)."""
     if click_ctx.invoked_subcommand is None:
-        _listing(
-            click_ctx.obj,
-            "/v1/peers",
-            ["url", "cluster_id", "source", "state", "last_seen", "error"],
-            as_json,
-        )
+        rows = click_ctx.obj.call("GET", "/v1/peers")
+        _emit_json(rows) if as_json else _table(_peer_rows(rows), PEER_COLUMNS)
 
 
 @peers.command("add")
 @click.argument("url")
 @pass_context
 def peers_add(ctx: Context, url: str) -> None:
+    """Add a peer by the URL of its peer API (kept across restarts)."""
     click.echo(json.dumps(ctx.call("POST", "/v1/peers", {"url": url})))
 
 
@@ -397,6 +623,7 @@ def peers_add(ctx: Context, url: str) -> None:
 @click.argument("url")
 @pass_context
 def peers_remove(ctx: Context, url: str) -> None:
+    """Forget a peer added by URL."""
     click.echo(json.dumps(ctx.call("POST", "/v1/peers/remove", {"url": url})))
 
 
@@ -438,14 +665,22 @@ def trust_add(ctx: Context, cluster_or_key_file: str, name: str | None) -> None:
 @json_option
 @pass_context
 def trust_list(ctx: Context, as_json: bool) -> None:
+    """List the trusted publishers."""
     rows = ctx.call("GET", "/v1/trust")
-    _emit_json(rows) if as_json else _table(rows, ["cluster_id", "name", "added", "source"])
+    columns = [
+        Column("cluster_id", "cluster", whole=True),
+        Column("name"),
+        Column("added", show=ago),
+        Column("first_use", "how", lambda first: "first use" if first else "added"),
+    ]
+    _emit_json(rows) if as_json else _table(rows, columns)
 
 
 @trust.command("remove")
 @click.argument("cluster_id")
 @pass_context
 def trust_remove(ctx: Context, cluster_id: str) -> None:
+    """Stop trusting CLUSTER_ID's catalogs."""
     click.echo(json.dumps(ctx.call("POST", "/v1/trust/remove", {"cluster_id": cluster_id})))
 
 
@@ -456,15 +691,21 @@ def catalog() -> None:
 
 @catalog.command("export")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="File to write (default: stdout).")
+@click.option("--full", is_flag=True,
+              help="The owner's full copy: restricted datasets with their files, allow-list and "
+                   "torrent. Never hand it to a peer. Without it, export shows what peers see.")
 @pass_context
-def catalog_export(ctx: Context, output: str | None) -> None:
-    """Write this cluster's signed catalog."""
+def catalog_export(ctx: Context, output: str | None, full: bool) -> None:
+    """Write this cluster's signed catalog, as the peer API serves it."""
     from p2pdata.catalog import Identity, LocalCatalog
     from p2pdata.db import open_db
+    from p2pdata.restricted import public_view
 
     config = ctx.config
+    show = config.restricted.show
     signed = LocalCatalog(open_db(config.database), Identity.load(ctx.home)).signed(
-        now=int(time.time()), lifetime=config.cluster.catalog_lifetime
+        now=int(time.time()), lifetime=config.cluster.catalog_lifetime,
+        public=None if full else lambda manifest: public_view(manifest, show),
     )
     if output:
         Path(output).write_bytes(signed)
@@ -543,47 +784,130 @@ def train(ctx: Context, job: str, ref: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def jobs(click_ctx: click.Context, as_json: bool) -> None:
-    """Fetch jobs (list, show, cancel) and training job specs (add) and run logs."""
+    """Fetch jobs (list, show, watch, cancel, retry), training job specs (add, specs, remove) and run logs."""
     if click_ctx.invoked_subcommand is None:
-        _listing(
-            click_ctx.obj, "/v1/jobs", ["id", "ref", "state", "done_bytes", "total_bytes", "error"], as_json
-        )
+        rows = click_ctx.obj.call("GET", "/v1/jobs")
+        if as_json:
+            _emit_json(rows)
+        else:
+            names = click_ctx.obj.call("GET", "/v1/publishers")
+            _table(_jobs_rows(rows, names), JOB_COLUMNS)
 
 
 @jobs.command("show")
 @click.argument("job_id")
+@json_option
 @pass_context
-def jobs_show(ctx: Context, job_id: str) -> None:
-    _emit_json(ctx.call("GET", f"/v1/jobs/{job_id}"))
+def jobs_show(ctx: Context, job_id: str, as_json: bool) -> None:
+    """One fetch job: state, progress, why it waits, its error."""
+    job = ctx.call("GET", f"/v1/jobs/{job_id}")
+    if as_json:
+        _emit_json(job)
+        return
+    rows = [("job", job["id"]), ("dataset", job["ref"]), ("state", job["state"]),
+            ("progress", f"{human_size(job['done_bytes'])} of {human_size(job['total_bytes'])}"),
+            ("files", ", ".join(job["files"]) or "all"), ("tier", job["tier"]),
+            ("waiting", job.get("waiting")), ("error", job.get("error")), ("uri", job.get("uri")),
+            ("runs", ", ".join(job.get("runs") or []))]
+    for name, value in rows:
+        if value:
+            click.echo(f"{name:>9}: {value}")
+    if job.get("retryable"):
+        click.echo(f"retry with `p2pdata jobs retry {job['id']}`")
+
+
+@jobs.command("watch")
+@click.argument("job_id")
+@click.option("--timeout", type=float, help="Stop watching after this many seconds.")
+@json_option
+@pass_context
+def jobs_watch(ctx: Context, job_id: str, timeout: float | None, as_json: bool) -> None:
+    """Attach to fetch job JOB_ID: its bar until it ends (Ctrl-C as in `fetch`)."""
+    job = asyncio.run(_attach(ctx, ctx.call("GET", f"/v1/jobs/{job_id}"), timeout=timeout,
+                              quiet=as_json))
+    _job_outcome(job, as_json)
 
 
 @jobs.command("cancel")
 @click.argument("job_id")
 @pass_context
 def jobs_cancel(ctx: Context, job_id: str) -> None:
+    """Cancel fetch job JOB_ID and delete what it staged."""
     _emit_json(ctx.call("POST", f"/v1/jobs/{job_id}/cancel", {}))
+
+
+@jobs.command("retry")
+@click.argument("job_id")
+@click.option("--detach", is_flag=True, help="Return at once.")
+@json_option
+@pass_context
+def jobs_retry(ctx: Context, job_id: str, detach: bool, as_json: bool) -> None:
+    """Run a failed fetch job again: what was verified is landed, not fetched again."""
+    job = ctx.call("POST", f"/v1/jobs/{job_id}/retry", {})
+    if not detach:
+        job = asyncio.run(_attach(ctx, job, timeout=None, quiet=as_json))
+    _job_outcome(job, as_json)
 
 
 @jobs.command("add")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
 @pass_context
 def jobs_add(ctx: Context, spec: str) -> None:
-    """Add a training job spec (TOML)."""
+    """Add a training job spec (TOML); a spec with the same name is replaced."""
+    import tomllib
+
     path = Path(spec)
-    payload = {"spec": path.read_text(), "filename": path.name, "base_dir": str(path.absolute().parent)}
+    text = path.read_text()
+    base_dir = path.absolute().parent
+    with contextlib.suppress(tomllib.TOMLDecodeError, AttributeError, TypeError):  # the daemon says what is wrong
+        data = tomllib.loads(text)
+        script = data.get("entry", {}).get("script")
+        if isinstance(script, str) and not (Path(data.get("base_dir") or base_dir) / script).is_file():
+            raise P2pdataError(f"{spec}: entry.script {script} does not exist (relative to {base_dir})")
+    payload = {"spec": text, "filename": path.name, "base_dir": str(base_dir)}
     _emit_json(ctx.call("POST", "/v1/training/jobs", payload))
+
+
+@jobs.command("specs")
+@json_option
+@pass_context
+def jobs_specs(ctx: Context, as_json: bool) -> None:
+    """List the training job specs and the datasets that trigger them."""
+    rows = ctx.call("GET", "/v1/training/jobs")
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        trigger = row.get("trigger") or {}
+        row["triggered by"] = trigger.get("dataset") or ""
+        row["runs"] = (row.get("entry") or {}).get("script") or (row.get("entry") or {}).get("module")
+    _table(rows, [Column("name", whole=True), Column("triggered by"), Column("runs", wraps=True),
+                  Column("workers")])
+
+
+@jobs.command("remove")
+@click.argument("name")
+@pass_context
+def jobs_remove(ctx: Context, name: str) -> None:
+    """Remove the training job spec NAME (its past runs stay listed)."""
+    ctx.call("POST", "/v1/training/jobs/remove", {"name": name})
+    click.echo(f"removed training job {name}")
 
 
 @jobs.command("logs")
 @click.argument("run_id")
-@click.option("--follow", is_flag=True)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the run ends.")
 @pass_context
 def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
     """Print the logs of training run RUN_ID."""
-    from p2pdata.training import follow_logs
+    from p2pdata.training import RunState, follow_logs
 
     run = ctx.call("GET", f"/v1/runs/{run_id}")
-    for line in follow_logs([Path(p) for p in run["logs"]], follow=follow):
+
+    def ended() -> bool:
+        return RunState(ctx.call("GET", f"/v1/runs/{run_id}")["state"]).terminal
+
+    for line in follow_logs([Path(p) for p in run["logs"]], follow=follow, done=ended):
         click.echo(line, nl=False)
 
 
@@ -591,13 +915,14 @@ def jobs_logs(ctx: Context, run_id: str, follow: bool) -> None:
 @json_option
 @click.pass_context
 def runs(click_ctx: click.Context, as_json: bool) -> None:
-    """Training runs."""
+    """List training runs (and cancel one)."""
     if click_ctx.invoked_subcommand is None:
-        _listing(click_ctx.obj, "/v1/runs", ["id", "job", "dataset", "state", "exit_code"], as_json)
+        _listing(click_ctx.obj, "/v1/runs", RUN_COLUMNS, as_json)
 
 
 @runs.command("cancel")
 @click.argument("run_id")
 @pass_context
 def runs_cancel(ctx: Context, run_id: str) -> None:
+    """Cancel training run RUN_ID (its workers are stopped)."""
     _emit_json(ctx.call("POST", f"/v1/runs/{run_id}/cancel", {}))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -15,6 +16,26 @@ from p2pdata.errors import ConfigError
 CONFIG_FILE = "config.toml"
 DATABASE_FILE = "state.db"
 TOKEN_FILE = "control.token"
+
+
+_PRIVATE_FILES = (DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm", TOKEN_FILE, CONFIG_FILE)
+
+
+def secure_home(home: Path) -> None:
+    """Make the home 0700 and its state files 0600, creating the home and an empty database.
+
+    Also run on every start, so homes made by older versions (0755 and 0644, readable by any
+    local user: held restricted manifests, grants) are fixed. The database is created 0600
+    here, before SQLite opens it, so it is never briefly readable; SQLite gives its -wal
+    and -shm files the database's mode.
+    """
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    os.close(os.open(home / DATABASE_FILE, os.O_WRONLY | os.O_CREAT, 0o600))
+    for name in _PRIVATE_FILES:
+        path = home / name
+        if path.exists() and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
 
 
 def resolve_home(option: str | os.PathLike[str] | None = None) -> Path:
@@ -38,6 +59,8 @@ class PeerApiSection:
     tls_cert: str = ""
     tls_key: str = ""
     requests_per_minute: int = 600
+    header_timeout: int = 10  # seconds a client has to send a request head (both APIs)
+    connections_per_ip: int = 32  # open connections from one address (both APIs)
 
 
 @dataclass
@@ -45,6 +68,10 @@ class ControlSection:
     host: str = "127.0.0.1"
     port: int = 7421
     socket: str = ""  # a unix socket path; when set, no TCP port is opened
+    # TLS for the control API (PEM files, relative to home): required to bind off loopback,
+    # where the token would otherwise cross the network in clear.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass
@@ -65,6 +92,8 @@ class TransferSection:
     staging_budget: int = 100 * 1024**3
     download_limit: int = 0  # bytes/s, 0 = unlimited
     upload_limit: int = 0
+    # Seconds a fetch may go without receiving a byte before it fails, naming why.
+    stall_timeout: int = 300
     torrent_format: str = "v2"  # v2 | hybrid (v1+v2, for clients that read only v1)
 
 
@@ -131,6 +160,12 @@ class Config:
     def path(self, value: str, default: str) -> Path:
         """A configured directory, relative to home, or home/default when unset."""
         return self.home / (value or default)
+
+    @property
+    def control_tls(self) -> tuple[Path, Path] | None:
+        """The control API's certificate and key, relative to home; None for plain HTTP."""
+        control = self.control
+        return (self.home / control.tls_cert, self.home / control.tls_key) if control.tls_cert else None
 
     @property
     def staging_dir(self) -> Path:
@@ -211,6 +246,16 @@ def load_config(home: Path) -> Config:
     return config
 
 
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1); names are not resolved."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_choices(config: Config, path: Path) -> None:
     if config.store.kind not in ("local", "hdfs"):
         raise ConfigError(f"{path}: store.kind: expected 'local' or 'hdfs', got {config.store.kind!r}")
@@ -221,8 +266,19 @@ def _check_choices(config: Config, path: Path) -> None:
                           f"got {config.transfer.torrent_format!r}")
     if config.restricted.show not in ("stub", "hidden"):
         raise ConfigError(f"{path}: restricted.show: expected 'stub' or 'hidden', got {config.restricted.show!r}")
+    if config.transfer.stall_timeout < 1:
+        raise ConfigError(f"{path}: transfer.stall_timeout: expected at least 1 second")
     if config.restricted.certificate_lifetime < 5:
         raise ConfigError(f"{path}: restricted.certificate_lifetime: expected at least 5 seconds")
+    control = config.control
+    if not control.socket and not is_loopback(control.host) and not control.tls_cert:
+        raise ConfigError(
+            f"{path}: control.host: {control.host!r} is not a loopback address; the control API "
+            "would carry its token in clear to the network. Keep it on 127.0.0.1 (reach it with "
+            "`ssh -L`) or set control.tls_cert and control.tls_key"
+        )
+    if bool(control.tls_cert) != bool(control.tls_key):
+        raise ConfigError(f"{path}: control.tls_cert and control.tls_key: set both or neither")
     for section, key in (("peer_api", "port"), ("control", "port")):
         if getattr(getattr(config, section), key) > 65535:
             raise ConfigError(f"{path}: {section}.{key}: expected a port number 0-65535")
@@ -255,6 +311,7 @@ listen = ["0.0.0.0:6881"]
 staging_budget = 107374182400    # bytes
 download_limit = 0               # bytes/s, 0 = unlimited
 upload_limit = 0
+stall_timeout = 300              # seconds without a byte before a fetch fails, saying why
 torrent_format = "v2"            # or "hybrid": v1+v2 for clients that read only v1
 
 [store]

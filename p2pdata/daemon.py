@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import fcntl
 import hashlib
 import json
@@ -18,8 +17,7 @@ import secrets
 import signal
 import socket
 import time
-from dataclasses import asdict, replace
-from fnmatch import fnmatchcase
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,24 +30,28 @@ from p2pdata.catalog import (
     Identity,
     LocalCatalog,
     Manifest,
+    PublisherNames,
     TrustStore,
     encode_public_key,
     parse_ref,
     scan_for_publish,
+    version_key,
 )
-from p2pdata.config import Config
+from p2pdata.catalog.access import prove_info
+from p2pdata.config import Config, secure_home
 from p2pdata.db import open_db
-from p2pdata.errors import NotFound, P2pdataError, PeerError, TransferError
+from p2pdata.errors import ConfigError, NotFound, P2pdataError, PeerError, TrainingError, TransferError
 from p2pdata.events import EventHub
-from p2pdata.fetching import FetchJob, FetchJobTable
-from p2pdata.hdfs import open_store
+from p2pdata.fetching import Fetcher, FetchJobTable, Landed
+from p2pdata.hdfs import Store, open_store
 from p2pdata.peers import (
     HealthStore,
     PeerClient,
+    PeerDirectory,
     PeerHealth,
-    PeerInfo,
     Source,
     SyncResult,
+    SyncScheduler,
     ZeroconfDiscovery,
     catalog_verifier,
     normalize_peer_url,
@@ -66,12 +68,18 @@ from p2pdata.transfer import (
     make_torrent,
     with_trackers,
 )
-from p2pdata.web import control_app, peer_app, status_routes
+from p2pdata.web import (
+    ConnectionGate,
+    ConnectionLimits,
+    GuardedSite,
+    SignedCallers,
+    control_app,
+    guarded_runner,
+    peer_app,
+    status_routes,
+)
 
 log = logging.getLogger("p2pdata.daemon")
-# What landing checks a fetched file with: v2 piece hashes (the swarm's own), or those
-# and the manifest's whole-file SHA-256 too.
-VERIFY_MODES = ("v2", "sha256")
 
 RUNTIME_FILE = "daemon.json"  # where a running daemon says which addresses it really bound
 LOCK_FILE = "daemon.lock"
@@ -140,10 +148,7 @@ class Daemon:
         self._runners: list[web.AppRunner] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_wakeup = asyncio.Event()
-        self._swarms: dict[str, Any] = {}  # fetch job id -> SwarmJob
-        self._peer_info: dict[str, PeerInfo] = {}  # peer url -> what /v1/info said
-        self._peer_have: dict[str, set[str]] = {}  # peer url -> manifest ids it seeds
-        self._etags: dict[str, str] = {}  # peer url -> catalog ETag held
+        self.directory = PeerDirectory()
         self.discovery: ZeroconfDiscovery | None = None
         self.peer_url = ""
         self.control_url = ""
@@ -153,6 +158,7 @@ class Daemon:
     async def start(self) -> None:
         config = self.config
         peer_tls = tls_context(**config.peer_tls)  # a bad file fails the start, before anything runs
+        secure_home(config.home)  # before the lock file and the database are created in it
         self._lock.acquire()
         self.identity = Identity.load(config.home)
         self.conn = open_db(config.database)
@@ -160,10 +166,10 @@ class Daemon:
         self.restricted = restricted.Restricted(
             self.conn, self.identity, self.local_catalog, config.home,
             show=config.restricted.show, certificate_lifetime=config.restricted.certificate_lifetime,
+            own_urls=self.own_urls,
         )
         self.catalogs = self.local_catalog.index  # every verified catalog held, ours included
         self.trust = TrustStore(self.conn, trust_on_first_use=config.cluster.trust_on_first_use)
-        self.fetch_jobs = FetchJobTable(self.conn)
         self.published = _Table(self.conn, "published_sources")
         self.landed = _Table(self.conn, "landed_datasets")
         self.added_peers = _Table(self.conn, "added_peers")
@@ -190,9 +196,28 @@ class Daemon:
             ),
         )
         await self.launcher.start()
+        self.client = PeerClient(tls=peer_tls, identity=self.identity)
+        self.restricted_peers = restricted.RestrictedPeers(
+            self.restricted, self.directory, self.client, self.trust, self.catalogs, self.transfer
+        )
+        self.fetcher = Fetcher(
+            jobs=FetchJobTable(self.conn),
+            catalogs=self.catalogs,
+            restricted=self.restricted_peers,
+            peers=self.directory,
+            transfer=self.transfer,
+            open_store=lambda root: self._open_store(root) if root else self.store,
+            events=self.events,
+            held=self._held_folders,
+            on_landed=self._on_landed,
+            own_cluster=self.identity.cluster_id,
+            store_root=config.store_root,
+            default_tier=config.store.default_tier,
+            stall_timeout=config.transfer.stall_timeout,
+            source_label=self._source_label,
+        )
         await self._start_web()
         await self._reseed()
-        self.client = PeerClient(tls=peer_tls)
         health_store = HealthStore(self.conn)
         saved_health = health_store.load()  # before adding peers saves their fresh state over it
         self.health = PeerHealth(sync_interval=config.discovery.sync_interval,
@@ -217,10 +242,8 @@ class Daemon:
             )
             await self.discovery.start()
         self._spawn(self._sync_loop())
-        self._spawn(restricted.renew_loop(self))
-        for job in self.fetch_jobs.unfinished():
-            log.info("resuming fetch job %s (%s)", job.id, job.ref)
-            self._spawn(self._run_fetch(job))
+        self._spawn(self.restricted_peers.renew_loop())
+        self.fetcher.resume_all()
         self._write_runtime_file()
         log.info(
             "cluster %s ready: peer API %s, control %s",
@@ -231,6 +254,7 @@ class Daemon:
 
     async def stop(self) -> None:
         # Background work first: fetches stay active in SQLite, landings stay parked in .incoming.
+        await self.fetcher.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -253,7 +277,7 @@ class Daemon:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _open_store(self, root: str) -> Any:
+    def _open_store(self, root: str) -> Store:
         store = self.config.store
         if store.kind == "local":
             return open_store("local", root)
@@ -270,14 +294,18 @@ class Daemon:
 
     async def _start_web(self) -> None:
         config = self.config
-        peer_runner = web.AppRunner(peer_app(
-            self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted
-        ))
+        limits = ConnectionLimits(per_ip=config.peer_api.connections_per_ip,
+                                  header_timeout=config.peer_api.header_timeout)
+        callers = SignedCallers(self.own_urls, self.identity.cluster_id, self.known_cluster)
+        peer_runner = guarded_runner(peer_app(
+            self, requests_per_minute=config.peer_api.requests_per_minute, restricted=self.restricted,
+            callers=callers, prove=lambda nonce: prove_info(self.identity, nonce, self.peer_url),
+        ), limits)
         await peer_runner.setup()
-        await web.TCPSite(
-            peer_runner, config.peer_api.host, config.peer_api.port, ssl_context=self._peer_tls()
-        ).start()
         self._runners.append(peer_runner)
+        await self._listen(GuardedSite(peer_runner, config.peer_api.host, config.peer_api.port,
+                                       ConnectionGate(limits, "peer API"), ssl_context=self._peer_tls()),
+                           "peer_api", f"{config.peer_api.host}:{config.peer_api.port}")
         self._peer_port = _bound_port(peer_runner)
         scheme = "https" if config.peer_api.tls_cert else "http"
         self.peer_url = (
@@ -285,28 +313,39 @@ class Daemon:
             or f"{scheme}://{_advertised_host(config.peer_api.host)}:{self._peer_port}"
         )
 
-        app = control_app(self, self.token, open_paths=("/login", "/static/"))
+        app = control_app(self, self.token, open_paths=("/login", "/static/"), host=config.control.host)
         status_routes(app, self)
-        control_runner = web.AppRunner(app)
+        control_runner = guarded_runner(app, limits)
         await control_runner.setup()
+        self._runners.append(control_runner)
         if config.control.socket:
             await web.UnixSite(control_runner, config.control.socket).start()
             os.chmod(config.control.socket, 0o600)
             self.control_url = f"unix:{config.control.socket}"
         else:
-            await web.TCPSite(control_runner, config.control.host, config.control.port).start()
-            self.control_url = f"http://{config.control.host}:{_bound_port(control_runner)}"
-        self._runners.append(control_runner)
+            control_tls = _server_tls(*config.control_tls) if config.control_tls else None
+            await self._listen(GuardedSite(control_runner, config.control.host, config.control.port,
+                                           ConnectionGate(limits, "control API"), ssl_context=control_tls),
+                               "control", f"{config.control.host}:{config.control.port}")
+            scheme = "https" if control_tls else "http"
+            self.control_url = f"{scheme}://{config.control.host}:{_bound_port(control_runner)}"
+
+    async def _listen(self, site: GuardedSite, section: str, where: str) -> None:
+        """Start listening; a taken port or bad host is one line naming the key to change."""
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {where} ({exc.strerror or exc}): another program (or p2pdata daemon) "
+                f"may hold it; set {section}.port (0 picks a free port) or {section}.host in "
+                f"{self.config.home / 'config.toml'}"
+            ) from None
 
     def _peer_tls(self) -> Any:
         if not self.config.peer_api.tls_cert:
             return None
-        import ssl
-
         home, tls = self.config.home, self.config.peer_api
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(home / tls.tls_cert, home / tls.tls_key)  # relative to home
-        return context
+        return _server_tls(home / tls.tls_cert, home / tls.tls_key)  # relative to home
 
     def _write_runtime_file(self) -> None:
         """Where this daemon really listens (ports may be 0 in config): for the CLI and tests."""
@@ -317,7 +356,9 @@ class Daemon:
             "control_url": self.control_url,
             "torrent_port": self.transfer.listen_port,
         }
-        (self.config.home / RUNTIME_FILE).write_text(json.dumps(data))
+        path = self.config.home / RUNTIME_FILE
+        path.with_suffix(".tmp").write_text(json.dumps(data))
+        os.replace(path.with_suffix(".tmp"), path)  # readers wait for it: never a torn file
 
     async def _reseed(self) -> None:
         """Seed every published and landed dataset we still have the bytes of."""
@@ -334,6 +375,10 @@ class Daemon:
             )
         except TransferError as exc:  # the same files published and fetched: one swarm serves both
             log.info("not seeding %s from %s: %s", manifest.ref, folder, exc)
+        self._track(manifest)
+
+    def _track(self, manifest: Manifest) -> None:
+        """List a public dataset we seed at our tracker (restricted ones never are)."""
         if manifest.torrent and not restricted.is_restricted(manifest):
             hashes = lt.torrent_info(manifest.torrent.data).info_hashes()
             self.tracker.track(manifest.torrent.info_hash, self._own_seed_addresses(),
@@ -371,6 +416,17 @@ class Daemon:
                 [_advertised_host(self.config.peer_api.host), self.transfer.ssl_listen_port]
             ],
         }
+
+    def own_urls(self) -> tuple[str, ...]:
+        """The URL peers must sign their requests for: our peer API as we announce it."""
+        return (normalize_peer_url(self.peer_url),)
+
+    def known_cluster(self, cluster_id: str, key: bytes) -> bool:
+        """A cluster we trust, granted, or sync with: its signed requests get their own budget."""
+        encoded = encode_public_key(key)
+        return (self.directory.knows_key(key)
+                or any(e.cluster_id == cluster_id and e.public_key in (None, encoded) for e in self.trust.list())
+                or self.restricted.grants.any_to(cluster_id))
 
     def catalog(self) -> tuple[bytes, str]:
         signed = self.local_catalog.signed(
@@ -412,33 +468,18 @@ class Daemon:
     def _on_peer_lost(self, url: str) -> None:
         status = self.health.withdraw(url, Source.ZEROCONF, time.time())
         if status is not None and not status.active:
-            self._drop_peer_view(status.url)
+            self.directory.drop(status.url)
         self.events.emit("peer.lost", url=url)
 
-    def _drop_peer_view(self, url: str) -> None:
-        """Forget what a peer said of itself (endpoints, what it seeds): no source, no owner
-        to ask, until it answers a sync again."""
-        self._peer_info.pop(url, None)
-        self._peer_have.pop(url, None)
-
     async def _sync_loop(self) -> None:
-        while True:
-            due = self.health.due(time.time())
-            results = await asyncio.gather(*(self.sync_peer(url) for url in due), return_exceptions=True)
-            for url, result in zip(due, results, strict=True):
-                if isinstance(result, Exception):  # one peer's bug must not stop syncing the others
-                    log.error("sync with %s failed", url, exc_info=result)
-            next_at = self.health.next_attempt()
-            delay = 60.0 if next_at is None else max(0.05, next_at - time.time())
-            self._sync_wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._sync_wakeup.wait(), timeout=delay)
+        # One task per peer under a deadline: a slow peer delays only itself.
+        await SyncScheduler(self.health, self.sync_peer).run(self._sync_wakeup)
 
     async def sync_peer(self, url: str) -> None:
         """One round with one peer: info, catalog (a 304 when unchanged), the restricted datasets
         it grants us (likewise), what it seeds."""
         outcome = await sync_peer(
-            self.client, self.health, url, self._verify, etag=self._etags.get(url), clock=time.time
+            self.client, self.health, url, self._verify, etag=self.directory.etag(url), clock=time.time
         )
         if outcome.result is SyncResult.REMOVED:
             return
@@ -446,11 +487,11 @@ class Daemon:
             self.health.forget(url)  # our own advertisement, seen at another address
             return
         if outcome.result is SyncResult.UNREACHABLE or outcome.info is None:
-            self._drop_peer_view(url)
+            self.directory.drop(url, unreachable=True)
             self.events.emit("peer.failed", url=url, message=outcome.error)
             return
         if outcome.result is SyncResult.REJECTED:
-            self._etags.pop(url, None)
+            self.directory.catalog_dropped(url)
             reason = (outcome.error or "").partition("(")[2].partition(")")[0] or "unknown"
             self.events.emit("peer.rejected", url=url, reason=reason, message=outcome.error)
             log.warning("rejected catalog from %s: %s", url, outcome.error)
@@ -458,40 +499,23 @@ class Daemon:
             self.catalogs.store(outcome.verified, source=url)
             catalog = outcome.verified.catalog
             self.events.emit("catalog.updated", url=url, cluster_id=catalog.cluster, version=catalog.version)
-        self._peer_info[url] = outcome.info
+        self.directory.answered(url, outcome.info)
         if outcome.result is not SyncResult.REJECTED:  # its catalog holds: index what it grants us
             if outcome.etag:
-                self._etags[url] = outcome.etag
-            await restricted.sync_granted(self, url, outcome.info)
+                self.directory.catalog_held(url, outcome.etag)
+            await self.restricted_peers.sync_granted(url, outcome.info)
         try:
             have = set(await self.client.have(url))
         except PeerError as exc:
             if self.health.get(url) is not None:
                 self.health.failed(url, time.time(), str(exc))
-            self._drop_peer_view(url)
+            self.directory.drop(url, unreachable=True)
             return
         if self.health.get(url) is None:  # removed while we asked: keep nothing it said
-            self._drop_peer_view(url)
+            self.directory.drop(url)
             return
-        self._peer_have[url] = have
-        for swarm in self._swarms.values():
-            swarm.add_peers(self._endpoints_for(swarm.manifest))
-
-    def _endpoints_for(self, manifest: Manifest) -> list[tuple[str, int]]:
-        """Torrent endpoints of every peer seeding these very files, whoever published them."""
-        if restricted.is_restricted(manifest):
-            return restricted.endpoints(self, manifest)
-        info_hash = manifest.torrent.info_hash if manifest.torrent else None
-        same_files = {
-            m.id
-            for m in self.catalogs.manifests(name=manifest.name)
-            if m.torrent and m.torrent.info_hash == info_hash
-        }
-        endpoints: list[tuple[str, int]] = []
-        for url, have in self._peer_have.items():
-            if have & same_files:
-                endpoints.extend(self._peer_info[url].torrent_endpoints)
-        return endpoints
+        self.directory.seeds(url, have)
+        self.fetcher.peers_changed()
 
     # ---- control API: publish, search, fetch ------------------------------------------------
 
@@ -506,6 +530,7 @@ class Daemon:
         license: str = "",
         access: str = "public",
         allow: list[str] | None = None,
+        format: str | None = None,
     ) -> dict[str, Any]:
         root = Path(directory)
         hybrid = self.config.transfer.torrent_format == "hybrid"
@@ -521,6 +546,7 @@ class Daemon:
             tags=tags or [],
             license=license,
             access=Access(access, tuple(allow or ())),
+            format=format,
             piece_size_for=choose_piece_size,
             hybrid=hybrid,
         )
@@ -543,11 +569,23 @@ class Daemon:
         except ValueError as exc:
             raise P2pdataError(f"size filters take a number of bytes: {exc}") from None
         others = {k: v for k, v in filters.items() if k in ("format", "publisher")}
+        names = self.publisher_names()
+        if others.get("publisher"):
+            others["publisher"] = names.cluster(others["publisher"])
         tags = [filters["tag"]] if filters.get("tag") else []
         hits = self.catalogs.search(query, **others, **sizes, tags=tags, now=int(time.time()))
         own = self._own()
-        return [{**manifest_summary(hit.manifest), "torrent_url": self._torrent_url(hit.manifest, own),
-                 "score": hit.score} for hit in hits]
+        return [
+            {
+                **manifest_summary(hit.manifest),
+                "torrent_url": self._torrent_url(hit.manifest, own),
+                "publisher_name": names.of(hit.manifest.owner),
+                "ref": f"{names.label(hit.manifest.owner)}/{hit.manifest.ref}",  # what a user copies
+                "score": hit.score,
+            }
+            for hit in hits
+        ]
+
 
     def _own(self) -> set[str]:
         """Ids of the manifests we seed: published here or landed here."""
@@ -560,7 +598,7 @@ class Daemon:
         path = f"/v1/datasets/{manifest.id}/torrent"
         if manifest.id in own:
             return self.peer_url + path
-        return next((url + path for url, have in self._peer_have.items() if manifest.id in have), None)
+        return next((url + path for url in self.directory.seeding({manifest.id})), None)
 
     def torrent_export(self, ref: str) -> dict[str, Any]:
         """A public dataset as standard BitTorrent clients take it: .torrent and magnet link.
@@ -568,18 +606,18 @@ class Daemon:
         Both name the trackers that serve it (ours when we seed it, and those of the peers
         that have it) and the magnet names the seeds' addresses (x.pe).
         """
-        manifest = self.catalogs.resolve(ref, now=int(time.time()))
+        manifest = self.catalogs.resolve(self.publisher_names().ref(ref), now=int(time.time()))
         if restricted.is_restricted(manifest) or restricted.is_stub(manifest):
             raise P2pdataError(f"{manifest.ref} is restricted: it has no public torrent")
         if manifest.torrent is None:
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent")
-        trackers, seeds = [], list(self._endpoints_for(manifest))
+        same = {m.id for m in self.catalogs.manifests(name=manifest.name)
+                if m.torrent and m.torrent.info_hash == manifest.torrent.info_hash}
+        trackers, seeds = [], self.directory.seeders(same)
         if self.tracker.tracked(manifest.torrent.info_hash):
             trackers.append(f"{self.peer_url}/announce")
             seeds = self._own_seed_addresses() + seeds
-        same = {m.id for m in self.catalogs.manifests(name=manifest.name)
-                if m.torrent and m.torrent.info_hash == manifest.torrent.info_hash}
-        trackers += [f"{url}/announce" for url, have in self._peer_have.items() if have & same]
+        trackers += [f"{url}/announce" for url in self.directory.seeding(same)]
         name = f"{manifest.name}-{manifest.version}"
         return {
             "ref": f"{manifest.owner}/{manifest.ref}",
@@ -592,163 +630,80 @@ class Daemon:
             "torrent": base64.b64encode(with_trackers(manifest.torrent.data, trackers)).decode(),
         }
 
-    async def fetch(
-        self,
-        ref: str,
-        *,
-        tier: str | None = None,
-        to: str | None = None,
-        train: str | None = None,
-        files: list[str] | None = None,
-        verify: str = "v2",
-        peers: list[str] | None = None,
-    ) -> dict[str, Any]:
-        if verify not in VERIFY_MODES:
-            raise P2pdataError(f"verify {verify!r} is not one of {', '.join(VERIFY_MODES)}")
-        for peer in peers or ():
-            parse_endpoint(peer)  # a bad address fails now, not in the background
-        manifest = self.catalogs.resolve(ref, now=int(time.time()))
-        if manifest.torrent is None and not restricted.is_stub(manifest):
-            raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
+    async def fetch(self, ref: str, *, train: str | None = None, **options: Any) -> dict[str, Any]:
         if train:
             self.registry.get(train)  # an unknown job fails now, not after the download
-        now = int(time.time())
-        job = self.fetch_jobs.new(
-            ref=f"{manifest.owner}/{manifest.ref}",
-            manifest_id=manifest.id,
-            publisher=manifest.owner,
-            total_bytes=manifest.total_size,
-            tier=tier or self.config.store.default_tier,
-            to=to,
-            train=train,
-            files=files or [],
-            verify=verify,
-            peers=peers or [],
-            created=now,
-            updated=now,
-        )
-        self.events.emit("fetch.state", job=job.id, state=job.state)
-        self._spawn(self._run_fetch(job))
-        return job.to_dict()
-
-    async def _run_fetch(self, job: FetchJob) -> None:
-        swarm = None
-        try:
-            cluster, name, version = parse_ref(job.ref)
-            manifest = self._manifest({"cluster": cluster, "name": name, "version": version})
-            if manifest is None:
-                raise NotFound(f"{job.ref} is no longer in any verified catalog")
-            if job.state != "queued":
-                job.move("queued", int(time.time()))  # resumed after a restart
-            certificate = None
-            if restricted.is_restricted(manifest) and manifest.owner != self.identity.cluster_id:
-                manifest, certificate = await restricted.prepare_fetch(self, manifest)
-            store = self._open_store(job.to) if job.to else self.store
-            landing = _subset(manifest, job.files) if job.files else manifest
-            if await store.is_landed(landing):
-                self._set_state(job, "transferring")
-            else:
-                swarm = await self.transfer.fetch(
-                    manifest,
-                    # Seeds the user named (`fetch --peer`, any BitTorrent client) join the
-                    # p2pdata peers; the manifest's hashes still decide what lands.
-                    peers=self._endpoints_for(manifest) + [parse_endpoint(p) for p in job.peers],
-                    files=job.files or None,
-                    certificate=certificate,
-                )
-                self._swarms[job.id] = swarm
-                self._set_state(job, "transferring")
-                progress = self._spawn(self._report_progress(job, swarm))
-                # Every file the swarm hands on passed its v2 piece hashes, which the
-                # signed manifest's torrent fixes: a second SHA-256 pass only if asked.
-                await store.land(landing, swarm.completed_files(), job.tier,
-                                 sha256=job.verify == "sha256")
-                await swarm.wait()
-                swarm.release()  # landed: the staged copy is now an evictable seed
-                progress.cancel()
-                self.landed.put(
-                    manifest.id,
-                    {
-                        **_record_key(manifest),
-                        "ref": job.ref,
-                        "uri": store.uri(landing),
-                        "tier": job.tier,
-                        "staging": str(swarm.folder),
-                        "landed": int(time.time()),
-                    },
-                )
-            job.uri = store.uri(landing)
-            job.done_bytes = job.total_bytes
-            self._set_state(job, "landed")
-            self.events.emit("dataset.landed", job=job.id, ref=job.ref, uri=job.uri)
-            await self._trigger_training(landing, job.uri, job.train)
-        except P2pdataError as exc:
-            log.warning("fetch job %s failed: %s", job.id, exc)
-            if swarm is not None:
-                await swarm.cancel()
-            if job.state not in ("failed", "cancelled", "landed"):
-                self._set_state(job, "failed", error=str(exc))
-        finally:
-            # On daemon shutdown (CancelledError) the job stays active and resumes on the next start.
-            self._swarms.pop(job.id, None)
-
-    async def _report_progress(self, job: FetchJob, swarm: Any) -> None:
-        async for progress in swarm.progress_events():
-            job.done_bytes = progress.done
-            self.fetch_jobs.save(job)
-            self.events.emit(
-                "fetch.progress",
-                job=job.id,
-                done_bytes=progress.done,
-                total_bytes=progress.total,
-                rate=progress.rate,
-                eta=progress.eta,
-                peers=progress.peers,
-            )
-
-    def _set_state(self, job: FetchJob, state: str, error: str | None = None) -> None:
-        job.move(state, int(time.time()), error)
-        self.fetch_jobs.save(job)
-        self.events.emit("fetch.state", job=job.id, state=state, error=job.error)
-
-    async def _trigger_training(self, manifest: Manifest, uri: str, requested: str | None) -> None:
-        specs = matching_jobs(self.registry.specs(), manifest)
-        if requested and all(spec.name != requested for spec in specs):
-            specs.append(self.registry.get(requested))
-        for spec in specs:
-            await self.launcher.submit(spec, manifest, uri)
+        return await self.fetcher.fetch(self.publisher_names().ref(ref), train=train, **options)
 
     def jobs(self) -> list[dict[str, Any]]:
-        return [job.to_dict() for job in self.fetch_jobs.all()]
+        return self.fetcher.listing()
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self.fetch_jobs.get(job_id).to_dict()
+        return self.fetcher.get(job_id)
 
     async def cancel_job(self, job_id: str) -> dict[str, Any]:
-        job = self.fetch_jobs.get(job_id)
-        swarm = self._swarms.get(job_id)
-        if job.state not in ("landed", "failed", "cancelled"):
-            self._set_state(job, "cancelled")
-        if swarm is not None:
-            await swarm.cancel()
-        return job.to_dict()
+        return await self.fetcher.cancel(job_id)
+
+    async def retry_job(self, job_id: str) -> dict[str, Any]:
+        return await self.fetcher.retry(job_id)
+
+    def _source_label(self, endpoint: tuple[str, int]) -> str:
+        """A torrent endpoint as the user knows it: the publisher name (or id) listening there."""
+        names = self.publisher_names()
+        for info in self.directory.infos():
+            if endpoint in (*info.torrent_endpoints, *info.ssl_torrent_endpoints):
+                return names.of(info.cluster_id) or info.cluster_id
+        return f"{endpoint[0]}:{endpoint[1]}"
+
+    def _held_folders(self) -> list[tuple[Manifest, Path]]:
+        """Datasets whose files this cluster holds, and where: a fetch reuses them."""
+        held = []
+        for table, folder in ((self.published, "directory"), (self.landed, "staging")):
+            for record in table.items().values():
+                manifest = self._manifest(record)
+                if manifest is not None and not restricted.is_stub(manifest):
+                    held.append((manifest, Path(record[folder])))
+        return held
+
+    async def _on_landed(self, landed: Landed) -> list[str]:
+        """Record a landing (to seed it and train on it); start its training runs, once."""
+        manifest, job = landed.manifest, landed.job
+        self.landed.put(manifest.id, {
+            **_record_key(manifest), "ref": job.ref, "uri": landed.uri, "tier": job.tier,
+            "staging": str(landed.staging), "landed": int(time.time()),
+            "files": len(landed.landing.files),  # fewer than the manifest's after `--files`
+        })
+        self._track(manifest)  # the finished swarm seeds it from staging
+        specs = matching_jobs(self.registry.specs(), landed.landing)
+        try:
+            if job.train and all(spec.name != job.train for spec in specs):
+                specs.append(self.registry.get(job.train))
+            return [(await self.launcher.submit(spec, landed.landing, landed.uri)).id for spec in specs]
+        except TrainingError as exc:  # the data landed all the same
+            log.warning("fetch job %s landed, but training did not start: %s", job.id, exc)
+            self.events.emit("run.failed", job=job.id, message=str(exc))
+            return []
 
     # ---- control API: peers, trust, status ---------------------------------------------------
 
     def peers(self) -> list[dict[str, Any]]:
         rows = []
+        names = self.publisher_names()
         for status in self.health.peers():
             held = self.catalogs.held(status.cluster_id) if status.cluster_id else None
             rows.append(
                 {
                     "url": status.url,
                     "cluster_id": status.cluster_id,
+                    "name": names.of(status.cluster_id),
                     "state": str(status.state),
                     "source": ",".join(sorted(str(source) for source in status.sources)),
                     "last_seen": status.last_seen,
                     "failures": status.failures,
                     "error": status.last_error,
                     "catalog_version": held.version if held else None,
+                    # Signed our nonce naming this very URL: not an impostor or a relay.
+                    "proven": bool((info := self.directory.info(status.url)) and info.proven),
                 }
             )
         return rows
@@ -763,8 +718,7 @@ class Daemon:
     async def remove_peer(self, url: str) -> dict[str, Any]:
         url = normalize_peer_url(url)
         self.added_peers.delete(url)
-        self._drop_peer_view(url)  # never again a source or an owner to ask
-        self._etags.pop(url, None)
+        self.directory.forget(url)  # never again a source or an owner to ask
         return {"url": url, "removed": self.health.forget(url)}
 
     def grant(self, name: str, cluster: str) -> dict[str, Any]:
@@ -787,6 +741,13 @@ class Daemon:
 
     def trust_remove(self, cluster_id: str) -> dict[str, Any]:
         self.trust.remove(cluster_id)
+        if cluster_id != self.identity.cluster_id:
+            # Its datasets go at once, not when its catalog expires; trusting it again
+            # fetches the catalog afresh (no ETag held).
+            self.catalogs.forget(cluster_id)
+            for status in self.health.peers():
+                if status.cluster_id == cluster_id:
+                    self.directory.catalog_dropped(status.url)
         return {"cluster_id": cluster_id, "removed": True}
 
     def status(self) -> dict[str, Any]:
@@ -805,12 +766,13 @@ class Daemon:
                 },
             },
             "peers": self.peers(),
+            # Seeding: bytes sent per dataset and per remote peer, p2pdata or any client.
+            "transfer": self.transfer.upload_stats(),
             "jobs": self.jobs(),
             "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),
             "published": [manifest_summary(m) for m in self.local_catalog.datasets()],
-            # Seeding: bytes sent per dataset and per remote peer, p2pdata or any client.
-            "transfer": self.transfer.upload_stats(),
+            "publishers": self.publishers(),
         }
 
     # ---- control API: tiers and training ------------------------------------------------------
@@ -820,7 +782,7 @@ class Daemon:
         return asdict(await self.store.set_tier(manifest.name, manifest.version, tier, move=move))
 
     def _landed_manifest(self, ref: str) -> Manifest:
-        manifest = self.catalogs.resolve(ref)
+        manifest = self.catalogs.resolve(self.publisher_names().ref(ref))
         if manifest.id not in self.landed.items():
             raise NotFound(f"{manifest.ref} has not landed on this cluster")
         return manifest
@@ -844,8 +806,67 @@ class Daemon:
             spec_toml, filename, base_dir=Path(base_dir) if base_dir else None, replace=True
         ).to_dict()
 
+    def remove_training_job(self, name: str) -> dict[str, Any]:
+        self.registry.remove(name)
+        return {"name": name, "removed": True}
+
     def training_jobs(self) -> list[dict[str, Any]]:
         return [spec.to_dict() for spec in self.registry.specs()]
+
+    # ---- control API: datasets (info, ls), publisher names, unpublish, sync now --------------
+
+    def publisher_names(self) -> PublisherNames:
+        return PublisherNames(
+            own=(self.identity.cluster_id, self.config.cluster.name),
+            labels={entry.cluster_id: entry.name for entry in self.trust.list()},
+            claimed={info.cluster_id: info.name for info in self.directory.infos()},
+        )
+
+    def publishers(self) -> dict[str, str]:
+        """Cluster id → the name shown for it (for tables that show refs)."""
+        return self.publisher_names().as_dict()
+
+    def dataset_info(self, ref: str) -> dict[str, Any]:
+        """What `info`, `ls` and `p2pdata.load` show: the manifest, its publisher's name, the
+        other versions, and where it has landed here (None before any fetch)."""
+        names = self.publisher_names()
+        manifest = self.restricted.full(self.catalogs.resolve(names.ref(ref)))
+        versions = {m.version for m in self.catalogs.manifests(cluster=manifest.owner, name=manifest.name)}
+        record = self.landed.items().get(manifest.id)
+        return {
+            **manifest_summary(manifest),
+            "publisher_name": names.of(manifest.owner),
+            "ref": f"{names.label(manifest.owner)}/{manifest.ref}",  # what a user copies
+            "rows": manifest.extra.get("rows"),
+            "versions": sorted(versions, key=version_key),
+            "landed": None if record is None else {
+                "uri": record["uri"], "tier": record.get("tier"), "landed": record.get("landed"),
+                "files": record.get("files", len(manifest.files)),
+            },
+        }
+
+    async def unpublish(self, ref: str) -> dict[str, Any]:
+        """Withdraw one of our versions: a new signed catalog without it; its seed stops."""
+        _, name, version = parse_ref(ref)
+        if version is None:
+            raise P2pdataError(f"unpublish takes NAME@VERSION (which version of {name}?)")
+        manifest = self.local_catalog.get(name, version)
+        self.local_catalog.remove(name, version)
+        self.published.delete(manifest.id)
+        for swarm in self.transfer.swarms():
+            if swarm.manifest.id == manifest.id and manifest.id not in self.landed.items():
+                await swarm.stop()
+        self.events.emit("dataset.unpublished", ref=manifest.ref, manifest=manifest.id)
+        return {"ref": manifest.ref, "unpublished": True}
+
+    async def sync_now(self) -> list[dict[str, Any]]:
+        """Ask every known peer for its catalog now, not at its next turn; the peers afterwards."""
+        urls = [status.url for status in self.health.peers() if status.sources]
+        results = await asyncio.gather(*(self.sync_peer(url) for url in urls), return_exceptions=True)
+        for url, result in zip(urls, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("sync with %s failed", url, exc_info=result)
+        return self.peers()
 
 
 def manifest_summary(manifest: Manifest) -> dict[str, Any]:
@@ -873,24 +894,16 @@ def _record_key(manifest: Manifest) -> dict[str, str]:
     return {"cluster": manifest.owner, "name": manifest.name, "version": manifest.version}
 
 
-def _subset(manifest: Manifest, globs: list[str]) -> Manifest:
-    files = tuple(f for f in manifest.files if any(fnmatchcase(f.path, g) for g in globs))
-    if not files:
-        raise NotFound(f"no file of {manifest.ref} matches {', '.join(globs)}")
-    return replace(manifest, files=files)
+def _server_tls(cert: Path, key: Path) -> Any:
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def _bound_port(runner: web.AppRunner) -> int:
     return int(runner.addresses[0][1])
-
-
-def parse_endpoint(text: str) -> tuple[str, int]:
-    """HOST:PORT or [IPv6]:PORT, as `fetch --peer` takes a seed's address."""
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise P2pdataError(f"peer {text!r} is not HOST:PORT (a port from 1 to 65535)")
-    return host, int(port)
 
 
 def _advertised_host(host: str) -> str:

@@ -54,8 +54,12 @@ from p2pdata.catalog.access import (
     sign_request,
 )
 from p2pdata.catalog.fields import field, require_map
+from p2pdata.catalog.store import CatalogStore
+from p2pdata.catalog.trust import TrustStore
 from p2pdata.errors import NotFound, P2pdataError, PeerError
-from p2pdata.peers import PeerHttpError, PeerInfo
+from p2pdata.peers import PeerClient, PeerHttpError, PeerInfo, normalize_peer_url
+from p2pdata.peers.directory import PeerDirectory
+from p2pdata.transfer import TransferSession
 from p2pdata.transfer.certs import (
     FFDHE2048_PEM,
     ClusterCA,
@@ -122,12 +126,20 @@ def stub_of(manifest: Manifest) -> Manifest:
     )
 
 
+def public_view(manifest: Manifest, show: str) -> Manifest | None:
+    """A manifest as a public catalog shows it: restricted ones as stubs, or (`hidden`) not at all."""
+    if not is_restricted(manifest):
+        return manifest
+    return None if show == "hidden" else stub_of(manifest)
+
+
 class Restricted:
     """Grants, the CA, the doors, and the fetcher's certificates, for one daemon."""
 
     def __init__(self, conn: sqlite3.Connection, identity: Identity, local: LocalCatalog,
                  home: Path, *, show: str = "stub", certificate_lifetime: int = 3600,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 own_urls: Callable[[], tuple[str, ...]] | None = None) -> None:
         self.conn = conn
         self.identity = identity
         self.local = local
@@ -135,7 +147,8 @@ class Restricted:
         self.certificate_lifetime = certificate_lifetime
         self.clock = clock
         self.grants = GrantTable(conn)
-        self.verifier = RequestVerifier(identity.cluster_id, conn, clock)
+        # With our URLs, a door only accepts requests signed for one of them (never relayed).
+        self.verifier = RequestVerifier(identity.cluster_id, conn, clock, urls=own_urls)
         self._granted_etags: dict[str, str] = {}  # peer url -> ETag of its listing we indexed
         self.dir = home / "restricted"
         self.ca = ClusterCA.load_or_create(self.dir, identity.cluster_id, int(clock()))
@@ -170,9 +183,7 @@ class Restricted:
 
     def public_view(self, manifest: Manifest) -> Manifest | None:
         """Our manifest as the public catalog shows it (None: not at all)."""
-        if not is_restricted(manifest):
-            return manifest
-        return None if self.show == "hidden" else stub_of(manifest)
+        return public_view(manifest, self.show)
 
     def grant(self, name: str, cluster: str) -> dict[str, Any]:
         """Let `cluster` fetch every version of our restricted dataset `name`."""
@@ -284,14 +295,15 @@ class Restricted:
                                 (manifest.extra[STUB_FIELD],)).fetchone()
         return manifest if row is None else Manifest.from_dict(decode(row[0], max_size=_MAX_MANIFEST))
 
-    def _signed(self, path: str, owner: str) -> dict[str, str]:
-        return sign_request(self.identity, "GET", path, owner, now=int(self.clock()))
+    def _signed(self, url: str, path: str, owner: str) -> dict[str, str]:
+        return sign_request(self.identity, "GET", path, owner, now=int(self.clock()),
+                            url=normalize_peer_url(url))
 
-    async def fetch_manifest(self, client: Any, url: str, owner_key: bytes,
+    async def fetch_manifest(self, client: PeerClient, url: str, owner_key: bytes,
                              stub: Manifest) -> Manifest:
         """Ask the owner for the full manifest behind `stub`, and check it is the one it committed to."""
         path = f"/v1/restricted/{stub.name}/{stub.version}/manifest"
-        body, headers = await client.signed_get(url, path, self._signed(path, stub.owner),
+        body, headers = await client.signed_get(url, path, self._signed(url, path, stub.owner),
                                                 _MAX_MANIFEST)
         try:
             signature = base64.b64decode(headers.get(SIGNATURE_HEADER, ""), validate=True)
@@ -306,11 +318,11 @@ class Restricted:
         self._hold([(manifest, body)])
         return manifest
 
-    async def fetch_granted(self, client: Any, url: str, peer: PeerInfo) -> list[Manifest] | None:
+    async def fetch_granted(self, client: PeerClient, url: str, peer: PeerInfo) -> list[Manifest] | None:
         """The restricted datasets `peer` grants us, hidden ones included, each checked against
         its signature and kept; None when the listing is unchanged since the last call."""
         fetched = await client.signed_listing(url, GRANTED_PATH,
-                                              self._signed(GRANTED_PATH, peer.cluster_id),
+                                              self._signed(url, GRANTED_PATH, peer.cluster_id),
                                               self._granted_etags.get(url))
         if fetched.data is None:
             return None
@@ -334,11 +346,11 @@ class Restricted:
         self.conn.executemany("INSERT OR REPLACE INTO restricted_held VALUES (?, ?, ?, ?, ?)",
                               [(m.id, m.owner, m.name, m.version, body) for m, body in manifests])
 
-    async def obtain_certificate(self, client: Any, url: str, manifest: Manifest) -> Certificate:
+    async def obtain_certificate(self, client: PeerClient, url: str, manifest: Manifest) -> Certificate:
         """A swarm certificate from the owner, for our TLS key."""
         key = base64.urlsafe_b64encode(self._tls_public()).decode().rstrip("=")
         path = f"/v1/restricted/{manifest.id}/certificate?key={key}"
-        pem, _ = await client.signed_get(url, path, self._signed(path, manifest.owner), _MAX_CERT)
+        pem, _ = await client.signed_get(url, path, self._signed(url, path, manifest.owner), _MAX_CERT)
         leaf = Leaf.parse(pem)
         if leaf.cluster_id != self.identity.cluster_id or leaf.dns_name != torrent_name(manifest):
             raise P2pdataError(f"{manifest.ref}: the owner issued a certificate for something else")
@@ -373,93 +385,91 @@ def _owners_manifest(body: bytes, signature: bytes, owner: str, owner_key: bytes
     return manifest
 
 
-# ---- daemon glue: what daemon.py calls ------------------------------------------------------
+# ---- glue: what the daemon and the fetch room call ------------------------------------------
 
 
-def owner_url(daemon: Any, owner: str) -> tuple[str, bytes]:
-    """The peer API URL and public key of cluster `owner`, from the peers we have synced."""
-    for url, info in daemon._peer_info.items():
-        if info.cluster_id == owner:
-            return url, info.public_key
-    raise NotFound(f"the owner {owner} of this restricted dataset is not among our reachable peers")
+class RestrictedPeers:
+    """The fetcher's side of restricted datasets, against the peers we know of: listings at
+    each sync, manifest and certificate before a fetch, SSL endpoints, certificate renewal."""
 
+    def __init__(self, restricted: Restricted, directory: PeerDirectory, client: PeerClient,
+                 trust: TrustStore, catalogs: CatalogStore, transfer: TransferSession) -> None:
+        self.restricted = restricted
+        self.directory = directory
+        self.client = client
+        self.trust = trust
+        self.catalogs = catalogs
+        self.transfer = transfer
 
-async def sync_granted(daemon: Any, url: str, peer: PeerInfo) -> None:
-    """After a catalog sync: index the restricted datasets `peer` grants us beside its catalog.
+    async def sync_granted(self, url: str, peer: PeerInfo) -> None:
+        """After a catalog sync: index the restricted datasets `peer` grants us beside its catalog.
 
-    Hidden ones are found only this way. Untrusted peers are not asked; a peer without the
-    listing (older software) is skipped quietly; a bad listing is refused as a whole.
-    """
-    if not daemon.trust.is_trusted(peer.cluster_id, peer.public_key):
-        return
-    try:
-        granted = await daemon.restricted.fetch_granted(daemon.client, url, peer)
-    except PeerError as exc:
-        if isinstance(exc, PeerHttpError) and exc.status == 404:
-            log.debug("%s has no listing of granted datasets (older software)", url)
-        else:
-            log.warning("cannot list the restricted datasets %s grants us: %s", url, exc)
-        return
-    except P2pdataError as exc:
-        log.warning("refused the restricted datasets %s lists for us: %s", url, exc)
-        return
-    if granted is not None:
-        daemon.catalogs.store_private(peer.cluster_id, granted)
-
-
-async def prepare_fetch(daemon: Any, manifest: Manifest) -> tuple[Manifest, Certificate]:
-    """The full manifest and a swarm certificate for fetching a restricted dataset."""
-    restricted: Restricted = daemon.restricted
-    url, key = owner_url(daemon, manifest.owner)
-    full = restricted.full(manifest)
-    if is_stub(full):
-        full = await restricted.fetch_manifest(daemon.client, url, key, manifest)
-    return full, await restricted.obtain_certificate(daemon.client, url, full)
-
-
-def endpoints(daemon: Any, manifest: Manifest) -> list[tuple[str, int]]:
-    """SSL torrent endpoints of every peer that has this restricted dataset (owner included)."""
-    found: list[tuple[str, int]] = []
-    for url, have in daemon._peer_have.items():
-        info = daemon._peer_info.get(url)
-        if info is not None and (manifest.id in have or info.cluster_id == manifest.owner):
-            found.extend(info.ssl_torrent_endpoints)
-    return found
-
-
-async def renew_loop(daemon: Any) -> None:
-    """Renew the swarm certificates of restricted datasets we fetch or re-seed, half way through.
-
-    A revoked cluster's renewal is refused, so its certificate runs out and
-    libtorrent on every peer refuses its new connections from then on.
-    """
-    while True:
-        next_at = await renew_due(daemon)
-        await asyncio.sleep(min(60.0, max(1.0, next_at - daemon.restricted.clock())))
-
-
-async def renew_due(daemon: Any) -> float:
-    """Renew every certificate past half its life; return when the next one will be."""
-    restricted: Restricted = daemon.restricted
-    now = restricted.clock()
-    next_at = now + 60.0
-    swarming = {swarm.key for swarm in daemon.transfer.swarms()}
-    for manifest in restricted.held():
-        path = restricted.certs / f"{manifest.id}.pem"
-        if manifest.torrent is None or manifest.torrent.info_hash.hex() not in swarming \
-                or not path.exists():
-            continue
-        renew_at = Leaf.parse(path.read_bytes()).renew_at
-        if renew_at > now:
-            next_at = min(next_at, renew_at)
-            continue
+        Hidden ones are found only this way. Untrusted peers are not asked; a peer without the
+        listing (older software) is skipped quietly; a bad listing is refused as a whole.
+        """
+        if not peer.proven or not self.trust.is_trusted(peer.cluster_id, peer.public_key):
+            return  # an unproven URL may be an impostor relaying our signed requests
         try:
-            url, _ = owner_url(daemon, manifest.owner)
-            certificate = await restricted.obtain_certificate(daemon.client, url, manifest)
+            granted = await self.restricted.fetch_granted(self.client, url, peer)
+        except PeerError as exc:
+            if isinstance(exc, PeerHttpError) and exc.status == 404:
+                log.debug("%s has no listing of granted datasets (older software)", url)
+            else:
+                log.warning("cannot list the restricted datasets %s grants us: %s", url, exc)
+            return
         except P2pdataError as exc:
-            log.warning("cannot renew the swarm certificate of %s: %s", manifest.ref, exc)
-            next_at = min(next_at, now + 30.0)  # try again: the failure may pass
-            continue
-        daemon.transfer.set_certificate(manifest.torrent.info_hash.hex(), certificate)
-        next_at = min(next_at, Leaf.parse(certificate[0].read_bytes()).renew_at)
-    return next_at
+            log.warning("refused the restricted datasets %s lists for us: %s", url, exc)
+            return
+        if granted is not None:
+            self.catalogs.store_private(peer.cluster_id, granted)
+
+    def full(self, manifest: Manifest) -> Manifest:
+        return self.restricted.full(manifest)
+
+    async def prepare_fetch(self, manifest: Manifest) -> tuple[Manifest, Certificate]:
+        """The full manifest and a swarm certificate for fetching a restricted dataset."""
+        url, key = self.directory.owner(manifest.owner)
+        full = self.restricted.full(manifest)
+        if is_stub(full):
+            full = await self.restricted.fetch_manifest(self.client, url, key, manifest)
+        return full, await self.restricted.obtain_certificate(self.client, url, full)
+
+    def endpoints(self, manifest: Manifest) -> list[tuple[str, int]]:
+        """SSL torrent endpoints of every peer that has this restricted dataset (owner included)."""
+        return self.directory.ssl_seeders(manifest.id, manifest.owner)
+
+    async def renew_loop(self) -> None:
+        """Renew the swarm certificates of restricted datasets we fetch or re-seed, half way through.
+
+        A revoked cluster's renewal is refused, so its certificate runs out and
+        libtorrent on every peer refuses its new connections from then on.
+        """
+        while True:
+            next_at = await self.renew_due()
+            await asyncio.sleep(min(60.0, max(1.0, next_at - self.restricted.clock())))
+
+    async def renew_due(self) -> float:
+        """Renew every certificate past half its life; return when the next one will be."""
+        restricted = self.restricted
+        now = restricted.clock()
+        next_at = now + 60.0
+        swarming = {swarm.key for swarm in self.transfer.swarms()}
+        for manifest in restricted.held():
+            path = restricted.certs / f"{manifest.id}.pem"
+            if manifest.torrent is None or manifest.torrent.info_hash.hex() not in swarming \
+                    or not path.exists():
+                continue
+            renew_at = Leaf.parse(path.read_bytes()).renew_at
+            if renew_at > now:
+                next_at = min(next_at, renew_at)
+                continue
+            try:
+                url, _ = self.directory.owner(manifest.owner)
+                certificate = await restricted.obtain_certificate(self.client, url, manifest)
+            except P2pdataError as exc:
+                log.warning("cannot renew the swarm certificate of %s: %s", manifest.ref, exc)
+                next_at = min(next_at, now + 30.0)  # try again: the failure may pass
+                continue
+            self.transfer.set_certificate(manifest.torrent.info_hash.hex(), certificate)
+            next_at = min(next_at, Leaf.parse(certificate[0].read_bytes()).renew_at)
+        return next_at

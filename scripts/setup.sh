@@ -21,7 +21,7 @@ fi
 python=$(command -v python3.11 || command -v python3)
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q -e '.[test,tf]'
+"$venv/bin/pip" install -q -e '.[test,tf,pandas]'
 
 # Hadoop 2.7.3 jars (PyPI pyspark sdist) and Jersey 1 (Debian) for the local HDFS; cached.
 "$venv/bin/python" -m p2pdata.hdfs.localcluster fetch

@@ -47,6 +47,7 @@ from p2pdata.catalog.manifest import (
     parse_ref,
 )
 from p2pdata.catalog.merkle import V2Hashes
+from p2pdata.catalog.names import PublisherNames
 from p2pdata.catalog.publish import Scan, detect_format, hash_file, scan_dataset, scan_for_publish
 from p2pdata.catalog.store import CatalogStore, HeldInfo, SearchResult, version_key
 from p2pdata.catalog.trust import TrustedCluster, TrustStore, check_cluster_id
@@ -65,6 +66,7 @@ __all__ = [
     "Limits",
     "LocalCatalog",
     "Manifest",
+    "PublisherNames",
     "Scan",
     "SearchResult",
     "Torrent",

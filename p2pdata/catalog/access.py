@@ -2,9 +2,10 @@
 
 A request to a restricted door carries the caller's cluster id, public key, a
 timestamp, a random nonce and an Ed25519 signature over the canonical bytes of
-(method, path with query, time, nonce, caller, audience). The audience is the
+(method, path with query, time, nonce, caller, audience, URL). The audience is the
 cluster asked, so a request signed for one owner cannot be replayed to
-another. The verifier is a plain class with a clock: it refuses bad
+another; the URL is the peer API it was sent to, so an impostor claiming the
+owner's identity at another URL cannot relay it to the owner. The verifier is a plain class with a clock: it refuses bad
 signatures, keys that do not match the claimed cluster id, timestamps outside
 the window, and nonces it has already seen inside the window (replays). Seen
 nonces are kept in SQLite, so a restart does not reopen the window to replays.
@@ -16,7 +17,7 @@ import base64
 import re
 import secrets
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from p2pdata.catalog._sql import transaction
@@ -35,9 +36,11 @@ H_KEY = "X-P2pdata-Key"
 H_TIME = "X-P2pdata-Time"
 H_NONCE = "X-P2pdata-Nonce"
 H_SIGNATURE = "X-P2pdata-Signature"
+H_URL = "X-P2pdata-Url"  # the peer API base URL the request was signed for
 
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _DOMAIN = "p2pdata-request-v1"
+_INFO_DOMAIN = "p2pdata-info-v1"
 
 
 class AccessDenied(P2pdataError):
@@ -56,8 +59,9 @@ class RequestReplayed(BadRequestSignature):
     pass
 
 
-def _canonical(method: str, path: str, time: int, nonce: str, cluster: str, audience: str) -> bytes:
-    return encode({
+def _canonical(method: str, path: str, time: int, nonce: str, cluster: str, audience: str,
+               url: str) -> bytes:
+    data: dict[str, object] = {
         "domain": _DOMAIN,
         "method": method.upper(),
         "path": path,
@@ -65,21 +69,96 @@ def _canonical(method: str, path: str, time: int, nonce: str, cluster: str, audi
         "nonce": nonce,
         "cluster": cluster,
         "audience": audience,
-    })
+    }
+    if url:  # the URL the request was sent to: a relay at another URL cannot pass it on
+        data["url"] = url
+    return encode(data)
 
 
 def sign_request(identity: Identity, method: str, path: str, audience: str, *, now: int,
-                 nonce: str | None = None) -> dict[str, str]:
-    """The headers that sign `method path` (path with its query) for the cluster `audience`."""
+                 nonce: str | None = None, url: str = "") -> dict[str, str]:
+    """The headers that sign `method path` (path with its query) for the cluster `audience`
+    at the peer API `url` (its normalised base URL)."""
     nonce = nonce or secrets.token_hex(16)
-    data = _canonical(method, path, now, nonce, identity.cluster_id, audience)
-    return {
+    data = _canonical(method, path, now, nonce, identity.cluster_id, audience, url)
+    headers = {
         H_CLUSTER: identity.cluster_id,
         H_KEY: encode_public_key(identity.public_key),
         H_TIME: str(now),
         H_NONCE: nonce,
         H_SIGNATURE: base64.b64encode(identity.sign(data)).decode(),
     }
+    if url:
+        headers[H_URL] = url
+    return headers
+
+
+def _info_canonical(nonce: str, cluster: str, peer_api: str) -> bytes:
+    return encode({"domain": _INFO_DOMAIN, "nonce": nonce, "cluster": cluster, "peer_api": peer_api})
+
+
+def prove_info(identity: Identity, nonce: str, peer_api: str) -> str:
+    """A daemon's proof, for a client's `nonce`, that it holds its cluster key and that
+    `peer_api` is its own URL (a relay at another URL can pass the proof on, but the
+    client sees that the URL in it is not the one it called)."""
+    return base64.b64encode(identity.sign(_info_canonical(nonce, identity.cluster_id, peer_api))).decode()
+
+
+def info_proof_ok(key: bytes, nonce: str, peer_api: str, proof: str) -> bool:
+    try:
+        signature = base64.b64decode(proof, validate=True)
+    except ValueError:
+        return False
+    return verify_signature(key, _info_canonical(nonce, fingerprint(key), peer_api), signature)
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    cluster: str
+    key: bytes
+    time: int
+    nonce: str
+
+
+def claimed_caller(headers: Mapping[str, str]) -> tuple[str, bytes] | None:
+    """(cluster, key) a request claims to come from, before any signature is checked."""
+    try:
+        key = decode_public_key(headers[H_KEY])
+    except (KeyError, IdentityError):
+        return None
+    cluster = headers.get(H_CLUSTER, "")
+    return (cluster, key) if fingerprint(key) == cluster else None
+
+
+def read_signed_request(method: str, path: str, headers: Mapping[str, str], audience: str,
+                        urls: Iterable[str] | None = None) -> SignedRequest:
+    """Who signed this request for `audience`; BadRequestSignature if it does not prove it.
+
+    With `urls` (this daemon's own peer API URLs), the request must be signed for one of
+    them: a request sent to an impostor at another URL cannot be relayed here. The time
+    window and replays are the caller's to check."""
+    url = headers.get(H_URL, "")
+    if urls is not None and url not in set(urls):
+        raise BadRequestSignature(f"request signed for {url or 'no URL'}, not for this peer API "
+                                  f"({', '.join(urls)}): it was sent to another address")
+    try:
+        cluster = headers[H_CLUSTER]
+        key = decode_public_key(headers[H_KEY])
+        raw_time = headers[H_TIME]
+        nonce = headers[H_NONCE]
+        signature = base64.b64decode(headers[H_SIGNATURE], validate=True)
+    except KeyError as exc:
+        raise BadRequestSignature(f"unsigned request: no {exc.args[0]} header") from None
+    except (IdentityError, ValueError) as exc:
+        raise BadRequestSignature(f"malformed request signature: {exc}") from None
+    if not raw_time.isdigit() or len(raw_time) > 12 or not _NONCE.fullmatch(nonce):
+        raise BadRequestSignature("malformed request time or nonce")
+    if fingerprint(key) != cluster:
+        raise BadRequestSignature(f"key is not the key of cluster {cluster}")
+    sent = int(raw_time)
+    if not verify_signature(key, _canonical(method, path, sent, nonce, cluster, audience, url), signature):
+        raise BadRequestSignature(f"bad request signature from {cluster}")
+    return SignedRequest(cluster, key, sent, nonce)
 
 
 _NONCES = """
@@ -102,8 +181,10 @@ class RequestVerifier:
     """
 
     def __init__(self, audience: str, conn: sqlite3.Connection, clock: Callable[[], float], *,
-                 window: int = 60, max_nonces: int = 100_000) -> None:
+                 window: int = 60, max_nonces: int = 100_000,
+                 urls: Callable[[], Iterable[str]] | None = None) -> None:
         self.audience = audience
+        self.urls = urls  # this daemon's own peer API URLs; requests must be signed for one
         self.conn = conn
         self.clock = clock
         self.window = window
@@ -114,24 +195,9 @@ class RequestVerifier:
 
     def verify(self, method: str, path: str, headers: Mapping[str, str]) -> str:
         """Return the caller's cluster id, or raise BadRequestSignature."""
-        try:
-            cluster = headers[H_CLUSTER]
-            key = decode_public_key(headers[H_KEY])
-            raw_time = headers[H_TIME]
-            nonce = headers[H_NONCE]
-            signature = base64.b64decode(headers[H_SIGNATURE], validate=True)
-        except KeyError as exc:
-            raise BadRequestSignature(f"unsigned request: no {exc.args[0]} header") from None
-        except (IdentityError, ValueError) as exc:
-            raise BadRequestSignature(f"malformed request signature: {exc}") from None
-        if not raw_time.isdigit() or len(raw_time) > 12 or not _NONCE.fullmatch(nonce):
-            raise BadRequestSignature("malformed request time or nonce")
-        if fingerprint(key) != cluster:
-            raise BadRequestSignature(f"key is not the key of cluster {cluster}")
-        sent = int(raw_time)
-        if not verify_signature(key, _canonical(method, path, sent, nonce, cluster, self.audience),
-                                signature):
-            raise BadRequestSignature(f"bad request signature from {cluster}")
+        signed = read_signed_request(method, path, headers, self.audience,
+                                     None if self.urls is None else tuple(self.urls()))
+        cluster, sent, nonce = signed.cluster, signed.time, signed.nonce
         now = int(self.clock())
         self._forget_old(now)
         if abs(now - sent) > self.window:
@@ -194,6 +260,12 @@ class GrantTable:
     def allowed(self, dataset: str, cluster: str) -> bool:
         return self.conn.execute(
             "SELECT 1 FROM restricted_grants WHERE dataset = ? AND cluster = ?", (dataset, cluster)
+        ).fetchone() is not None
+
+    def any_to(self, cluster: str) -> bool:
+        """Whether `cluster` holds any grant."""
+        return self.conn.execute(
+            "SELECT 1 FROM restricted_grants WHERE cluster = ? LIMIT 1", (cluster,)
         ).fetchone() is not None
 
     def list(self, dataset: str | None = None) -> list[Grant]:

@@ -32,9 +32,14 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class Limits:
-    max_bytes: int = 64 * 1024 * 1024
+    # A few hundred large datasets with their torrents (a 2,000-piece hybrid torrent is
+    # about 100 KiB); the old 64 MiB let one hostile blob cost gigabytes to decode.
+    max_bytes: int = 32 * 1024 * 1024
     max_datasets: int = 10_000
     max_files_per_dataset: int = 200_000
+    # Decoded objects in one body: 200,000 files are 1.4 million; a 4 MiB msgpack bomb of
+    # empty lists is 4 million, ~750 MiB of Python objects.
+    max_objects: int = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -94,11 +99,31 @@ def sign_catalog(
         datasets=tuple(datasets),
     )
     body = encode(catalog.to_dict())
-    return encode({"catalog": body, "signature": identity.sign(body)})
+    # The key beside the body lets a verifier check the signature and the signer's trust
+    # before it decodes a single byte of the body.
+    return encode({"catalog": body, "key": identity.public_key, "signature": identity.sign(body)})
 
 
 TrustCheck = Callable[[str, bytes], bool]
 """(cluster id, public key) -> whether the caller trusts this publisher."""
+
+
+class WrongSigner(BadSignature):
+    """The catalog is signed, but by another cluster than the one expected."""
+
+    def __init__(self, signer: str, message: str) -> None:
+        super().__init__(message)
+        self.signer = signer
+
+
+@dataclass(frozen=True)
+class SignedCatalog:
+    """A catalog whose signature checked out, its body not yet decoded."""
+
+    body: bytes
+    cluster: str
+    public_key: bytes
+    raw: bytes
 
 
 def verify_catalog(
@@ -108,29 +133,64 @@ def verify_catalog(
     now: int,
     held: HeldCatalog | None = None,
     limits: Limits = Limits(),
+    signer: bytes | None = None,
 ) -> VerifiedCatalog:
-    """Return the verified catalog or raise the CatalogError subclass that names the failure."""
-    body, signature, data = _open(blob, limits)
-    public_key = get(data, "key", bytes, "catalog")
-    cluster = get(data, "cluster", str, "catalog")
-    if len(public_key) != 32:
-        raise MalformedData(f"catalog.key: expected a 32-byte Ed25519 key, got {len(public_key)}")
-    if fingerprint(public_key) != cluster:
-        raise BadSignature(
-            f"catalog claims cluster {cluster} but its key has fingerprint {fingerprint(public_key)}"
-        )
-    # Signature first: a trust check may pin the key (trust on first use), and only a key
-    # that really signed these bytes may be pinned.
-    if not verify_signature(public_key, body, signature):
+    """Return the verified catalog or raise the CatalogError subclass that names the failure.
+
+    `signer` is the key the catalog is expected from (a peer's /v1/info); the envelope's
+    own key is used without it. Either way the signature and the signer's trust are
+    checked over the raw body bytes before the body is decoded.
+    """
+    signed = check_signature(blob, limits, signer)
+    check_trust(signed, trusted)
+    return read_body(signed, now=now, held=held, limits=limits)
+
+
+def check_signature(blob: bytes, limits: Limits = Limits(), signer: bytes | None = None) -> SignedCatalog:
+    """The envelope opened and its signature checked; cheap whatever the body holds."""
+    if len(blob) > limits.max_bytes:
+        raise TooLarge(f"catalog is {len(blob)} bytes, over the limit of {limits.max_bytes}")
+    envelope = _envelope(blob, limits)
+    body = get(envelope, "catalog", bytes, "catalog")
+    signature = get(envelope, "signature", bytes, "catalog")
+    key = get(envelope, "key", bytes, "catalog", default=signer)
+    if key is None:
+        raise MalformedData("catalog: the envelope names no key and none was expected")
+    if len(key) != 32:
+        raise MalformedData(f"catalog.key: expected a 32-byte Ed25519 key, got {len(key)}")
+    cluster = fingerprint(key)
+    if signer is not None and key != signer:
+        raise WrongSigner(cluster, f"catalog is signed by cluster {cluster}, not by the expected "
+                                   f"cluster {fingerprint(signer)}")
+    if not verify_signature(key, body, signature):
         raise BadSignature(f"catalog from cluster {cluster}: signature does not match its contents")
-    if not trusted(cluster, public_key):
+    return SignedCatalog(body, cluster, key, blob)
+
+
+def check_trust(signed: SignedCatalog, trusted: TrustCheck) -> None:
+    """After the signature: a trust check may pin the key (trust on first use), and only a
+    key that really signed these bytes may be pinned."""
+    if not trusted(signed.cluster, signed.public_key):
         raise UntrustedKey(
-            f"catalog is signed by cluster {cluster}, which is not in the trust store "
-            f"(add it with `p2pdata trust add {cluster}`)"
+            f"catalog is signed by cluster {signed.cluster}, which is not in the trust store "
+            f"(add it with `p2pdata trust add {signed.cluster}`)"
         )
 
+
+def read_body(signed: SignedCatalog, *, now: int, held: HeldCatalog | None = None,
+              limits: Limits = Limits()) -> VerifiedCatalog:
+    """Decode and check a signed, trusted body: the costly part, pure, safe in a thread."""
+    data = _decode_body(signed.body, limits)
+    cluster, public_key = signed.cluster, signed.public_key
+    named_key, named = get(data, "key", bytes, "catalog"), get(data, "cluster", str, "catalog")
+    if len(named_key) != 32:
+        raise MalformedData(f"catalog.key: expected a 32-byte Ed25519 key, got {len(named_key)}")
+    if fingerprint(named_key) != named:
+        raise BadSignature(f"catalog claims cluster {named} but its key has fingerprint {fingerprint(named_key)}")
+    if named_key != public_key:
+        raise BadSignature(f"catalog signed by cluster {cluster} claims to be cluster {named}")
     catalog = _parse_body(data, cluster, public_key, limits)
-    body_sha256 = hashlib.sha256(body).digest()
+    body_sha256 = hashlib.sha256(signed.body).digest()
     if held is not None:
         if catalog.version < held.version:
             raise Rollback(
@@ -146,26 +206,25 @@ def verify_catalog(
             f"catalog from cluster {cluster} (version {catalog.version}) expired "
             f"{now - catalog.expires} s ago"
         )
-    return VerifiedCatalog(catalog, body_sha256, blob)
+    return VerifiedCatalog(catalog, body_sha256, signed.raw)
 
 
 def read_verified(blob: bytes, limits: Limits = Limits()) -> Catalog:
     """A catalog that passed verify_catalog when it was stored, read back without the checks
     that depend on when (expiry, rollback, trust)."""
-    _, _, data = _open(blob, limits)
+    data = _decode_body(get(_envelope(blob, limits), "catalog", bytes, "catalog"), limits)
     return _parse_body(data, get(data, "cluster", str, "catalog"), get(data, "key", bytes, "catalog"),
                        limits)
 
 
-def _open(blob: bytes, limits: Limits) -> tuple[bytes, bytes, dict[str, Any]]:
-    """The signed envelope's body bytes, signature, and decoded body."""
-    if len(blob) > limits.max_bytes:
-        raise TooLarge(f"catalog is {len(blob)} bytes, over the limit of {limits.max_bytes}")
-    envelope = require_map(decode(blob, max_size=limits.max_bytes, what="catalog"), "catalog")
-    body = get(envelope, "catalog", bytes, "catalog")
-    signature = get(envelope, "signature", bytes, "catalog")
-    data = require_map(decode(body, max_size=limits.max_bytes, what="catalog body"), "catalog")
-    return body, signature, data
+def _envelope(blob: bytes, limits: Limits) -> dict[str, Any]:
+    # A map of a few byte strings: anything else fails before it can allocate much.
+    return require_map(decode(blob, max_size=limits.max_bytes, what="catalog", max_objects=8), "catalog")
+
+
+def _decode_body(body: bytes, limits: Limits) -> dict[str, Any]:
+    return require_map(decode(body, max_size=limits.max_bytes, what="catalog body",
+                              max_objects=limits.max_objects), "catalog")
 
 
 _CATALOG_FIELDS = frozenset({"format", "cluster", "key", "version", "issued", "expires", "datasets"})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,10 +29,25 @@ def check_name(name: str, what: str = "dataset name") -> str:
     return name
 
 
+RESERVED_PREFIX = ".p2pdata-"  # the store's own files in a landed dataset (marker, tier)
+MAX_FILE_SIZE = 2**50  # 1 PiB: beyond any real file, far inside SQLite's 64-bit integers
+MAX_TOTAL_SIZE = 2**56
+
+
+def _unsafe_character(char: str) -> bool:
+    """Control characters (escape sequences start with ESC) and format characters: bidi
+    overrides and isolates, zero-width joiners, which make a name show as another."""
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp")
+
+
 def check_relative_path(path: str) -> str:
-    """Accept only a normalised relative POSIX path without `..`."""
+    """Accept only a normalised relative POSIX path without `..`, reserved or deceptive names."""
     if not path or "\x00" in path:
         raise UnsafePath(f"file path {path!r} is empty or has a NUL byte")
+    bad = next((c for c in path if _unsafe_character(c)), None)
+    if bad is not None:
+        raise UnsafePath(f"file path {path!r} has the control or formatting character "
+                         f"U+{ord(bad):04X} ({unicodedata.name(bad, 'unnamed')})")
     if path.startswith("/") or re.match(r"[A-Za-z]:", path) or "\\" in path:
         raise UnsafePath(f"file path {path!r} is absolute")
     parts = path.split("/")
@@ -39,7 +56,22 @@ def check_relative_path(path: str) -> str:
     # normpath keeps a lone "." as it is, so check components too.
     if posixpath.normpath(path) != path or "." in parts:
         raise UnsafePath(f"file path {path!r} is not normalised")
+    if any(part.startswith(RESERVED_PREFIX) for part in parts):
+        raise UnsafePath(f"file path {path!r}: names starting {RESERVED_PREFIX!r} are reserved "
+                         "for the store's own files")
     return path
+
+
+def check_distinct_paths(paths: Iterable[str], where: str = "files") -> None:
+    """Refuse two paths that are one name after Unicode normalisation (NFKC): they would
+    show as one, and land as one on a file system that normalises."""
+    seen: dict[str, str] = {}
+    for path in paths:
+        key = unicodedata.normalize("NFKC", path)
+        if key in seen and seen[key] != path:
+            raise UnsafePath(f"{where}: {seen[key]!r} and {path!r} are the same name after "
+                             "Unicode normalisation")
+        seen[key] = path
 
 
 @dataclass(frozen=True)
@@ -57,8 +89,8 @@ class FileEntry:
         path = check_relative_path(get(data, "path", str, where))
         size = get(data, "size", int, where)
         digest = get(data, "sha256", bytes, where)
-        if size < 0:
-            raise MalformedData(f"{where}.size: must not be negative")
+        if not 0 <= size <= MAX_FILE_SIZE:
+            raise MalformedData(f"{where}.size: {size} is not a file size (0 to {MAX_FILE_SIZE})")
         if len(digest) != 32:
             raise MalformedData(f"{where}.sha256: expected 32 bytes, got {len(digest)}")
         return cls(path, size, digest)
@@ -186,6 +218,9 @@ class Manifest:
             if entry.path in seen:
                 raise UnsafePath(f"{where}.files: path {entry.path!r} repeats")
             seen.add(entry.path)
+        check_distinct_paths(seen, f"{where}.files")
+        if sum(entry.size for entry in files) > MAX_TOTAL_SIZE:
+            raise MalformedData(f"{where}.files: sizes add up to over {MAX_TOTAL_SIZE} bytes")
         # A path cannot be both a file and a directory ("a" and "a/b"): it could never land.
         for entry in files:
             parent = posixpath.dirname(entry.path)

@@ -1,15 +1,18 @@
 """Turning a directory into a manifest: walk, hash, detect the format and schema.
 
-Links: a symbolic link to a regular file inside the dataset directory is
-followed and listed under the link's own path (its content is hashed). A link
-that leaves the directory, dangles, or points at a directory is rejected, so
-what is published is exactly the tree under the directory, with no cycles.
+Links: symbolic links are refused. One to a file inside the dataset would be
+published (and land) as a second copy of that file, so a table would be read
+with its rows twice; one that leaves the directory, dangles, or points at a
+directory would publish something other than the tree under the directory.
 Special files (fifos, sockets, devices) are rejected.
 
-Format: every file is classified by extension (parquet, csv, tfrecord); the
-dataset has that format when all its data files agree, else `files`. Names
-starting with `_` or `.` (Hadoop/Spark markers such as `_SUCCESS`, `.crc`) are
-published but do not count towards the format, as Arrow datasets ignore them.
+Format: every file is classified by extension (parquet, csv, tfrecord, or
+other files); the dataset has that format when all its data files agree. A mix
+(Parquet beside CSV, images beside a labels.csv) is refused with the counts of
+each, unless the publisher names the format (`files` publishes anything as
+plain files). Names starting with `_` or `.` (Hadoop/Spark markers such as
+`_SUCCESS`, `.crc`) and notes (README.md, *.txt) are published but do not count
+towards the format, as readers skip them.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ import pyarrow.parquet as pq
 
 from p2pdata.catalog.catalog import Limits
 from p2pdata.catalog.manifest import (
+    FORMATS,
     Access,
     Column,
     FileEntry,
     Manifest,
+    check_distinct_paths,
     check_name,
     check_relative_path,
 )
@@ -52,6 +57,8 @@ _EXTENSIONS = {
     ".tfrec": "tfrecord",
 }
 _MAX_TAG = 64
+# Files that describe the data rather than hold it: they never decide the format.
+NOTES = (".md", ".txt", ".rst", ".json", ".yaml", ".yml", ".html", ".pdf")
 
 
 @dataclass(frozen=True)
@@ -74,11 +81,15 @@ def scan_dataset(
     license: str = "",
     access: Access | None = None,
     workers: int | None = None,
+    format: str | None = None,
 ) -> Manifest:
-    """Build the manifest of the dataset in `directory`; raise PublishError naming the culprit."""
+    """Build the manifest of the dataset in `directory`; raise PublishError naming the culprit.
+
+    `format` overrides the one the file names suggest (and a mix of them is then no error).
+    """
     return scan_for_publish(
         directory, name=name, version=version, owner=owner, now=now, description=description,
-        tags=tags, license=license, access=access, workers=workers,
+        tags=tags, license=license, access=access, workers=workers, format=format,
     ).manifest
 
 
@@ -94,6 +105,7 @@ def scan_for_publish(
     license: str = "",
     access: Access | None = None,
     workers: int | None = None,
+    format: str | None = None,
     piece_size_for: Callable[[int], int] | None = None,
     hybrid: bool = False,
 ) -> Scan:
@@ -113,14 +125,21 @@ def scan_for_publish(
     if not root.is_dir():
         raise PublishError(f"{root} is not a directory")
     paths = list_files(root)
+    try:
+        check_distinct_paths(paths, str(root))
+    except MalformedData as exc:
+        raise PublishError(str(exc)) from exc
     if not paths:
         raise PublishError(f"{root} holds no files: a dataset needs at least one")
     limit = Limits().max_files_per_dataset
     if len(paths) > limit:
         raise PublishError(f"{root} holds {len(paths)} files, over the limit of {limit}")
+    if format is not None and format not in FORMATS:
+        raise PublishError(f"format {format!r} is not one of {', '.join(FORMATS)}")
+    fmt = format or detect_format(paths, root)
     files, v2 = hash_files_v2(root, paths, workers=workers, piece_size_for=piece_size_for,
                               v1=hybrid)
-    fmt = detect_format(paths)
+    schema, rows = read_schema(root, paths, fmt)
     manifest = Manifest(
         name=name,
         version=version,
@@ -131,8 +150,9 @@ def scan_for_publish(
         description=description,
         tags=tag_list,
         license=license,
-        schema=read_schema(root, paths, fmt),
+        schema=schema,
         access=access or Access(),
+        extra={} if rows is None else {"rows": rows},  # `p2pdata info` shows it before any fetch
     )
     return Scan(manifest, v2)
 
@@ -160,11 +180,13 @@ def list_files(root: Path) -> list[str]:
                     if not os.path.exists(target):
                         raise PublishError(f"{where} is a dangling link (to {target})")
                     if not os.path.isfile(target):
-                        raise PublishError(
-                            f"{where} links to a directory or special file; links are followed "
-                            "only to regular files"
-                        )
-                    found.append(_checked(relative, where))
+                        raise PublishError(f"{where} links to a directory or special file (to {target})")
+                    inside = os.path.relpath(target, real_root)
+                    raise PublishError(
+                        f"{where} is a link to {inside}, which the dataset already holds: it would "
+                        "be published as a second copy (a table would have its rows twice); "
+                        "remove the link, or replace it with a copy if two copies are meant"
+                    )
                 elif entry.is_dir(follow_symlinks=False):
                     walk(entry.path, relative + "/")
                 elif entry.is_file(follow_symlinks=False):
@@ -285,9 +307,9 @@ def _hash_one(root: Path, path: str, piece_size: int | None, v1: bool = False,
 
 
 def file_kind(path: str) -> str | None:
-    """The format one file's name suggests, or None for markers and other files."""
+    """The format one file's name suggests, or None for markers and notes."""
     base = path.rsplit("/", 1)[-1].lower()
-    if base.startswith(("_", ".")):
+    if base.startswith(("_", ".")) or base.endswith(NOTES) or base.startswith(("readme", "license")):
         return None
     for extension, kind in _EXTENSIONS.items():
         if base.endswith(extension):
@@ -295,19 +317,36 @@ def file_kind(path: str) -> str | None:
     return "files"
 
 
-def detect_format(paths: list[str]) -> str:
-    kinds = {kind for path in paths if (kind := file_kind(path)) is not None}
-    return kinds.pop() if len(kinds) == 1 else "files"
+def detect_format(paths: list[str], root: Path | str = ".") -> str:
+    """The one format all data files agree on (`files` when none is tabular); a mix is an error."""
+    kinds: dict[str, list[str]] = {}
+    for path in paths:
+        if (kind := file_kind(path)) is not None:
+            kinds.setdefault(kind, []).append(path)
+    if len(kinds) <= 1:
+        return next(iter(kinds), "files")
+    mix = ", ".join(
+        f"{len(found)} {kind} ({found[0]}{', …' if len(found) > 1 else ''})" for kind, found in sorted(kinds.items())
+    )
+    raise PublishError(
+        f"{root} mixes formats: {mix}; publish each format as its own dataset, "
+        "or pass --format files to publish them all as plain files"
+    )
 
 
-def read_schema(root: Path, paths: list[str], fmt: str) -> tuple[Column, ...]:
-    """The Arrow schema of tabular data: all Parquet footers (unified), or the first CSV block."""
+def read_schema(root: Path, paths: list[str], fmt: str) -> tuple[tuple[Column, ...], int | None]:
+    """The Arrow schema of tabular data (all Parquet footers unified, or the first CSV block),
+    and the row count where the format tells it without reading the data (Parquet footers)."""
     data = [path for path in paths if file_kind(path) == fmt]
+    rows: int | None = None
     if fmt == "parquet":
         schema: pa.Schema | None = None
+        rows = 0
         for path in data:
             try:
-                found = pq.read_schema(root / path)
+                metadata = pq.read_metadata(root / path)
+                found = metadata.schema.to_arrow_schema()
+                rows += metadata.num_rows
                 schema = found if schema is None else pa.unify_schemas([schema, found])
             except (pa.ArrowException, OSError) as exc:
                 raise PublishError(f"{root / path}: cannot read its Parquet schema: {exc}") from exc
@@ -319,7 +358,7 @@ def read_schema(root: Path, paths: list[str], fmt: str) -> tuple[Column, ...]:
         except (pa.ArrowException, OSError) as exc:
             raise PublishError(f"{root / data[0]}: cannot read it as CSV: {exc}") from exc
     else:
-        return ()
+        return (), None
     if schema is None:
-        return ()
-    return tuple(Column(field.name, str(field.type)) for field in schema)
+        return (), rows
+    return tuple(Column(field.name, str(field.type)) for field in schema), rows

@@ -306,13 +306,24 @@ class CatalogStore:
         found = [load_manifest(row["manifest"]) for row in self.conn.execute(sql, args)]
         return sorted(found, key=lambda m: (m.name, version_key(m.version), m.owner))
 
+    def names(self, prefix: str = "", limit: int = 200) -> list[tuple[str, str]]:
+        """(name, version) pairs of held datasets whose name starts with `prefix`: for completion."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT name, version FROM catalog_datasets WHERE substr(name, 1, ?) = ?"
+            " ORDER BY name, version LIMIT ?",
+            (len(prefix), prefix, limit),
+        )
+        return [(row["name"], row["version"]) for row in rows]
+
     def resolve(self, ref: str, *, now: int | None = None) -> Manifest:
         """The manifest `NAME`, `NAME@VERSION` or `CLUSTER/NAME[@VERSION]` names.
 
         Without a version the newest (by version_key) is chosen. A name that
-        several publishers use is ambiguous unless the cluster is given, or
-        they all publish the very same files (one swarm serves them all). With
-        `now`, datasets from expired peer catalogs are not considered.
+        several publishers use is ambiguous unless the cluster is given, even
+        when they publish the very same files: a publisher can re-sign another's
+        manifest as its own (a relabelled copy), and who vouches for a dataset
+        is the user's choice, not the one whose id sorts first. With `now`,
+        datasets from expired peer catalogs are not considered.
         """
         cluster, name, version = parse_ref(ref)
         sql = "SELECT cluster, version, manifest FROM catalog_datasets WHERE name = ?"
@@ -333,13 +344,12 @@ class CatalogStore:
                 newest[row["cluster"]] = row
         if not newest:
             raise NotFound(f"no dataset {ref} in any held catalog")
-        candidates = [load_manifest(row["manifest"]) for _, row in sorted(newest.items())]
-        if len({(m.version, m.files) for m in candidates}) > 1:
+        if len(newest) > 1:
             choices = ", ".join(
                 f"{row['cluster']}/{name}@{row['version']}" for _, row in sorted(newest.items())
             )
             raise Ambiguous(f"{ref} is published by {len(newest)} clusters; choose one of {choices}")
-        return candidates[0]
+        return load_manifest(next(iter(newest.values()))["manifest"])
 
     # -- search -------------------------------------------------------------------------
 

@@ -98,6 +98,20 @@ class Store(abc.ABC):
         final = self.final_path(manifest.name, manifest.version)
         return await self._read_small(posixpath.join(final, MARKER)) == manifest.id.encode()
 
+    async def reopen(self, name: str, version: str, manifest_id: str) -> bool:
+        """Move the landing of `manifest_id` back to ``.incoming``, so that a landing of more
+        files of the same dataset (a partial fetch widened) can complete it. False, and
+        nothing moved, when something else is at the final path."""
+        final = self.final_path(name, version)
+        if await self._read_small(posixpath.join(final, MARKER)) != manifest_id.encode():
+            return False
+        incoming = self.incoming_path(name, version)
+        if await self._exists(incoming):
+            raise LandingError(f"{incoming} exists beside the landed {final}: remove one of them")
+        await self._mkdirs(posixpath.dirname(incoming))
+        await self._rename(final, incoming)
+        return True
+
     async def list_landed(self) -> list[LandedDataset]:
         landed = []
         for name in sorted(await self._list_dirs(self.root)):

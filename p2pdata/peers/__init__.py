@@ -4,6 +4,7 @@ Imports only the catalog room and p2pdata.errors; the daemon composes the pieces
 """
 
 from p2pdata.peers.client import CatalogFetch, ClientLimits, PeerClient, PeerInfo, tls_context
+from p2pdata.peers.directory import PeerDirectory
 from p2pdata.peers.discovery import SERVICE_TYPE, ZeroconfDiscovery
 from p2pdata.peers.errors import (
     InvalidPeerUrl,
@@ -17,7 +18,7 @@ from p2pdata.peers.errors import (
 )
 from p2pdata.peers.health import PeerHealth, PeerState, PeerStatus, Source, merge_peer_urls
 from p2pdata.peers.store import HealthStore
-from p2pdata.peers.sync import SyncOutcome, SyncResult, catalog_verifier, sync_peer
+from p2pdata.peers.sync import SyncOutcome, SyncResult, SyncScheduler, catalog_verifier, sync_peer
 from p2pdata.peers.urls import normalize_peer_url
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidPeerUrl",
     "PeerBadResponse",
     "PeerClient",
+    "PeerDirectory",
     "PeerHealth",
     "PeerHttpError",
     "PeerInfo",
@@ -41,6 +43,7 @@ __all__ = [
     "Source",
     "SyncOutcome",
     "SyncResult",
+    "SyncScheduler",
     "ZeroconfDiscovery",
     "catalog_verifier",
     "merge_peer_urls",

@@ -12,13 +12,16 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import ssl
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
 
-from p2pdata.catalog.identity import decode_public_key, fingerprint
+from p2pdata.catalog.access import H_SIGNATURE, info_proof_ok, sign_request
+from p2pdata.catalog.identity import Identity, decode_public_key, fingerprint
 from p2pdata.errors import ConfigError, IdentityError
 from p2pdata.peers.errors import (
     InvalidPeerUrl,
@@ -45,12 +48,16 @@ _CHUNK = 64 * 1024
 class ClientLimits:
     max_json: int = 1024 * 1024
     max_have_json: int = 8 * 1024 * 1024  # 100k manifest ids are ~7 MB of JSON
-    max_catalog: int = 64 * 1024 * 1024
+    max_catalog: int = 32 * 1024 * 1024  # the catalog room's Limits.max_bytes
     max_torrent: int = 64 * 1024 * 1024
     connect_timeout: float = 5.0
     read_timeout: float = 15.0  # longest silence between two chunks
     json_timeout: float = 30.0  # whole request, small answers
     transfer_timeout: float = 300.0  # whole request, catalog and torrent
+    # A body must average at least this rate once `rate_grace` seconds have passed: a peer
+    # trickling a byte a second otherwise holds a sync for the whole transfer timeout.
+    min_rate: int = 16 * 1024  # bytes per second
+    rate_grace: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,9 @@ class PeerInfo:
     torrent_endpoints: tuple[tuple[str, int], ...]
     # SSL listen endpoints, for restricted datasets' swarms (empty from older daemons).
     ssl_torrent_endpoints: tuple[tuple[str, int], ...] = ()
+    # It signed our nonce with its cluster key, naming the very URL we called as its own:
+    # only such a URL is sent requests that matter (restricted datasets).
+    proven: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,8 +121,11 @@ class PeerClient:
     """
 
     def __init__(self, limits: ClientLimits = ClientLimits(), *, user_agent: str = "p2pdata",
-                 tls: ssl.SSLContext | None = None) -> None:
+                 tls: ssl.SSLContext | None = None, identity: Identity | None = None) -> None:
         self.limits = limits
+        # With an identity every request is signed for the URL it goes to: a peer that
+        # knows this cluster then gives it a rate-limit budget of its own.
+        self.identity = identity
         self._user_agent = user_agent
         self._tls = tls
         self._session: aiohttp.ClientSession | None = None
@@ -143,9 +156,21 @@ class PeerClient:
         return self._session
 
     async def info(self, url: str) -> PeerInfo:
+        """What the peer says of itself, and whether it proved it: it signs our fresh nonce
+        and its own URL with its cluster key (`PeerInfo.proven` when that URL is `url`)."""
         base = normalize_peer_url(url)
-        body = await self._get(base, "/v1/info", self.limits.max_json, self.limits.json_timeout)
-        return _parse_info(base, _load_json(base, "/v1/info", body))
+        nonce = secrets.token_hex(16)
+        body = await self._get(base, f"/v1/info?nonce={nonce}", self.limits.max_json,
+                               self.limits.json_timeout)
+        data = _load_json(base, "/v1/info", body)
+        info = _parse_info(base, data)
+        proof = data.get("proof")
+        if proof is None:
+            return info  # software without proofs: its public catalog only, never our requests
+        if not isinstance(proof, str) or not info_proof_ok(info.public_key, nonce, data["peer_api"], proof):
+            raise PeerBadResponse(base, f"/v1/info: claims cluster {info.cluster_id} but cannot prove "
+                                        "it holds that cluster's key (bad proof)")
+        return replace(info, proven=info.peer_api == base)
 
     async def catalog(self, url: str, etag: str | None = None) -> CatalogFetch:
         return await self._conditional(normalize_peer_url(url), "/v1/catalog", {}, etag)
@@ -166,7 +191,7 @@ class PeerClient:
                 if etag is None:
                     raise PeerBadResponse(base, f"{path}: 304 Not Modified to a plain GET")
                 return CatalogFetch(None, etag)
-            data = await _read(base, path, response, self.limits.max_catalog)
+            data = await _read(base, path, response, self.limits.max_catalog, self.limits)
             header = response.headers.get("ETag")
         digest = hashlib.sha256(data).hexdigest()
         match = _ETAG.fullmatch(header or "")
@@ -212,12 +237,12 @@ class PeerClient:
         base = normalize_peer_url(url)
         async with self._request(base, path, self.limits.transfer_timeout, headers,
                                  expect=(200,)) as response:
-            body = await _read(base, path, response, limit)
+            body = await _read(base, path, response, limit, self.limits)
             return body, dict(response.headers)
 
     async def _get(self, base: str, path: str, limit: int, timeout: float) -> bytes:
         async with self._request(base, path, timeout, {}, expect=(200,)) as response:
-            return await _read(base, path, response, limit)
+            return await _read(base, path, response, limit, self.limits)
 
     def _request(
         self,
@@ -251,6 +276,9 @@ class _Request:
             sock_read=client.limits.read_timeout,
         )
         self._headers = {"Accept-Encoding": "identity", **headers}
+        if client.identity is not None and H_SIGNATURE not in headers:
+            self._headers.update(sign_request(client.identity, "GET", path, base, now=int(time.time()),
+                                              url=base))
         self._expect = expect
         self._response: aiohttp.ClientResponse | None = None
 
@@ -310,18 +338,24 @@ def _translate(base: str, path: str, exc: BaseException) -> BaseException:
     return exc
 
 
-async def _read(base: str, path: str, response: aiohttp.ClientResponse, limit: int) -> bytes:
+async def _read(base: str, path: str, response: aiohttp.ClientResponse, limit: int,
+                limits: ClientLimits) -> bytes:
     if response.content_length is not None and response.content_length > limit:
         raise PeerTooLarge(
             base, f"{path}: announces {response.content_length} bytes, over the limit of {limit}"
         )
     chunks: list[bytes] = []
     size = 0
+    started = time.monotonic()
     async for chunk in response.content.iter_chunked(_CHUNK):
         size += len(chunk)
         if size > limit:
             raise PeerTooLarge(base, f"{path}: body exceeds the limit of {limit} bytes")
         chunks.append(chunk)
+        elapsed = time.monotonic() - started
+        if elapsed > limits.rate_grace and size < limits.min_rate * elapsed:
+            raise PeerTimeout(base, f"{path}: {size} bytes in {elapsed:.0f} s, under the minimum "
+                                    f"rate of {limits.min_rate} bytes/s")
     return b"".join(chunks)
 
 

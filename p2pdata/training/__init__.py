@@ -5,7 +5,15 @@ The daemon uses `JobRegistry`, `matching_jobs` and `Launcher`; training scripts 
 until `to_tf_dataset` is called.
 """
 
-from p2pdata.training.data import open_dataset, to_numpy, to_tf_dataset
+from p2pdata.training.data import (
+    iter_batches,
+    list_files,
+    open_dataset,
+    to_numpy,
+    to_pandas,
+    to_tf_dataset,
+    to_torch,
+)
 from p2pdata.training.launcher import (
     Launcher,
     LogTail,
@@ -33,10 +41,14 @@ __all__ = [
     "Trigger",
     "follow_file",
     "follow_logs",
+    "iter_batches",
+    "list_files",
     "matches",
     "matching_jobs",
     "open_dataset",
     "to_numpy",
+    "to_pandas",
     "to_tf_dataset",
+    "to_torch",
     "worker_started",
 ]

@@ -158,11 +158,6 @@ class _Swarm:
 class Seed(_Swarm):
     """Serves a dataset from a directory holding its files (staged or landed)."""
 
-    @property
-    def uploaded(self) -> int:
-        assert self.handle is not None
-        return self.handle.status().total_payload_upload
-
     async def stop(self) -> None:
         self.session._remove(self)
 
@@ -207,16 +202,18 @@ class SwarmJob(_Swarm):
         )
         done = sum(f.done for f in files)
         self._meter.add(now, status.total_payload_download)
+        peers = self.sample_peers()
         return Progress(
             state=self.state,
             done=done,
             total=self.total,
             rate=self._meter.rate,
             eta=self._meter.eta(self.total - done),
-            peers=self.sample_peers(),
+            peers=peers,
             downloaded=status.total_payload_download,
             files=files,
             error=self.machine.error,
+            sources=tuple(sorted(self.peer_bytes.items())),
         )
 
     def subscribe(self, callback: Callable[[Progress], None]) -> Callable[[], None]:
@@ -296,6 +293,20 @@ class SwarmJob(_Swarm):
         await asyncio.to_thread(self.session.staging.remove, self.key)
         self.session._resume_path(self.key).unlink(missing_ok=True)
 
+    async def leave(self) -> None:
+        """Leave the session keeping the staged data and fresh resume data, so a later fetch of
+        the same torrent (a retry, more files) starts from what is verified here."""
+        if self.handle is not None and self.session._ses is not None \
+                and self.state is not JobState.CANCELLED:
+            saved = asyncio.get_running_loop().create_future()
+            self.session._resume_waiters[self.key] = saved
+            self.handle.save_resume_data(lt.torrent_handle.flush_disk_cache)
+            await asyncio.wait([saved], timeout=10.0)
+        if self.machine.cancel():  # nothing is handed on any more
+            self._finish()
+        self.session._remove(self)
+        self.release()
+
     def release(self) -> None:
         """Landing no longer needs the staged files: they may be evicted (LRU)."""
         self.session.staging.ledger.release(self.key, self.session.clock())
@@ -341,9 +352,9 @@ class SwarmJob(_Swarm):
         for callback in list(self._subscribers):
             callback(progress)
 
-    def fail(self, reason: str) -> None:
+    def fail(self, reason: str, *, level: int = logging.ERROR) -> None:
         if self.machine.fail(f"{self.manifest.ref}: {reason}"):
-            log.error("%s", self.machine.error)
+            log.log(level, "%s", self.machine.error)
             if self.handle is not None:
                 self.handle.pause()
             self.session.staging.ledger.release(self.key, self.session.clock())
@@ -468,7 +479,7 @@ class TransferSession:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for swarm in self._swarms.values():
             if isinstance(swarm, SwarmJob) and not swarm.state.terminal:
-                swarm.fail("the transfer session closed")
+                swarm.fail("the transfer session closed", level=logging.INFO)  # a stop, not an error
         ses, self._ses = self._ses, None
         self._swarms.clear()
         holder = [ses]
@@ -560,6 +571,8 @@ class TransferSession:
 
     def upload_stats(self) -> dict[str, Any]:
         """Bytes sent since start, per dataset and per remote peer, and the current rate."""
+        for swarm in self._swarms.values():
+            self._sample_uploads(swarm)  # up to date now, not as of the last tick
         rate = sum(s.handle.status().upload_payload_rate for s in self._swarms.values()
                    if s.handle is not None)
         return {

@@ -91,6 +91,8 @@ class Progress:
     downloaded: int  # payload bytes received by this process (includes re-downloads)
     files: tuple[FileProgress, ...] = ()
     error: str | None = None
+    # Payload each peer endpoint has sent us so far: which peer is slow, at a glance.
+    sources: tuple[tuple[tuple[str, int], int], ...] = ()
 
     @property
     def fraction(self) -> float:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import ssl
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,9 +36,15 @@ class ControlClient:
                 self.base = bound
         if self.socket:
             self.base = "http://localhost"
+        # A wildcard bind is reached on loopback; https is pinned to the daemon's own certificate.
+        self.base = self.base.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+        self._ssl: aiohttp.Fingerprint | bool = True
+        if self.base.startswith("https:") and config.control_tls:
+            self._ssl = aiohttp.Fingerprint(_certificate_sha256(config.control_tls[0]))
 
     def _session(self, timeout: float | None) -> aiohttp.ClientSession:
-        connector = aiohttp.UnixConnector(path=self.socket) if self.socket else None
+        connector = (aiohttp.UnixConnector(path=self.socket) if self.socket
+                     else aiohttp.TCPConnector(ssl=self._ssl))
         return aiohttp.ClientSession(
             connector=connector,
             headers={"Authorization": f"Bearer {self.token}"},
@@ -68,3 +77,13 @@ class ControlClient:
                         yield json.loads(line[6:])
         except aiohttp.ClientConnectionError:
             raise DaemonNotRunning(f"lost the daemon at {self.base}") from None
+
+
+def _certificate_sha256(path: Path) -> bytes:
+    """SHA-256 of the first certificate in a PEM file, as aiohttp.Fingerprint pins it."""
+    pem = path.read_text()
+    try:
+        der = ssl.PEM_cert_to_DER_cert(pem[: pem.index("-----END CERTIFICATE-----") + 25])
+    except ValueError as exc:
+        raise P2pdataError(f"{path}: no PEM certificate for the control API ({exc})") from None
+    return hashlib.sha256(der).digest()

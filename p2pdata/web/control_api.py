@@ -6,8 +6,10 @@ and turn its result or error into JSON.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -32,6 +34,7 @@ class ControlService(Protocol):
     def jobs(self) -> list[dict[str, Any]]: ...
     def job(self, job_id: str) -> dict[str, Any]: ...
     async def cancel_job(self, job_id: str) -> dict[str, Any]: ...
+    async def retry_job(self, job_id: str) -> dict[str, Any]: ...
     def peers(self) -> list[dict[str, Any]]: ...
     async def add_peer(self, url: str) -> dict[str, Any]: ...
     async def remove_peer(self, url: str) -> dict[str, Any]: ...
@@ -48,6 +51,11 @@ class ControlService(Protocol):
     async def cancel_run(self, run_id: str) -> dict[str, Any]: ...
     def add_training_job(self, spec_toml: str, filename: str, base_dir: str | None = None) -> dict[str, Any]: ...
     def training_jobs(self) -> list[dict[str, Any]]: ...
+    def dataset_info(self, ref: str) -> dict[str, Any]: ...
+    def publishers(self) -> dict[str, str]: ...
+    def remove_training_job(self, name: str) -> dict[str, Any]: ...
+    async def unpublish(self, ref: str) -> dict[str, Any]: ...
+    async def sync_now(self) -> list[dict[str, Any]]: ...
 
 
 def token_ok(request: web.Request, token: str) -> bool:
@@ -59,17 +67,98 @@ def token_ok(request: web.Request, token: str) -> bool:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+# A header no HTML form can set and no cross-origin script can send without a CORS
+# preflight, which this API never answers (OWASP: custom request headers).
+REQUEST_HEADER = "X-P2pdata-Request"
 
-def control_app(service: ControlService, token: str, *, open_paths: tuple[str, ...] = ()) -> web.Application:
-    """`open_paths` are prefixes served without the token (the status page's login form)."""
+
+class SameOrigin:
+    """Cross-site request forgery and DNS rebinding checks (OWASP's CSRF cheat sheet).
+
+    A page on `http://127.0.0.1:<other port>` (a notebook, a dev server) is the same *site*
+    as the control API, so the browser sends the SameSite=Strict cookie with its requests.
+    So: the Host header must name this API (a rebound DNS name does not), and a request
+    that changes state must come from this very origin when the browser says where it
+    comes from (Origin, Sec-Fetch-Site).
+    """
+
+    def __init__(self, host: str) -> None:
+        names = set(_LOOPBACK_NAMES) | {host.strip("[]").lower()}
+        if host in ("0.0.0.0", "::", ""):
+            names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        self.names = frozenset(names - {"0.0.0.0", "::", ""})
+
+    def refusal(self, request: web.Request) -> str | None:
+        """Why this request is refused, or None."""
+        name, port = _split_host(request.headers.get("Host", ""))
+        if name not in self.names:
+            return (f"Host {request.headers.get('Host', '')!r} is not this control API "
+                    "(a DNS rebinding attempt, or reach it by its address)")
+        local_port = _local_port(request)
+        if port is not None and local_port is not None and port != local_port:
+            return f"Host {request.headers.get('Host')!r} names another port than this control API's"
+        if request.method in _SAFE_METHODS:
+            return None
+        own = f"{request.scheme}://{request.headers['Host']}".lower()
+        origin = request.headers.get("Origin")
+        # "null" is what a browser sends from a page with Referrer-Policy: no-referrer (the
+        # status page's own) as well as from a sandboxed frame: Sec-Fetch-Site decides then.
+        if origin not in (None, "null") and origin.lower() != own:
+            return f"cross-origin request refused: Origin {origin!r} is not this control API ({own})"
+        fetch_site = request.headers.get("Sec-Fetch-Site")
+        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+            return f"cross-site request refused (Sec-Fetch-Site: {fetch_site})"
+        return None
+
+
+def _simple_request_refusal(request: web.Request) -> str | None:
+    """A cookie-authenticated call that changes state must be one a form cannot make."""
+    if request.method in _SAFE_METHODS or request.headers.get("Authorization"):
+        return None
+    if request.content_type == "application/json" or REQUEST_HEADER in request.headers:
+        return None
+    return (f"refused a {request.content_type or 'bodiless'} request authenticated by cookie: "
+            f"send Content-Type: application/json or the {REQUEST_HEADER} header")
+
+
+def _split_host(header: str) -> tuple[str, int | None]:
+    """("name", port) of a Host header; the name lower-case, IPv6 without brackets."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        name, _, rest = header[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        name, _, port = header.partition(":")
+    return name, int(port) if port.isdigit() else None
+
+
+def _local_port(request: web.Request) -> int | None:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return sockname[1] if isinstance(sockname, tuple) else None  # a unix socket has a path
+
+
+def control_app(service: ControlService, token: str, *, open_paths: tuple[str, ...] = (),
+                host: str = "127.0.0.1", body_timeout: float = 30.0) -> web.Application:
+    """`open_paths` are prefixes served without the token (the status page's login form);
+    `host` is the configured bind address, for the Host header check."""
+    sameness = SameOrigin(host)
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(open_paths or ("\0",)) and not token_ok(request, token):
-            raise web.HTTPUnauthorized(
-                text=json.dumps({"error": "Unauthorized", "message": "missing or wrong control token"}),
-                content_type="application/json",
-            )
+        refusal = sameness.refusal(request)
+        if refusal:
+            return web.json_response({"error": "Forbidden", "message": refusal}, status=403)
+        if not request.path.startswith(open_paths or ("\0",)):
+            if not token_ok(request, token):
+                raise web.HTTPUnauthorized(
+                    text=json.dumps({"error": "Unauthorized", "message": "missing or wrong control token"}),
+                    content_type="application/json",
+                )
+            refusal = _simple_request_refusal(request)
+            if refusal:
+                return web.json_response({"error": "Forbidden", "message": refusal}, status=403)
         try:
             return await handler(request)
         except (NotFound, KeyError) as exc:
@@ -81,7 +170,10 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
 
     async def body(request: web.Request) -> dict[str, Any]:
         try:
-            data = await request.json()
+            async with asyncio.timeout(body_timeout):  # a trickled body must not hold a slot forever
+                data = await request.json()
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text=f"request body not received within {body_timeout} s") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise web.HTTPBadRequest(text=f"request body is not JSON: {exc}") from exc
         if not isinstance(data, dict):
@@ -122,6 +214,10 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
     @routes.post("/v1/jobs/{job_id}/cancel")
     async def cancel_job(request: web.Request) -> web.Response:
         return reply(await service.cancel_job(request.match_info["job_id"]))
+
+    @routes.post("/v1/jobs/{job_id}/retry")
+    async def retry_job(request: web.Request) -> web.Response:
+        return reply(await service.retry_job(request.match_info["job_id"]))
 
     @routes.get("/v1/peers")
     async def peers(request: web.Request) -> web.Response:
@@ -181,6 +277,10 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
         spec, filename = str(data.get("spec", "")), str(data.get("filename", "job.toml"))
         return reply(service.add_training_job(spec, filename, data.get("base_dir")))
 
+    @routes.post("/v1/training/jobs/remove")
+    async def remove_training_job(request: web.Request) -> web.Response:
+        return reply(service.remove_training_job(str((await body(request)).get("name", ""))))
+
     @routes.post("/v1/train")
     async def train(request: web.Request) -> web.Response:
         data = await body(request)
@@ -198,6 +298,22 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
     async def cancel_run(request: web.Request) -> web.Response:
         return reply(await service.cancel_run(request.match_info["run_id"]))
 
+    @routes.get("/v1/datasets/info")
+    async def dataset_info(request: web.Request) -> web.Response:
+        return reply(service.dataset_info(request.query.get("ref", "")))
+
+    @routes.get("/v1/publishers")
+    async def publishers(request: web.Request) -> web.Response:
+        return reply(service.publishers())
+
+    @routes.post("/v1/unpublish")
+    async def unpublish(request: web.Request) -> web.Response:
+        return reply(await service.unpublish(str((await body(request)).get("ref", ""))))
+
+    @routes.post("/v1/sync")
+    async def sync(request: web.Request) -> web.Response:
+        return reply(await service.sync_now())
+
     @routes.get("/v1/events")
     async def events(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
@@ -206,9 +322,12 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
         await response.prepare(request)
         # A comment line first, so clients know the stream is open before any event arrives.
         await response.write(b": connected\n\n")
-        async for event in service.events.subscribe():
-            payload = json.dumps(event, separators=(",", ":"))
-            await response.write(f"id: {event['id']}\nevent: {event['type']}\ndata: {payload}\n\n".encode())
+        try:
+            async for event in service.events.subscribe():
+                payload = json.dumps(event, separators=(",", ":"))
+                await response.write(f"id: {event['id']}\nevent: {event['type']}\ndata: {payload}\n\n".encode())
+        except ConnectionError:  # the client went away (e.g. an attached fetch ended): not an error
+            pass
         return response
 
     app = web.Application(middlewares=[guard], client_max_size=_MAX_REQUEST_BYTES)

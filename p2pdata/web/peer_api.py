@@ -12,9 +12,10 @@ from aiohttp import web
 
 from p2pdata.catalog.access import AccessDenied, BadRequestSignature
 from p2pdata.errors import NotFound, P2pdataError
-from p2pdata.web.ratelimit import RateLimiter
+from p2pdata.web.ratelimit import RateLimiter, SignedCallers
 
 _MANIFEST_ID = re.compile(r"[0-9a-f]{64}")
+_NONCE = re.compile(r"[0-9a-f]{32}")
 _MAX_REQUEST_BYTES = 8 * 1024
 
 
@@ -55,21 +56,32 @@ def _door(call: Callable[[], Any]) -> Any:
 
 
 def peer_app(view: PeerView, *, requests_per_minute: int = 600,
-             restricted: RestrictedDoors | None = None) -> web.Application:
+             restricted: RestrictedDoors | None = None,
+             callers: SignedCallers | None = None,
+             prove: Callable[[str], str] | None = None) -> web.Application:
+    """`callers` names the known cluster behind a signed request: it gets its own budget;
+    `prove(nonce)` signs a client's nonce and our URL with our cluster key (see `/v1/info`)."""
     limiter = RateLimiter(requests_per_minute)
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
-        if request.content_length or len(request.raw_path) > 1024:
+        if request.content_length or request.can_read_body or len(request.raw_path) > 1024:
             raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0)
-        if not limiter.allow(request.remote or "?", time.monotonic()):
+        cluster = callers.identify(request.method, request.raw_path, request.headers,
+                                   time.time()) if callers else None
+        client = f"cluster:{cluster}" if cluster else request.remote or "?"
+        if not limiter.allow(client, time.monotonic()):
             raise web.HTTPTooManyRequests(text="rate limit exceeded, slow down\n")
         return await handler(request)
 
     async def info(request: web.Request) -> web.Response:
-        return web.json_response(view.info())
+        answer = view.info()
+        nonce = request.query.get("nonce", "")
+        if prove is not None and _NONCE.fullmatch(nonce):
+            answer = {**answer, "proof": prove(nonce)}
+        return web.json_response(answer)
 
     async def catalog(request: web.Request) -> web.Response:
         return _etagged(request, *view.catalog())

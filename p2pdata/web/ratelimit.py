@@ -1,8 +1,11 @@
-"""Per-client token buckets: a plain class fed with a clock."""
+"""Per-client token buckets, and who a signed client is: plain classes fed with a clock."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from p2pdata.catalog.access import H_URL, BadRequestSignature, claimed_caller, read_signed_request
 
 _MAX_CLIENTS = 10_000
 
@@ -31,4 +34,49 @@ class RateLimiter:
         if bucket.tokens < 1:
             return False
         bucket.tokens -= 1
+        return True
+
+
+class SignedCallers:
+    """Which known cluster signed a peer API request, so it is limited on its own budget.
+
+    The per-address limit alone lets a flood from an address a real peer shares (NAT, a
+    proxy, one host) lock that peer's syncs out. A request signed for this daemon's URL
+    by a cluster it knows (`known`: trusted, granted,
+    or a peer it syncs) is counted under that cluster instead. Seen nonces are kept in
+    memory for the window, so a replayed request falls back to its address's budget.
+    """
+
+    def __init__(self, urls: Callable[[], tuple[str, ...]], cluster_id: str,
+                 known: Callable[[str, bytes], bool], *, window: int = 60, max_nonces: int = 100_000) -> None:
+        self.urls = urls  # this daemon's own peer API URLs
+        self.cluster_id = cluster_id
+        self.known = known
+        self.window = window
+        self.max_nonces = max_nonces
+        self._nonces: dict[str, float] = {}  # nonce -> when it may be forgotten
+
+    def identify(self, method: str, path: str, headers: Mapping[str, str], now: float) -> str | None:
+        claimed = claimed_caller(headers)
+        if claimed is None or not self.known(*claimed):
+            return None  # unsigned, or a cluster nobody here knows: no signature check spent
+        # Sync requests are signed for our URL, restricted ones for our cluster id.
+        for audience in (headers.get(H_URL, ""), self.cluster_id):
+            try:
+                signed = read_signed_request(method, path, headers, audience, self.urls())
+            except BadRequestSignature:
+                continue
+            if abs(now - signed.time) > self.window or not self._fresh(signed.nonce, now):
+                return None
+            return signed.cluster
+        return None
+
+    def _fresh(self, nonce: str, now: float) -> bool:
+        if nonce in self._nonces:
+            return False
+        if len(self._nonces) >= self.max_nonces:
+            self._nonces = {n: t for n, t in self._nonces.items() if t > now}
+            if len(self._nonces) >= self.max_nonces:
+                return False
+        self._nonces[nonce] = now + 2 * self.window
         return True

@@ -22,6 +22,8 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from p2pdata.display import named_ref, publisher
+from p2pdata.errors import P2pdataError
 from p2pdata.events import EventHub
 from p2pdata.web.control_api import TOKEN_COOKIE, ControlService, Handler
 from p2pdata.web.metrics import CONTENT_TYPE, Telemetry, staging_usage
@@ -72,7 +74,8 @@ def status_routes(app: web.Application, service: ControlService, *, token: str |
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     )
-    templates.filters.update(size=human_size, duration=human_duration, ago=_ago)
+    templates.filters.update(size=human_size, duration=human_duration, ago=_ago, publisher=publisher,
+                             ref=named_ref)
 
     def html(name: str, status: int = 200, **context: Any) -> web.Response:
         response = web.Response(text=templates.get_template(name).render(**context),
@@ -86,7 +89,7 @@ def status_routes(app: web.Application, service: ControlService, *, token: str |
         try:
             return await handler(request)
         except web.HTTPUnauthorized:
-            if request.method == "GET" and request.path in ("/", "/partial"):
+            if request.method == "GET" and request.path in ("/", "/partial", "/dataset"):
                 raise web.HTTPSeeOther("/login") from None
             raise
 
@@ -95,6 +98,16 @@ def status_routes(app: web.Application, service: ControlService, *, token: str |
 
     async def partial(request: web.Request) -> web.Response:
         return html("sections.html", **await _view(service, telemetry, request.query))
+
+    async def dataset(request: web.Request) -> web.Response:
+        ref = request.query.get("ref", "")
+        status = service.status()
+        context = {"cluster": status.get("cluster", {}), "publishers": status.get("publishers", {}),
+                   "now": time.time(), "ref": ref}
+        try:
+            return html("dataset.html", d=service.dataset_info(ref), error=None, **context)
+        except P2pdataError as exc:
+            return html("dataset.html", status=404, d=None, error=str(exc), **context)
 
     async def login_form(request: web.Request) -> web.Response:
         return html("login.html", error=None)
@@ -134,6 +147,7 @@ def status_routes(app: web.Application, service: ControlService, *, token: str |
     app.middlewares.insert(0, to_login)
     app.router.add_get("/", page)
     app.router.add_get("/partial", partial)
+    app.router.add_get("/dataset", dataset)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
     app.router.add_get("/login/{code}", redeem)
@@ -168,6 +182,7 @@ async def _view(service: ControlService, telemetry: Telemetry, query: Any) -> di
             for job in status.get("jobs", [])]
     # Active transfers first, then the newest finished ones.
     jobs.sort(key=lambda job: (job["state"] in ("landed", "failed", "cancelled"), -(job.get("created") or 0)))
+    jobs = _grouped(jobs)
     runs = [
         {**run, "duration": _run_duration(run, now),
          "log_tail": await asyncio.to_thread(_log_tail, run.get("logs") or []) if index < _LOG_TAIL_RUNS else ""}
@@ -179,7 +194,20 @@ async def _view(service: ControlService, telemetry: Telemetry, query: Any) -> di
         "cluster": status.get("cluster", {}), "staging": staging, "disk": disk,
         "peers": status.get("peers", []), "jobs": jobs, "landed": status.get("landed", []), "runs": runs,
         "datasets": datasets, "q": q, "filters": filters, "now": now,
+        "publishers": status.get("publishers", {}),
     }
+
+
+def _grouped(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per dataset: the first job of each ref (active, else newest) carries the others
+    as `earlier`, so ten retries of one fetch do not push everything else off the page."""
+    first: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        if job["ref"] in first:
+            first[job["ref"]]["earlier"].append(job)
+        else:
+            first[job["ref"]] = {**job, "earlier": []}
+    return list(first.values())
 
 
 def _run_duration(run: dict[str, Any], now: float) -> float | None:

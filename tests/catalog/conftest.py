@@ -54,7 +54,7 @@ def manifest(identity: Identity) -> Callable[..., Manifest]:
 def sign_body(identity: Identity, body: dict[str, Any]) -> bytes:
     """A signed envelope around an arbitrary body: lets tests sign malformed catalogs."""
     data = encode(body)
-    return encode({"catalog": data, "signature": identity.sign(data)})
+    return encode({"catalog": data, "key": identity.public_key, "signature": identity.sign(data)})
 
 
 def catalog_body(identity: Identity, datasets: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:

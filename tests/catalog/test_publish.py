@@ -69,16 +69,27 @@ def test_big_file_hash_spans_chunks(tmp_path: Path) -> None:
 
 def test_detect_format() -> None:
     assert detect_format(["a.tfrecord", "b.tfrecords", "_SUCCESS"]) == "tfrecord"
-    assert detect_format(["a.parquet", "b.csv"]) == "files"
     assert detect_format(["x.CSV.GZ"]) == "csv"
     assert detect_format(["README"]) == "files"
+    assert detect_format(["part-0.parquet", "README.md", "notes.txt"]) == "parquet"
+    assert detect_format(["img/0.jpg", "img/1.jpg"]) == "files"
 
 
-def test_symlink_inside_is_followed(tmp_path: Path) -> None:
+def test_a_mix_of_formats_says_so_unless_the_format_is_given(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    for i in range(3):
+        (tmp_path / "img" / f"{i}.jpg").write_bytes(b"jpeg")
+    (tmp_path / "labels.csv").write_text("file,label\n0.jpg,1\n")
+    with pytest.raises(PublishError, match=r"mixes formats: 1 csv \(labels.csv\), 3 files \(img/0.jpg, …\).*--format files"):
+        scan(tmp_path)
+    assert scan(tmp_path, format="files").format == "files"
+
+
+def test_symlink_inside_is_refused_not_published_twice(tmp_path: Path) -> None:
     (tmp_path / "real.bin").write_bytes(b"abc")
     (tmp_path / "alias.bin").symlink_to("real.bin")
-    m = scan(tmp_path)
-    assert m.file("alias.bin").sha256 == hashlib.sha256(b"abc").digest()
+    with pytest.raises(PublishError, match=r"alias\.bin is a link to real\.bin, which the dataset already holds"):
+        scan(tmp_path)
 
 
 def test_symlink_leaving_directory_rejected(tmp_path: Path) -> None:

@@ -88,10 +88,14 @@ def test_static_peers_search_fetch_and_reseed(make_daemon, tmp_path):
     assert {r["publisher"] for r in results} == {alpha.cluster_id, beta.cluster_id}
     assert gamma.cli_json("search", "click", "--publisher", alpha.cluster_id)[0]["publisher"] == alpha.cluster_id
 
-    job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")  # same content from both publishers: not ambiguous
+    # Same files from both publishers, but who vouches for them is the user's choice.
+    assert f"choose one of {min(alpha.cluster_id, beta.cluster_id)}/clicks@1" in gamma.cli(
+        "fetch", "clicks@1", ok=False)
+    job = gamma.cli_json("fetch", f"{alpha.cluster_id}/clicks@1", "--timeout", "60")
     assert job["state"] == "landed", job
-    assert landed_files(gamma.home / "datasets", "clicks", "1") == expected
-    assert not (gamma.home / "datasets" / ".incoming" / "clicks" / "1").exists()
+    # Two publishers use the name: the landed path carries the one the user chose.
+    assert landed_files(gamma.home / "datasets" / alpha.cluster_id, "clicks", "1") == expected
+    assert not (gamma.home / "datasets" / "clicks").exists()
 
     # gamma now seeds what it fetched: once the publishers are gone, a fourth cluster fetches from gamma.
     delta = make_daemon("delta", discovery={"static_peers": [alpha.peer_url, gamma.peer_url]})
@@ -134,13 +138,13 @@ def test_fetching_daemon_killed_mid_transfer_resumes_and_never_shows_a_partial_d
     final = gamma.home / "datasets" / "big" / "1"
 
     job = gamma.cli_json("fetch", "big@1", "--detach")
-    wait_for(lambda: json.loads(gamma.cli("jobs", "show", job["id"]))["done_bytes"] > 3 * 1024 * 1024,
+    wait_for(lambda: json.loads(gamma.cli("jobs", "show", job["id"], "--json"))["done_bytes"] > 3 * 1024 * 1024,
              what="a few MB to arrive")
     gamma.stop(signal.SIGKILL)
     assert not final.exists()
 
     gamma.start()
-    landed = wait_for(lambda: (j := json.loads(gamma.cli("jobs", "show", job["id"])))["state"] == "landed" and j,
+    landed = wait_for(lambda: (j := json.loads(gamma.cli("jobs", "show", job["id"], "--json")))["state"] == "landed" and j,
                       timeout=60, what="the resumed fetch to land")
     assert landed["uri"].startswith("file://")
     assert landed_files(gamma.home / "datasets", "big", "1") == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import threading
@@ -68,7 +69,7 @@ def test_removed_or_moved_peer_is_no_source(make_daemon, tmp_path: Path) -> None
     # Removed: neither listed nor asked for the dataset it owns, though it is still up.
     gamma.cli("peers", "remove", first_url)
     assert first_url not in peer_rows(gamma)
-    job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")
+    job = json.loads(gamma.cli("fetch", "clicks@1", "--timeout", "60", "--json", ok=False))  # exits 1
     assert job["state"] == "failed" and "not among our reachable peers" in job["error"], job
 
     # Added again, then alpha moves (restarts on another port): the old URL is dead, and a

@@ -19,7 +19,7 @@ from p2pdata.transfer.certs import FFDHE2048_PEM, ClusterCA, new_tls_key, privat
 def signed_get(url: str, path: str, identity: Identity, audience: str, *, now: int | None = None,
                headers: dict[str, str] | None = None) -> requests.Response:
     headers = headers or sign_request(identity, "GET", path, audience,
-                                      now=int(time.time()) if now is None else now)
+                                      now=int(time.time()) if now is None else now, url=url)
     return requests.get(url + path, headers=headers, timeout=10)
 
 

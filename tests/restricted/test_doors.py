@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from types import SimpleNamespace
 
@@ -66,7 +67,7 @@ def test_restricted_dataset_every_door(clusters, make_daemon, tmp_path):
     assert full_id in requests.get(f"{beta.peer_url}/v1/have", timeout=10).json()["datasets"]
 
     # The non-granted cluster is refused at each door.
-    job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")
+    job = json.loads(gamma.cli("fetch", "clicks@1", "--timeout", "60", "--json", ok=False))
     assert job["state"] == "failed" and "403" in job["error"], job
     manifest_path = "/v1/restricted/clicks/1/manifest"
     torrent_path = f"/v1/restricted/{full_id}/torrent"

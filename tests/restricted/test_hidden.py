@@ -3,6 +3,8 @@ real daemons on loopback."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import requests
 
 from p2pdata.catalog import Identity, decode
@@ -55,8 +57,14 @@ def test_a_request_replayed_after_the_owner_restarts_is_refused(make_daemon, tmp
     captured = signed_get(alpha.peer_url, GRANTED_PATH, grantee, alpha.cluster_id)
     assert captured.status_code == 200 and len(decode(captured.content, max_size=1 << 20)["datasets"]) == 1
 
+    # Back on the same URL (requests are signed for it), well inside the request's 60 s window.
+    peer_port = urlsplit(alpha.peer_url).port
     alpha.stop()
-    alpha.start()  # well inside the request's 60 s window
+    config = alpha.home / "config.toml"
+    config.write_text(config.read_text().replace("[peer_api]\nhost = \"127.0.0.1\"\nport = 0",
+                                                 f"[peer_api]\nhost = \"127.0.0.1\"\nport = {peer_port}"))
+    alpha.start()
+    assert urlsplit(alpha.peer_url).port == peer_port
     replayed = requests.get(alpha.peer_url + GRANTED_PATH, headers=captured.request.headers, timeout=10)
     assert replayed.status_code == 401 and "replays nonce" in replayed.text
     assert signed_get(alpha.peer_url, GRANTED_PATH, grantee, alpha.cluster_id).status_code == 200

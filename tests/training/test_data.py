@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from p2pdata.errors import TrainingError
-from p2pdata.training import open_dataset, to_numpy
+from p2pdata.training import iter_batches, open_dataset, to_numpy, to_pandas, to_torch
 from p2pdata.training.data import filesystem_for
 from tests.training.conftest import REPO, load_example
 
@@ -67,3 +67,61 @@ def test_hdfs_uri_uses_webhdfs(monkeypatch: pytest.MonkeyPatch) -> None:
     handler = fs.handler.fs  # the fsspec filesystem behind pyarrow's wrapper
     assert handler.url == "http://namenode.example:9870/webhdfs/v1"
     assert handler.pars.get("user.name") == "alice"
+
+
+def test_hive_partition_columns_are_kept_as_pandas_keeps_them(tmp_path: Path) -> None:
+    import pandas as pd
+
+    table = pa.table({"fare": [1.5, 2.5, 3.5], "vendor": [1, 2, 1], "date": ["2024-03-01", "2024-03-01", "2024-03-02"]})
+    pq.write_to_dataset(table, tmp_path / "trips", partition_cols=["date"])
+    dataset = open_dataset(f"file://{tmp_path / 'trips'}")
+    assert sorted(dataset.schema.names) == sorted(pd.read_parquet(tmp_path / "trips").columns)
+    assert sorted(to_pandas(dataset)["date"]) == ["2024-03-01", "2024-03-01", "2024-03-02"]
+
+
+def test_an_image_folder_is_not_silently_read_as_its_labels_csv(tmp_path: Path) -> None:
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    for i in range(3):
+        (tmp_path / "images" / "train" / f"{i}.jpg").write_bytes(b"\xff\xd8 not really")
+    pacsv.write_csv(pa.table({"file": ["0.jpg"], "label": [1]}), tmp_path / "images" / "labels.csv")
+    with pytest.raises(TrainingError, match=r"3 other data files \(such as 0.jpg\).*format='csv'"):
+        open_dataset(f"file://{tmp_path / 'images'}")
+    assert open_dataset(f"file://{tmp_path / 'images'}", format="csv").count_rows() == 1
+
+
+def test_to_numpy_names_the_column_it_cannot_convert(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"vendor": ["VTS", "CMT"], "fare": [1.0, 2.0], "tip": [0, 1]}), tmp_path / "t.parquet")
+    dataset = open_dataset(f"file://{tmp_path / 't.parquet'}")
+    with pytest.raises(TrainingError, match=r"column 'vendor' \(string\) is not numeric.*'VTS'"):
+        to_numpy(dataset, "tip")
+    x, y = to_numpy(dataset, "tip", features=["fare"])
+    assert x.tolist() == [[1.0], [2.0]] and y.tolist() == [0, 1]
+    with pytest.raises(TrainingError, match="feature columns"):
+        to_numpy(dataset, "tip", features=["nope"])
+
+
+def test_batches_stream_and_shards_read_every_row_once(tmp_path: Path) -> None:
+    for part in range(3):
+        pq.write_table(pa.table({"x": [float(part * 10 + i) for i in range(5)], "y": [part] * 5}),
+                       tmp_path / f"part-{part}.parquet")
+    dataset = open_dataset(f"file://{tmp_path}")
+    seen = [
+        value
+        for shard in range(2)
+        for x, y in iter_batches(dataset, "y", batch_size=2, shard=(shard, 2))
+        for value in x[:, 0].tolist()
+    ]
+    assert sorted(seen) == sorted(float(p * 10 + i) for p in range(3) for i in range(5))
+    batches = list(iter_batches(dataset, batch_size=4))
+    assert all(y is None and x.shape[1] == 2 and len(x) <= 4 for x, y in batches)
+
+
+def test_to_torch_gives_tensor_batches_across_loader_workers(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")  # the `torch` extra: not installed in CI (see README)
+    for part in range(2):
+        pq.write_table(pa.table({"x": [1.0, 2.0], "y": [part, part]}), tmp_path / f"p{part}.parquet")
+    loader = torch.utils.data.DataLoader(
+        to_torch(open_dataset(f"file://{tmp_path}"), "y"), batch_size=None, num_workers=2
+    )
+    labels = sorted(int(v) for _, y in loader for v in y)
+    assert labels == [0, 0, 1, 1]

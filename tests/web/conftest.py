@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from p2pdata.errors import NotFound
 from p2pdata.events import EventHub
 from p2pdata.web import control_app, status_routes
 from p2pdata.web.status import LoginCodes
@@ -49,6 +50,7 @@ class FakeService:
                       "reason": None, "exit_code": None, "created": now - 30, "started": now - 30,
                       "finished": None, "logs": [str(log)]}],
             "published": [],
+            "publishers": {"c-south": "south", "c-abc123": "north"},
         }
         self.catalog = [
             {"id": "m2", "name": "imagenet", "version": "1", "publisher": "c-south", "description": "Images",
@@ -59,6 +61,16 @@ class FakeService:
 
     def status(self) -> dict[str, Any]:
         return self.state
+
+    def dataset_info(self, ref: str) -> dict[str, Any]:
+        landed = {item["ref"]: item for item in self.state["landed"]}
+        for d in self.catalog:
+            if ref in (f"{d['publisher']}/{d['name']}@{d['version']}", f"{d['name']}@{d['version']}"):
+                where = landed.get(f"{d['publisher']}/{d['name']}@{d['version']}")
+                return {**d, "publisher_name": self.state["publishers"].get(d["publisher"]), "rows": 1200,
+                        "versions": [d["version"]], "access": "public", "license": "", "created": 0,
+                        "landed": where and {k: where[k] for k in ("uri", "tier", "landed")}}
+        raise NotFound(f"no dataset {ref} in any held catalog")
 
     async def search(self, query: str, **filters: Any) -> list[dict[str, Any]]:
         self.searches.append((query, filters))

@@ -67,6 +67,8 @@ def test_page_follows_a_real_fetch_until_landed(make_daemon: Any, tmp_path: Path
             first = wait_for(lambda: (b := _bar(page)) and 0 < b[0] < b[1] and b, timeout=30,
                              what="the progress bar to start")
             wait_for(lambda: (b := _bar(page)) and b[0] > first[0], timeout=30, what="the progress bar to advance")
+            # Bytes per peer, under the peer's name: the daemon maps torrent endpoints to publishers.
+            expect(page.locator("#transfers ul.sources")).to_contain_text("alpha: ")
             page.screenshot(path=str(ARTIFACTS / "status-transferring.png"), full_page=True)
 
             expect(page.locator("#landed")).to_contain_text("frames@1", timeout=60_000)
@@ -127,5 +129,62 @@ async def test_page_follows_a_simulated_fetch(service: FakeService) -> None:
             await expect(page.locator("#landed")).to_contain_text("file:///data/imagenet/1")
             await expect(page.locator("#transfers .badge").first).to_have_text("landed")
             await page.screenshot(path=str(ARTIFACTS / "status-simulated-landed.png"), full_page=True)
+        finally:
+            await browser.close()
+
+
+async def test_page_charts_each_peer_and_opens_the_landed_dataset(service: FakeService) -> None:
+    """A live throughput chart per transfer and per peer (the slow peer shows), then the
+    landed dataset's info one click away."""
+    from playwright.async_api import async_playwright, expect
+
+    service.state.update(jobs=[], landed=[])
+    total = 40 * MIB
+    job: dict[str, Any] = {"id": "f-chart", "ref": "c-south/imagenet@1", "state": "transferring",
+                           "done_bytes": 0, "total_bytes": total, "error": None, "tier": "HOT", "uri": None,
+                           "created": 1}
+    service.state["jobs"] = [job]
+    step_done = asyncio.Event()
+
+    async def simulate() -> None:
+        fast = slow = 0
+        for _ in range(12):
+            await asyncio.sleep(0.25)
+            fast, slow = fast + 3 * MIB, slow + 64 * 1024  # the east peer trickles
+            job["done_bytes"] = fast + slow
+            service.events.emit("fetch.progress", job=job["id"], done_bytes=fast + slow, total_bytes=total,
+                                rate=12 * MIB, eta=3.0, peers=2, sources={"south": fast, "10.0.0.9:6881": slow})
+        step_done.set()
+
+    async with TestServer(make_app(service)) as server, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 1000})
+            await page.goto(str(server.make_url("/login")))
+            await page.fill("#token", TOKEN)
+            await page.click("button[type=submit]")
+            await expect(page.locator("#live-state")).to_have_text("live")
+            await expect(page.locator("#transfers")).to_contain_text("south/imagenet@1")  # the publisher's name
+
+            driver = asyncio.create_task(simulate())
+            chart = page.locator('.chart[data-job="f-chart"] svg polyline')
+            await expect(chart).to_have_count(3)  # the transfer, and each of the two peers
+            sources = page.locator("#transfers ul.sources li")
+            await expect(sources.filter(has_text="south")).to_contain_text(re.compile(r"MiB/s"))
+            await expect(sources.filter(has_text="10.0.0.9:6881")).to_contain_text(re.compile(r"KiB/s"))
+            points = await chart.nth(1).get_attribute("points")
+            assert points and len(points.split()) >= 2
+            await driver
+            await page.screenshot(path=str(ARTIFACTS / "status-per-peer-chart.png"), full_page=True)
+
+            job.update(state="landed", uri="file:///data/imagenet/1")
+            service.state["landed"] = [{"manifest_id": "m2", "ref": job["ref"], "uri": job["uri"], "tier": "HOT",
+                                        "landed": int(time.time())}]
+            service.events.emit("fetch.state", job=job["id"], state="landed", error=None)
+            await page.locator("#landed a.info").click()
+            await expect(page.locator("#dataset")).to_contain_text("file:///data/imagenet/1")
+            await expect(page.locator("#schema")).to_contain_text("label")
+            await expect(page.locator("#dataset .publisher")).to_contain_text("south")
+            await page.screenshot(path=str(ARTIFACTS / "status-dataset-info.png"), full_page=True)
         finally:
             await browser.close()
