@@ -113,7 +113,7 @@ def compact_peer(port: int) -> bytes:
 
 
 def write_files(folder: Path) -> dict[str, bytes]:
-    files = {"a.bin": os.urandom(3 * 1024 * 1024 + 7), "sub/b.csv": b"x,y\n1,2\n", "c.bin": os.urandom(70_000)}
+    files = {"a.bin": os.urandom(3 * 1024 * 1024 + 7), "sub/b.bin": b"x,y\n1,2\n", "c.bin": os.urandom(70_000)}
     for path, data in files.items():
         (folder / path).parent.mkdir(parents=True, exist_ok=True)
         (folder / path).write_bytes(data)
