@@ -54,6 +54,7 @@ def _listing(ctx: Context, path: str, columns: list[Column], as_json: bool) -> N
 PEER_COLUMNS = [
     Column("url", whole=True),
     Column("publisher", "cluster", whole=True),
+    Column("source"),  # how we know it: static, added, zeroconf, dht
     Column("state"),
     Column("last_seen", "seen", ago),
     Column("catalog_version", "catalog"),
@@ -72,6 +73,7 @@ RUN_COLUMNS = [
     Column("job"),
     Column("dataset", whole=True),
     Column("state"),
+    Column("where", wraps=True),  # the engine, and its application or job id
     Column("exit_code", "exit"),
 ]
 
@@ -591,6 +593,8 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
     plain(console, f"cluster {cluster['id']} ({cluster['name']}); store {cluster['store']} at {cluster['root']}")
     names = data.get("publishers") or {}
     _table(_peer_rows(data["peers"]), PEER_COLUMNS, "peers")
+    if data.get("dht"):
+        _dht_lines(data["dht"])
     _table(_jobs_rows(data["jobs"], names), JOB_COLUMNS, "fetch jobs")
     _table([{**d, "ref": named_ref(d["ref"], names)} for d in data["landed"]], LANDED_COLUMNS, "landed datasets")
     _table(data["runs"], RUN_COLUMNS, "training runs")
@@ -599,6 +603,20 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
            "seeding: sent per dataset")
     _table(sent.get("peers", [])[:20], [Column("address", whole=True), Column("client"),
                                         Column("sent", show=human_size)], "seeding: sent per peer")
+
+
+def _dht_lines(dht: dict[str, Any]) -> None:
+    """The DHT under `status`: our record, and why clusters were not found (outside text)."""
+    published = dht.get("published")
+    ours = (f"our record: catalog version {published['catalog_version']}, seq {published['seq']}"
+            if published else f"our record not published ({dht.get('publish_error') or 'not yet'})")
+    plain(console, f"DHT: port {dht['port']}, {dht['nodes']} nodes; {ours}")
+    for cluster, why in sorted(dht.get("refused", {}).items()):
+        plain(console, f"  refused for {cluster}: {why}")
+    if dht.get("not_found"):
+        plain(console, f"  no record on the DHT for: {', '.join(dht['not_found'])}")
+    if dht.get("key_unknown"):
+        plain(console, f"  trusted by id only, cannot be looked up: {', '.join(dht['key_unknown'])}")
 
 
 @main.group(invoke_without_command=True)

@@ -83,6 +83,11 @@ class DiscoverySection:
     peer_ca_file: str = ""  # PEM CAs to trust for https peers (default: the system's)
     peer_client_cert: str = ""  # PEM client certificate for https peers that ask for one
     peer_client_key: str = ""  # its private key, when not in peer_client_cert
+    dht: bool = False  # find trusted clusters through the BitTorrent DHT, and be found
+    dht_listen: str = "0.0.0.0:6882"  # the DHT node's UDP address
+    dht_bootstrap: list[str] = field(default_factory=list)  # "host:port" nodes; no default routers
+    dht_interval: int = 300  # seconds between lookups of trusted clusters not reached otherwise
+    dht_republish: int = 1800  # seconds between puts of our record when nothing changed
 
 
 @dataclass
@@ -102,11 +107,14 @@ class StoreSection:
     kind: str = "local"  # local | hdfs
     root: str = ""  # local: a directory (default <home>/datasets); hdfs: a path such as /p2pdata
     webhdfs_url: str = ""  # http(s)://namenode:9870
+    namenode: str = ""  # hdfs://namenode:8020: land and read over HDFS's own protocol
     user: str = ""
     ca_file: str = ""  # PEM CA certificates to trust for https WebHDFS (default: the system's)
     storagepolicy_command: list[str] = field(default_factory=lambda: ["hdfs", "storagepolicies"])
     mover_command: list[str] = field(default_factory=lambda: ["hdfs", "mover"])  # tier --move
     fsck_command: list[str] = field(default_factory=lambda: ["hdfs", "fsck"])  # where blocks are
+    cacheadmin_command: list[str] = field(default_factory=lambda: ["hdfs", "cacheadmin"])
+    cache_pool: str = "p2pdata"  # HDFS centralized cache pool for datasets being trained on
     default_tier: str = "hot"
 
 
@@ -115,6 +123,22 @@ class TrainingSection:
     jobs_dir: str = ""  # default: <home>/jobs
     runs_dir: str = ""  # default: <home>/runs
     max_concurrent_runs: int = 2
+    default_engine: str = "local"  # the engine of job specs that name none: local | yarn
+
+
+@dataclass
+class YarnSection:
+    """How the `yarn` training engine reaches the cluster (through Skein)."""
+
+    resourcemanager: str = ""  # host:port of the ResourceManager's client RPC (yarn.resourcemanager.address)
+    queue: str = "default"
+    user: str = ""  # submit as this user (simple auth); default: the daemon's user
+    hadoop_conf_dir: str = ""  # the cluster's client config (HADOOP_CONF_DIR); default: $HADOOP_CONF_DIR
+    classpath: str = ""  # Hadoop client jars (`yarn classpath --glob`); default: ask the `yarn` command
+    python: str = ""  # the Python on the cluster's nodes that runs workers; default: the daemon's
+    master_memory: int = 256  # MiB for the application master
+    worker_memory: int = 1024  # MiB per worker when the job spec gives none
+    worker_vcores: int = 1
 
 
 @dataclass
@@ -133,6 +157,7 @@ _SECTIONS: dict[str, type] = {
     "transfer": TransferSection,
     "store": StoreSection,
     "training": TrainingSection,
+    "yarn": YarnSection,
     "restricted": RestrictedSection,
 }
 
@@ -147,6 +172,7 @@ class Config:
     transfer: TransferSection = field(default_factory=TransferSection)
     store: StoreSection = field(default_factory=StoreSection)
     training: TrainingSection = field(default_factory=TrainingSection)
+    yarn: YarnSection = field(default_factory=YarnSection)
     restricted: RestrictedSection = field(default_factory=RestrictedSection)
 
     @property
@@ -270,6 +296,14 @@ def _check_choices(config: Config, path: Path) -> None:
         raise ConfigError(f"{path}: transfer.stall_timeout: expected at least 1 second")
     if config.restricted.certificate_lifetime < 5:
         raise ConfigError(f"{path}: restricted.certificate_lifetime: expected at least 5 seconds")
+    nodes = [("dht_listen", config.discovery.dht_listen),
+             *(("dht_bootstrap", node) for node in config.discovery.dht_bootstrap)]
+    for key, node in nodes:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"{path}: discovery.{key}: expected HOST:PORT, got {node!r}")
+    if config.discovery.dht_interval < 1:
+        raise ConfigError(f"{path}: discovery.dht_interval: expected at least 1 second")
     control = config.control
     if not control.socket and not is_loopback(control.host) and not control.tls_cert:
         raise ConfigError(
@@ -305,6 +339,8 @@ interfaces = ["127.0.0.1"]
 static_peers = []
 sync_interval = 60
 # peer_ca_file = "peers-ca.pem"  # CAs to trust for https peers, relative to this directory
+dht = false                      # find and be found through the BitTorrent DHT (see README)
+# dht_bootstrap = ["router.example.org:6881"]  # DHT nodes to join through; none by default
 
 [transfer]
 listen = ["0.0.0.0:6881"]
@@ -320,6 +356,12 @@ default_tier = "hot"
 
 [training]
 max_concurrent_runs = 2
+default_engine = "local"         # where jobs without `engine` run: local | yarn
+
+# [yarn]                         # the yarn engine (jobs with engine = "yarn")
+# resourcemanager = "rm.example:8032"
+# queue = "default"
+# hadoop_conf_dir = "/etc/hadoop/conf"
 
 [restricted]                     # datasets published with --access restricted
 show = "stub"                    # public catalog shows name, publisher, size; or "hidden"

@@ -24,7 +24,7 @@ from typing import Any
 import libtorrent as lt
 from aiohttp import web
 
-from p2pdata import __version__, restricted
+from p2pdata import __version__, discovering, restricted
 from p2pdata.catalog import (
     Access,
     Identity,
@@ -49,16 +49,16 @@ from p2pdata.peers import (
     PeerClient,
     PeerDirectory,
     PeerHealth,
+    PeerSource,
     Source,
     SyncResult,
     SyncScheduler,
-    ZeroconfDiscovery,
     catalog_verifier,
     normalize_peer_url,
     sync_peer,
     tls_context,
 )
-from p2pdata.training import JobRegistry, Launcher, matching_jobs
+from p2pdata.training import EngineRegistry, JobRegistry, Launcher, matching_jobs
 from p2pdata.transfer import (
     Tracker,
     TransferSession,
@@ -149,7 +149,9 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sync_wakeup = asyncio.Event()
         self.directory = PeerDirectory()
-        self.discovery: ZeroconfDiscovery | None = None
+        self.sources: list[PeerSource] = []  # zeroconf, static, DHT...: as [discovery] says
+        self.dht: discovering.DhtNode | None = None
+        self.dht_seeds: discovering.DhtSeeds | None = None
         self.peer_url = ""
         self.control_url = ""
 
@@ -186,11 +188,20 @@ class Daemon:
         )
         await self.transfer.start()
         self.tracker = Tracker()  # public datasets only, for any BitTorrent client
+        self.dht = await discovering.start_dht(config)
+        if self.dht is not None:
+            self.dht_seeds = discovering.DhtSeeds(
+                self.dht, self.transfer, interval=min(15.0, config.discovery.dht_interval))
+            await self.dht_seeds.start()
         self.registry = JobRegistry(config.jobs_dir)
         self.launcher = Launcher(
             self.conn,
             config.runs_dir,
             max_concurrent=config.training.max_concurrent_runs,
+            engines=EngineRegistry(
+                {"yarn": {**asdict(config.yarn), "state_dir": str(config.home / "yarn")}},
+                default=config.training.default_engine,
+            ),
             on_state_change=lambda run: self.events.emit(
                 "run.state", run=run.id, job=run.job, state=str(run.state)
             ),
@@ -223,24 +234,12 @@ class Daemon:
         self.health = PeerHealth(sync_interval=config.discovery.sync_interval,
                                  on_change=health_store.save)
         self._verify = catalog_verifier(self.trust.is_trusted, self.catalogs.held, time.time)
+        self.sources = discovering.peer_sources(self, self.added_peers.items(), self._peer_port)
+        for source in self.sources:
+            await source.start()
         now = time.time()
-        for url in config.discovery.static_peers:
-            self.health.add(url, Source.STATIC, now)
-        for url in self.added_peers.items():
-            self.health.add(url, Source.ADDED, now)
         for status in saved_health:  # failures, last seen, backoff survive a restart
             self.health.restore(status, now)
-        if config.discovery.zeroconf:
-            self.discovery = ZeroconfDiscovery(
-                interfaces=config.discovery.interfaces,
-                service_name=f"p2pdata-{self.identity.cluster_id}",
-                port=self._peer_port,
-                cluster_id=self.identity.cluster_id,
-                on_found=self._on_peer_found,
-                on_lost=self._on_peer_lost,
-                scheme="https" if config.peer_api.tls_cert else "http",
-            )
-            await self.discovery.start()
         self._spawn(self._sync_loop())
         self._spawn(self.restricted_peers.renew_loop())
         self.fetcher.resume_all()
@@ -258,13 +257,17 @@ class Daemon:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.discovery is not None:
-            await self.discovery.close()
+        for source in reversed(self.sources):
+            await source.close()
+        for dht in (self.dht_seeds, self.dht):
+            if dht is not None:
+                await dht.close()
         await self.client.close()
         self.events.close()
         for runner in self._runners:
             await runner.cleanup()
         await self.launcher.close()
+        await self.launcher.engines.close()  # after the runs: YARN ones are detached by then
         await self.transfer.close()  # saves resume data
         await self.store.close()
         (self.config.home / RUNTIME_FILE).unlink(missing_ok=True)
@@ -290,6 +293,9 @@ class Daemon:
             mover_command=store.mover_command,
             fsck_command=store.fsck_command,
             ca_file=self.config.store_ca_file,
+            namenode=store.namenode or None,
+            cacheadmin_command=store.cacheadmin_command,
+            cache_pool=store.cache_pool,
         )
 
     async def _start_web(self) -> None:
@@ -355,6 +361,7 @@ class Daemon:
             "peer_url": self.peer_url,
             "control_url": self.control_url,
             "torrent_port": self.transfer.listen_port,
+            "dht_port": self.dht.port if self.dht is not None else None,
         }
         path = self.config.home / RUNTIME_FILE
         path.with_suffix(".tmp").write_text(json.dumps(data))
@@ -460,16 +467,21 @@ class Daemon:
 
     # ---- discovery and catalog sync ---------------------------------------------------------
 
-    def _on_peer_found(self, url: str, cluster_id: str) -> None:
-        self.health.add(url, Source.ZEROCONF, time.time(), cluster_id=cluster_id)
-        self.events.emit("peer.found", url=url, cluster_id=cluster_id)
-        self._sync_wakeup.set()
+    def peer_callbacks(self, source: Source) -> tuple[discovering.OnFound, discovering.OnLost]:
+        """What a peer source calls when it finds a peer, or one goes away."""
 
-    def _on_peer_lost(self, url: str) -> None:
-        status = self.health.withdraw(url, Source.ZEROCONF, time.time())
-        if status is not None and not status.active:
-            self.directory.drop(status.url)
-        self.events.emit("peer.lost", url=url)
+        def found(url: str, cluster_id: str | None) -> None:
+            self.health.add(url, source, time.time(), cluster_id=cluster_id)
+            self.events.emit("peer.found", url=url, cluster_id=cluster_id, source=str(source))
+            self._sync_wakeup.set()
+
+        def lost(url: str) -> None:
+            status = self.health.withdraw(url, source, time.time())
+            if status is not None and not status.active:
+                self.directory.drop(status.url)
+            self.events.emit("peer.lost", url=url, source=str(source))
+
+        return found, lost
 
     async def _sync_loop(self) -> None:
         # One task per peer under a deadline: a slow peer delays only itself.
@@ -560,6 +572,7 @@ class Daemon:
         self.restricted.on_publish(manifest)
         self.published.put(manifest.id, {**_record_key(manifest), "directory": str(root)})
         await self._seed(manifest, root)
+        discovering.wake(self.sources)  # a new catalog version to publish on the DHT
         self.events.emit("dataset.published", ref=manifest.ref, manifest=manifest.id)
         return {**manifest_summary(manifest), "torrent_url": self._torrent_url(manifest, self._own())}
 
@@ -737,6 +750,7 @@ class Daemon:
             if status.cluster_id == cluster_id and status.sources:
                 self.health.add(status.url, next(iter(status.sources)), time.time())
         self._sync_wakeup.set()
+        discovering.wake(self.sources)  # look it up on the DHT now
         return {"cluster_id": cluster_id, "trusted": True}
 
     def trust_remove(self, cluster_id: str) -> dict[str, Any]:
@@ -766,6 +780,7 @@ class Daemon:
                 },
             },
             "peers": self.peers(),
+            "dht": discovering.dht_status(self, self.sources),
             # Seeding: bytes sent per dataset and per remote peer, p2pdata or any client.
             "transfer": self.transfer.upload_stats(),
             "jobs": self.jobs(),

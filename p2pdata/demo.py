@@ -1,6 +1,6 @@
 """The one-command demo: three clusters on this machine, from publish to a trained model.
 
-    python -m p2pdata.demo [--size-mb N] [--hdfs [--tier ssd]] [--keep-running]
+    python -m p2pdata.demo [--size-mb N] [--hdfs [--tier ssd] [--engine yarn]] [--keep-running]
 
 alpha and beta publish the same generated Parquet dataset; gamma discovers them
 over zeroconf (loopback only), searches, fetches from both with a progress bar,
@@ -48,15 +48,17 @@ def generate_dataset(directory: Path, size_mb: int, files: int = 8, seed: int = 
         pq.write_table(pa.table(columns), directory / f"part-{part:05d}.parquet", compression="none")
 
 
-def write_job_spec(directory: Path, max_rows: int) -> None:
+def write_job_spec(directory: Path, max_rows: int, engine: str = "local") -> None:
     directory.mkdir(parents=True, exist_ok=True)
+    # On YARN: two workers, each a container of its own, TF_CONFIG from their real endpoints.
+    placement = ('engine = "yarn"\nworkers = 2\nstartup_timeout = 300\n'
+                 '[resources]\nmemory = "1g"\nvcores = 1\n' if engine == "yarn" else "workers = 1\n")
     (directory / "demo-train.toml").write_text(
         f"""name = "demo-train"
 description = "Train the example Keras model on every demo dataset that lands"
 framework = "tensorflow"
-workers = 1
 timeout = 600
-
+{placement}
 [trigger]
 dataset = "demo-*"
 
@@ -71,15 +73,27 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="p2pdata-demo-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         store: dict[str, object] = {}
+        yarn: dict[str, object] = {}
         if args.hdfs:
             from p2pdata.hdfs.localcluster import LocalHdfs
 
-            step("starting a local HDFS (NameNode + DataNode, four storage tiers)")
-            hdfs = stack.enter_context(LocalHdfs(root / "hdfs"))
+            with_yarn = args.engine == "yarn"
+            step("starting a local Hadoop 3 HDFS (NameNode + three DataNodes, four storage "
+                 "tiers, erasure coding)" + (" and YARN (ResourceManager + NodeManager)"
+                                             if with_yarn else ""))
+            hdfs = stack.enter_context(LocalHdfs(root / "hdfs", yarn=with_yarn))
             store = {"kind": "hdfs", "webhdfs_url": hdfs.webhdfs_url, "root": "/p2pdata",
+                     "namenode": hdfs.namenode_address,
                      "storagepolicy_command": hdfs.storagepolicy_command,
-                     "mover_command": hdfs.mover_command, "fsck_command": hdfs.fsck_command}
-            print(f"WebHDFS at {hdfs.webhdfs_url}")
+                     "mover_command": hdfs.mover_command, "fsck_command": hdfs.fsck_command,
+                     "cacheadmin_command": hdfs.cacheadmin_command}
+            print(f"Hadoop {hdfs.version}: NameNode {hdfs.namenode_address}, "
+                  f"WebHDFS {hdfs.webhdfs_url}")
+            if with_yarn:
+                # What an operator would write in [yarn]: the cluster's client configuration,
+                # and its jars because this machine has no `yarn` command.
+                yarn = {"hadoop_conf_dir": str(hdfs.conf_dir), "classpath": hdfs.client_classpath}
+                print(f"YARN ResourceManager at {hdfs.rm_address} (web {hdfs.rm_web_url})")
 
         step(f"generating a {args.size_mb} MB Parquet dataset")
         source = root / "source"
@@ -91,14 +105,15 @@ def run(args: argparse.Namespace) -> int:
         for name in ("alpha", "beta", "gamma"):
             home = root / name
             home.mkdir()
-            sections = {"discovery": discovery, **({"store": store} if name == "gamma" and store else {})}
+            sections = {"discovery": discovery, **({"store": store} if name == "gamma" and store else {}),
+                        **({"yarn": yarn} if name == "gamma" and yarn else {})}
             daemon = DaemonProcess(home, daemon_config(**sections))
             daemon.init(name)
             stack.callback(daemon.stop)
             daemons[name] = daemon.start()
             print(f"{name}: cluster {daemon.cluster_id}, peer API {daemon.peer_url}")
         alpha, beta, gamma = daemons["alpha"], daemons["beta"], daemons["gamma"]
-        write_job_spec(gamma.home / "jobs", args.max_rows)
+        write_job_spec(gamma.home / "jobs", args.max_rows, args.engine)
 
         step(f"alpha and beta publish {DATASET}@1")
         for daemon in (alpha, beta):
@@ -120,11 +135,23 @@ def run(args: argparse.Namespace) -> int:
         if gamma.cli_shown(*fetch_args) != 0:
             print("fetch failed", file=sys.stderr)
             return 1
+        if args.hdfs:
+            from p2pdata.hdfs.tiers import parse_fsck_blocks, storage_counts
+
+            # Where HDFS put the blocks (fsck), e.g. cold-ec: erasure-coded, all on ARCHIVE.
+            report = hdfs.fsck("/p2pdata")
+            coded = "erasure-coded" if "erasure-coded: policy=" in report else "replicated"
+            print(f"blocks in HDFS: {coded}, replicas by storage type "
+                  f"{storage_counts(parse_fsck_blocks(report))}")
 
         step("training starts as soon as the data has landed")
         run_record = wait_for(lambda: _finished_run(gamma), timeout=args.train_timeout,
                               what="the training run to finish")
         print(f"run {run_record['id']} of {run_record['job']}: {run_record['state']}")
+        application = run_record.get("engine_info") or {}
+        if application.get("id"):
+            print(f"YARN application {application['id']}: {application.get('state')}, "
+                  f"tracking URL {application.get('url')}")
         metrics = _run_metrics(run_record)
         if metrics:
             print(f"model accuracy: {metrics.get('accuracy')}")
@@ -158,14 +185,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="p2pdata in one command: three clusters on this machine.")
     parser.add_argument("--size-mb", type=int, default=200, help="size of the generated dataset")
     parser.add_argument("--hdfs", action="store_true", help="land into a real local HDFS")
-    parser.add_argument("--tier", default="ssd", help="storage tier with --hdfs")
+    parser.add_argument("--tier", default="ssd",
+                        help="storage tier with --hdfs (ssd, hot, cold, cold-ec, memory, ...)")
+    parser.add_argument("--engine", choices=("local", "yarn"), default="local",
+                        help="where training runs: local processes, or YARN (needs --hdfs)")
     parser.add_argument("--max-rows", type=int, default=20000, help="rows the example model trains on")
     parser.add_argument("--train-timeout", type=float, default=300)
     parser.add_argument("--keep-running", action="store_true", help="keep the clusters up until Ctrl-C")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(130))
     start = time.monotonic()
+    args = parser.parse_args()
+    if args.engine == "yarn" and not args.hdfs:
+        parser.error("--engine yarn trains next to the data in HDFS: add --hdfs")
     try:
-        code = run(parser.parse_args())
+        code = run(args)
     except KeyboardInterrupt:
         code = 130
     print(f"(took {time.monotonic() - start:.0f} s)")

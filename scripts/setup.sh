@@ -5,7 +5,8 @@ venv=${1:-.venv}
 cd "$(dirname "$0")/.."
 
 need_apt=()
-command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
 command -v chromium >/dev/null || need_apt+=(chromium)
 # A standard BitTorrent client: the interop tests fetch from and seed to it (issue 18).
 command -v qbittorrent-nox >/dev/null || need_apt+=(qbittorrent-nox)
@@ -21,7 +22,7 @@ fi
 python=$(command -v python3.11 || command -v python3)
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q -e '.[test,tf,pandas]'
+"$venv/bin/pip" install -q -e '.[test,tf,pandas,yarn]'
 
-# Hadoop 2.7.3 jars (PyPI pyspark sdist) and Jersey 1 (Debian) for the local HDFS; cached.
+# Hadoop 3 jars (Maven Central, by coordinates) for the local HDFS and YARN; cached.
 "$venv/bin/python" -m p2pdata.hdfs.localcluster fetch

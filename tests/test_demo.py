@@ -50,7 +50,9 @@ def test_demo_on_the_local_store():
 @pytest.mark.tf
 @pytest.mark.hdfs
 def test_demo_into_real_hdfs_with_a_tier():
-    output = run_demo("--hdfs", "--tier", "ssd")
+    output = run_demo("--hdfs", "--tier", "cold-ec")
     check_steps(output)
-    assert "WebHDFS at http://127.0.0.1:" in output
-    assert "hdfs://" in output or "webhdfs://" in output
+    assert "Hadoop 3." in output and "WebHDFS http://127.0.0.1:" in output
+    # Landed over the native protocol, erasure-coded, every block on ARCHIVE.
+    assert "hdfs://127.0.0.1:" in output
+    assert "blocks in HDFS: erasure-coded, replicas by storage type {'ARCHIVE': " in output

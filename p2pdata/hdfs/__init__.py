@@ -1,4 +1,4 @@
-"""HDFS room: the async WebHDFS client, dataset stores (HDFS and local), tiers, landing."""
+"""HDFS room: the async WebHDFS and native HDFS clients, dataset stores (HDFS and local), tiers, landing."""
 
 from p2pdata.hdfs.client import FileStatus, WebHdfsClient
 from p2pdata.hdfs.errors import (
@@ -13,7 +13,7 @@ from p2pdata.hdfs.errors import (
     HdfsUnsupportedOperation,
     TierError,
 )
-from p2pdata.hdfs.hdfs_store import HdfsStore
+from p2pdata.hdfs.hdfs_store import CacheReport, HdfsStore
 from p2pdata.hdfs.landing import (
     HashMismatch,
     LandingConflict,
@@ -22,6 +22,7 @@ from p2pdata.hdfs.landing import (
     LandingState,
 )
 from p2pdata.hdfs.local_store import LocalStore
+from p2pdata.hdfs.native import NativeHdfs
 from p2pdata.hdfs.store import (
     LandedDataset,
     LandingResult,
@@ -30,11 +31,21 @@ from p2pdata.hdfs.store import (
     TierReport,
     open_store,
 )
-from p2pdata.hdfs.tiers import POLICY_IDS, TIERS, parse_fsck, policy_name, resolve_tier
+from p2pdata.hdfs.tiers import (
+    EC_TIERS,
+    POLICY_IDS,
+    TIERS,
+    parse_fsck,
+    policy_name,
+    resolve_ec,
+    resolve_tier,
+)
 
 __all__ = [
+    "EC_TIERS",
     "POLICY_IDS",
     "TIERS",
+    "CacheReport",
     "FileStatus",
     "HashMismatch",
     "HdfsAlreadyExists",
@@ -54,6 +65,7 @@ __all__ = [
     "LandingResult",
     "LandingState",
     "LocalStore",
+    "NativeHdfs",
     "Source",
     "Store",
     "TierError",
@@ -62,5 +74,6 @@ __all__ = [
     "open_store",
     "parse_fsck",
     "policy_name",
+    "resolve_ec",
     "resolve_tier",
 ]

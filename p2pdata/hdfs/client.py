@@ -59,6 +59,7 @@ class FileStatus:
     block_size: int
     modification_time: int  # milliseconds since the epoch
     storage_policy: str | None  # the inode's own policy; None if unset (inherited)
+    ec_policy: str | None = None  # the erasure coding policy (Hadoop 3), None if replicated
 
     @property
     def is_dir(self) -> bool:
@@ -77,6 +78,7 @@ class FileStatus:
             block_size=int(data.get("blockSize", 0)),
             modification_time=int(data.get("modificationTime", 0)),
             storage_policy=policy_name(data.get("storagePolicy")),
+            ec_policy=data.get("ecPolicy") or None,
         )
 
 
@@ -494,6 +496,46 @@ class WebHdfsClient:
                 "StoragePolicyAdmin",
                 f"{' '.join(argv[-6:])} exited {proc.returncode}: "
                 f"{(err or out).decode(errors='replace').strip()[-1000:]}", 500)
+
+    async def satisfy_storage_policy(self, path: str) -> None:
+        """Ask the storage policy satisfier to move ``path``'s blocks (Hadoop 3.2+)."""
+        resp = await self._request("PUT", "SATISFYSTORAGEPOLICY", path, idempotent=True)
+        resp.release()
+
+    # -- erasure coding (Hadoop 3) --------------------------------------------------
+
+    async def ec_policies(self) -> dict[str, dict[str, Any]]:
+        """{policy name: {"state": ENABLED|DISABLED|REMOVED, "units": data + parity}}."""
+        data = await self._json("GET", "GETECPOLICIES", "/", idempotent=True)
+        policies = {}
+        for info in data["ErasureCodingPolicies"]["ErasureCodingPolicyInfo"]:
+            policy = info["policy"]
+            policies[policy["name"]] = {
+                "state": info["state"],
+                "units": int(policy["numDataUnits"]) + int(policy["numParityUnits"])}
+        return policies
+
+    async def set_ec_policy(self, path: str, policy: str) -> None:
+        """Erasure-code the files created under directory ``path`` from now on."""
+        resp = await self._request("PUT", "SETECPOLICY", path, {"ecpolicy": policy},
+                                   idempotent=True)
+        resp.release()
+
+    # -- the NameNode's metrics ----------------------------------------------------
+
+    async def jmx(self, query: str) -> dict[str, Any] | None:
+        """One bean of the NameNode's /jmx servlet (same HTTP server as WebHDFS), or None
+        where it is not served (a gateway that only proxies WebHDFS, say)."""
+        url = self.base_url.removesuffix("/webhdfs/v1") + "/jmx"
+        try:
+            async with self._get_session().get(url, params={"qry": query},
+                                               ssl=self._ssl) as resp:
+                if resp.status != 200:
+                    return None
+                beans = (await resp.json(content_type=None)).get("beans") or [None]
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            return None
+        return beans[0]
 
     async def get_storage_policy(self, path: str) -> str | None:
         """The policy set on ``path`` itself (None if it only inherits one)."""

@@ -1,15 +1,15 @@
-"""A real single-node HDFS (Hadoop 2.7.3) for tests and demos.
+"""A real Hadoop 3 (HDFS, and YARN when asked) for tests, demos and trying p2pdata.
 
-The Hadoop jars come from PyPI's pyspark 2.4.8 sdist and WebHDFS's Jersey 1 from
-Debian (see notes/real-components.md); both are cached under
-``~/.cache/p2pdata/hadoop`` (or ``$P2PDATA_HADOOP_CACHE``). NameNode and DataNode
-run in one small JVM started by ``java/P2pdataHdfs.java``, with four storage tiers
-and every port 0; ``https=True`` also serves WebHDFS over TLS with a certificate from
-a certificate authority made for the cluster (``ca_file``).
+The jars come from Maven Central: a small pom's ``mvn dependency:copy-dependencies``
+fetches the closure of the NameNode, DataNode, ResourceManager, NodeManager and YARN
+services artifacts of one Hadoop release into ``~/.cache/p2pdata/hadoop-VERSION`` (or
+``$P2PDATA_HADOOP_CACHE``), once. ``java/P2pdataHadoop.java`` runs a NameNode and three
+DataNodes (storage types DISK, SSD, ARCHIVE and RAM_DISK each) in one small JVM, and the
+ResourceManager and a NodeManager in a JVM each; every port is 0. ``conf_dir`` is a
+``HADOOP_CONF_DIR`` for clients (core-site, hdfs-site, yarn-site, resource-types).
 
-    python -m p2pdata.hdfs.localcluster fetch   # download and cache only
-    python -m p2pdata.hdfs.localcluster run     # start, print addresses, Ctrl-C stops
-    python -m p2pdata.hdfs.localcluster run --https   # the same, with WebHDFS over TLS too
+    python -m p2pdata.hdfs.localcluster fetch          # download and cache only
+    python -m p2pdata.hdfs.localcluster run [--yarn] [--json]   # start; Ctrl-C stops
 """
 
 from __future__ import annotations
@@ -17,21 +17,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import ipaddress
+import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from xml.sax.saxutils import escape
 
 from cryptography import x509
@@ -42,48 +46,35 @@ from cryptography.x509.oid import NameOID
 
 from p2pdata.hdfs.errors import HdfsClusterError
 
-PYSPARK = "pyspark==2.4.8"
-HADOOP_JARS = (
-    "activation-1.1.1.jar",
-    "commons-cli-1.2.jar",
-    "commons-codec-1.10.jar",
-    "commons-collections-3.2.2.jar",
-    "commons-configuration-1.6.jar",
-    "commons-io-2.4.jar",
-    "commons-lang-2.6.jar",
-    "commons-logging-1.1.3.jar",
-    "guava-14.0.1.jar",
-    "hadoop-annotations-2.7.3.jar",
-    "hadoop-auth-2.7.3.jar",
-    "hadoop-common-2.7.3.jar",
-    "hadoop-hdfs-2.7.3.jar",
-    "htrace-core-3.1.0-incubating.jar",
-    "httpclient-4.5.6.jar",
-    "httpcore-4.4.10.jar",
-    "jackson-core-asl-1.9.13.jar",
-    "jackson-mapper-asl-1.9.13.jar",
-    "javax.servlet-api-3.1.0.jar",
-    "jaxb-api-2.2.2.jar",
-    "jetty-6.1.26.jar",
-    "jetty-util-6.1.26.jar",
-    "log4j-1.2.17.jar",
-    "netty-all-4.1.47.Final.jar",
-    "protobuf-java-2.5.0.jar",
-    "slf4j-api-1.7.16.jar",
-    "slf4j-log4j12-1.7.16.jar",
-)
-JERSEY_DEBS = (
-    "libjersey1-core-java",
-    "libjersey1-server-java",
-    "libjersey1-servlet-java",
-    "libjsr311-api-java",
+# The newest Hadoop 3 release whose whole closure Maven Central serves (3.4.3 lacks the
+# YARN services artifacts) and that runs on Java 17.
+HADOOP_VERSION = "3.4.2"
+ARTIFACTS = (
+    "hadoop-common",
+    "hadoop-hdfs",
+    "hadoop-hdfs-client",
+    "hadoop-yarn-server-resourcemanager",
+    "hadoop-yarn-server-nodemanager",
+    "hadoop-yarn-server-timelineservice",  # the ResourceManager's REST API links to it
+    "hadoop-yarn-services-core",  # the YARN services application master
+    "hadoop-yarn-services-api",  # the ResourceManager's /app/v1/services REST API
 )
 TIERS = ("disk", "ssd", "archive", "ram_disk")
-LAUNCHER = "P2pdataHdfs"
-JVM_FLAGS = ("-Xmx192m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
-TOOL_JVM_FLAGS = ("-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+DATANODES = 3  # enough for the XOR-2-1 erasure coding policy (RS-3-2 would need 5)
+EC_POLICY = "XOR-2-1-1024k"
+CACHE_POOL = "p2pdata"
+LAUNCHER = "P2pdataHadoop"
+# Hadoop 3.4 on Java 17 (what its own scripts add); YARN's Guice needs java.lang.
+_OPENS = tuple(f"--add-opens=java.base/{p}=ALL-UNNAMED" for p in (
+    "java.lang", "java.lang.reflect", "java.util", "java.util.concurrent", "java.net",
+    "java.io", "java.nio", "sun.nio.ch"))
+_SMALL = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xss512k")
+HDFS_JVM_FLAGS = ("-Xmx320m", *_SMALL, *_OPENS)
+RM_JVM_FLAGS = ("-Xmx256m", *_SMALL, *_OPENS)
+NM_JVM_FLAGS = ("-Xmx192m", *_SMALL, *_OPENS)
+TOOL_JVM_FLAGS = ("-Xmx160m", *_SMALL, *_OPENS)
 _JAVA_SOURCE = Path(__file__).parent / "java" / f"{LAUNCHER}.java"
-_READY = re.compile(r"P2PDATA_HDFS_READY (.*)")
+_READY = re.compile(r"P2PDATA_READY (.*)")
 _LOG4J = """\
 log4j.rootLogger=WARN, stderr
 log4j.appender.stderr=org.apache.log4j.ConsoleAppender
@@ -93,90 +84,77 @@ log4j.appender.stderr.layout.ConversionPattern=%d{HH:mm:ss} %p %c{1}: %m%n
 """
 
 
+def _pom(version: str) -> str:
+    deps = "".join(
+        "    <dependency><groupId>org.apache.hadoop</groupId>"
+        f"<artifactId>{a}</artifactId><version>{version}</version></dependency>\n"
+        for a in ARTIFACTS)
+    return f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>p2pdata</groupId><artifactId>local-hadoop</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+{deps}  </dependencies>
+</project>
+"""
+
+
 def cache_dir() -> Path:
     env = os.environ.get("P2PDATA_HADOOP_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "p2pdata" / "hadoop"
+    return Path(env) if env else Path.home() / ".cache" / "p2pdata" / f"hadoop-{HADOOP_VERSION}"
 
 
 def java_binary() -> str:
     java = shutil.which("java")
     if java is None:
         raise HdfsClusterError(
-            "java was not found on PATH: the local HDFS needs a Java 17 runtime "
-            "(e.g. apt-get install openjdk-17-jre-headless)"
+            "java was not found on PATH: the local Hadoop needs a Java 17 runtime "
+            "(e.g. apt-get install openjdk-17-jdk-headless)"
         )
     return java
 
 
-def _run(cmd: Sequence[str], **kwargs: object) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+def java_home() -> str:
+    """The JDK the ``java`` on PATH belongs to (YARN containers get it as JAVA_HOME)."""
+    return os.environ.get("JAVA_HOME") or str(Path(os.path.realpath(java_binary())).parents[1])
+
+
+def _run(cmd: Sequence[str], **kwargs: Any) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
     if result.returncode != 0:
-        raise HdfsClusterError(
-            f"{' '.join(cmd)} failed ({result.returncode}): {result.stderr.strip()[-2000:]}"
-        )
-
-
-def _fetch_hadoop_jars(jars: Path, work: Path) -> None:
-    # Newer pip reads build constraints only from PIP_BUILD_CONSTRAINT; older pip from
-    # PIP_CONSTRAINT. pyspark's setup.py calls pypandoc.convert, gone in pypandoc 1.8.
-    constraint = work / "constraints.txt"
-    constraint.write_text("pypandoc<1.8\n")
-    env = dict(os.environ, PIP_CONSTRAINT=str(constraint), PIP_BUILD_CONSTRAINT=str(constraint))
-    _run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-         "--disable-pip-version-check", "-d", str(work), PYSPARK],
-        env=env,
-    )
-    sdist = next(work.glob("pyspark-*.tar.gz"))
-    wanted = set(HADOOP_JARS)
-    with tarfile.open(sdist) as tar:
-        for member in tar:
-            name = member.name.rsplit("/", 1)[-1]
-            if "/deps/jars/" in member.name and name in wanted and member.isfile():
-                source = tar.extractfile(member)
-                assert source is not None
-                with source, open(jars / name, "wb") as out:
-                    shutil.copyfileobj(source, out)
-                wanted.discard(name)
-    if wanted:
-        raise HdfsClusterError(f"{sdist.name} lacks {sorted(wanted)}")
-
-
-def _fetch_jersey_jars(jars: Path, work: Path) -> None:
-    _run(["apt-get", "download", *JERSEY_DEBS], cwd=work)
-    tree = work / "tree"
-    for deb in work.glob("*.deb"):
-        _run(["dpkg-deb", "-x", str(deb), str(tree)])
-    found = [p for p in (tree / "usr/share/java").glob("*.jar") if not p.is_symlink()]
-    if len(found) != len(JERSEY_DEBS):
-        raise HdfsClusterError(f"expected {len(JERSEY_DEBS)} Jersey jars, found {found}")
-    for jar in found:
-        shutil.copyfile(jar, jars / jar.name)
+        output = (result.stdout + result.stderr).strip()[-3000:]
+        raise HdfsClusterError(f"{' '.join(cmd)} failed ({result.returncode}): {output}")
 
 
 def fetch(cache: Path | None = None) -> Path:
-    """Download, extract and compile everything once; later calls return at once."""
+    """Download the jars, write the resources and compile the launcher, once."""
     cache = cache or cache_dir()
     ready = cache / "READY"
-    if ready.exists():
+    if ready.exists() and ready.read_text().strip() == HADOOP_VERSION:
         return cache
     cache.mkdir(parents=True, exist_ok=True)
-    jars = cache / "jars"
-    jars.mkdir(exist_ok=True)
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise HdfsClusterError("mvn was not found on PATH: fetching Hadoop needs Maven "
+                               "(apt-get install maven; scripts/setup.sh does it)")
+    (cache / "pom.xml").write_text(_pom(HADOOP_VERSION))
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        if not all((jars / name).exists() for name in HADOOP_JARS):
-            (Path(tmp) / "pip").mkdir()
-            _fetch_hadoop_jars(jars, Path(tmp) / "pip")
-        if len(list(jars.glob("*jersey1*"))) < 3 or not list(jars.glob("jsr311*")):
-            (Path(tmp) / "deb").mkdir()
-            _fetch_jersey_jars(jars, Path(tmp) / "deb")
-    # WebHDFS's HTTP server only needs these resource folders to exist.
-    for app in ("hdfs", "datanode", "secondary"):
+        # Into a fresh folder, then one rename: an interrupted fetch leaves no half set.
+        _run([mvn, "-q", "-B", "-f", str(cache / "pom.xml"), "dependency:copy-dependencies",
+              f"-DoutputDirectory={tmp}/jars", "-DincludeScope=runtime"])
+        shutil.rmtree(cache / "jars", ignore_errors=True)
+        os.rename(f"{tmp}/jars", cache / "jars")
+    # The NameNode's and DataNode's HTTP servers only need these resource folders to exist.
+    for app in ("hdfs", "datanode", "secondary", "journal"):
         (cache / "resources" / "webapps" / app).mkdir(parents=True, exist_ok=True)
     (cache / "resources" / "log4j.properties").write_text(_LOG4J)
     _compile_launcher(cache)
-    ready.write_text("ok\n")
+    ready.write_text(f"{HADOOP_VERSION}\n")
     return cache
+
+
+def _source_digest() -> str:
+    return hashlib.sha256(_JAVA_SOURCE.read_bytes()).hexdigest()
 
 
 def _compile_launcher(cache: Path) -> None:
@@ -184,23 +162,22 @@ def _compile_launcher(cache: Path) -> None:
     classes.mkdir(exist_ok=True)
     javac = shutil.which("javac")
     if javac is None:
-        raise HdfsClusterError("javac was not found on PATH: install a Java 17 JDK")
-    _run([javac, "-nowarn", "-cp", _jar_classpath(cache), "-d", str(classes), str(_JAVA_SOURCE)])
-
-
-def _jar_classpath(cache: Path) -> str:
-    return os.pathsep.join(str(p) for p in sorted((cache / "jars").glob("*.jar")))
+        raise HdfsClusterError("javac was not found on PATH: install a Java 17 JDK "
+                               "(apt-get install openjdk-17-jdk-headless)")
+    _run([javac, "-nowarn", "-cp", str(cache / "jars" / "*"), "-d", str(classes),
+          str(_JAVA_SOURCE)])
+    (classes / "SOURCE").write_text(_source_digest())
 
 
 def classpath(cache: Path | None = None) -> str:
+    """The launcher's and the tools' classpath (without a configuration folder)."""
     cache = fetch(cache)
     # The launcher is recompiled when its source changes (e.g. after an upgrade).
-    compiled = cache / "classes" / f"{LAUNCHER}.class"
-    if not compiled.exists() or compiled.stat().st_mtime < _JAVA_SOURCE.stat().st_mtime:
+    stamp = cache / "classes" / "SOURCE"
+    if not stamp.exists() or stamp.read_text() != _source_digest():
         _compile_launcher(cache)
     return os.pathsep.join(
-        [str(cache / "resources"), str(cache / "classes"), _jar_classpath(cache)]
-    )
+        [str(cache / "resources"), str(cache / "classes"), str(cache / "jars" / "*")])
 
 
 def _xml_properties(props: dict[str, str]) -> str:
@@ -270,102 +247,228 @@ def _write_tls_files(directory: Path) -> None:
 
 
 class LocalHdfs:
-    """One NameNode and one DataNode in a JVM; restartable on the same dirs and ports."""
+    """A NameNode and ``datanodes`` DataNodes in one JVM, and with ``yarn=True`` a
+    ResourceManager and a NodeManager; HDFS restarts on the same dirs and ports.
+
+    ``ec_policies`` are enabled at start (erasure coding); ``cache_pool`` is created for
+    centralized caching ("" for none); ``sps`` runs the storage policy satisfier;
+    ``tiers`` are the storage types each DataNode offers.
+    """
 
     def __init__(self, base_dir: Path | str, *, permissions: bool = False,
-                 https: bool = False, start_timeout: float = 90.0) -> None:
+                 https: bool = False, yarn: bool = False, datanodes: int = DATANODES,
+                 ec_policies: Sequence[str] = (EC_POLICY,), cache_pool: str = CACHE_POOL,
+                 sps: bool = True, gpus: int = 2, tiers: Sequence[str] = TIERS,
+                 start_timeout: float = 120.0) -> None:
         self.base_dir = Path(base_dir).absolute()
         # With permissions on, the user running the JVM is HDFS's superuser.
         self.permissions = permissions
         # WebHDFS over TLS as well as plain HTTP (fsck and the other tools use HTTP).
         self.https = https
+        self.yarn = yarn
+        self.datanodes = datanodes
+        self.ec_policies = tuple(ec_policies)
+        self.cache_pool = cache_pool
+        self.sps = sps
+        self.gpus = gpus
+        unknown = set(tiers) - set(TIERS)
+        if unknown:
+            raise ValueError(f"tiers must be some of {TIERS}, got {sorted(unknown)}")
+        self.tiers = tuple(tiers)
         self.start_timeout = start_timeout
         self._classpath = classpath()
         self._java = java_binary()
         self._proc: subprocess.Popen[str] | None = None
+        self._yarn_procs: list[subprocess.Popen[str]] = []
         self._ports: dict[str, int] = {}
+        self._yarn_ports: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self.version = ""
+        self.services_api = False
         self._log_path = self.base_dir / "hdfs.log"
 
     # -- lifecycle ------------------------------------------------------------
 
     def start(self) -> LocalHdfs:
-        if self.running:
-            return self
-        self.base_dir.mkdir(parents=True, exist_ok=True)
-        for tier in TIERS:
-            (self.base_dir / "data" / tier).mkdir(parents=True, exist_ok=True)
-        keys = ["nn_rpc", "nn_http", "dn_xfer", "dn_ipc", "dn_http"]
-        cp = self._classpath
-        if self.https:
-            keys += ["nn_https", "dn_https"]
-            if not (self._tls_dir / "ssl-server.xml").exists():
-                _write_tls_files(self._tls_dir)
-            cp = f"{self._tls_dir}{os.pathsep}{cp}"
-        ports = [self._ports.get(k, 0) for k in keys]
-        log = open(self._log_path, "a")  # noqa: SIM115 - the JVM owns it until stop()
-        self._proc = subprocess.Popen(
-            [self._java, *JVM_FLAGS, f"-Dp2pdata.permissions={str(self.permissions).lower()}",
-             f"-Dp2pdata.https={str(self.https).lower()}",
-             "-cp", cp, LAUNCHER, str(self.base_dir),
-             *map(str, ports)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            start_new_session=True,  # own process group, so stop() can kill all of it
-        )
-        log.close()
+        if not self.running:
+            self.base_dir.mkdir(parents=True, exist_ok=True)
+            self.conf_dir.mkdir(exist_ok=True)
+            cp = self._classpath
+            if self.https:
+                if not (self._tls_dir / "ssl-server.xml").exists():
+                    _write_tls_files(self._tls_dir)
+                cp = f"{self._tls_dir}{os.pathsep}{cp}"
+            opts = {"base": str(self.base_dir), "datanodes": str(self.datanodes),
+                    "permissions": str(self.permissions).lower(),
+                    "https": str(self.https).lower(), "ec": ",".join(self.ec_policies),
+                    "cachepool": self.cache_pool, "sps": str(self.sps).lower(),
+                    "tiers": ",".join(self.tiers),
+                    **{k: str(v) for k, v in self._ports.items()}}
+            self._proc = self._launch("hdfs", opts, HDFS_JVM_FLAGS, cp, self._log_path)
+            try:
+                ready = self._wait_ready(self._proc, self._log_path)
+            except BaseException:
+                self.stop()
+                raise
+            self.version = ready.pop("version")
+            self._ports = {k: int(v) for k, v in ready.items()}
+            self._write_client_conf()
+        if self.yarn and not self.yarn_running:
+            self.start_yarn()
+        return self
+
+    def start_yarn(self) -> LocalHdfs:
+        """Start the ResourceManager and a NodeManager (HDFS must be running), each in a
+        JVM of its own (Hadoop's web apps cannot share one), and wait for the node."""
+        self.yarn = True
+        opts = {"base": str(self.base_dir / "yarn"), "conf": str(self.conf_dir),
+                "fs": self.namenode_address, "gpus": str(self.gpus),
+                "app_classpath": ",".join([str(self.conf_dir), *self._classpath.split(os.pathsep)])}
+        env = {**os.environ, "HADOOP_CONF_DIR": str(self.conf_dir), "JAVA_HOME": java_home()}
         try:
-            self._ports = self._wait_ready(self._proc)
+            for mode, flags in (("yarn", RM_JVM_FLAGS), ("nodemanager", NM_JVM_FLAGS)):
+                log = self.base_dir / f"{mode}.log"
+                proc = self._launch(mode, opts, flags, self._classpath, log, env)
+                self._yarn_procs.append(proc)
+                ready = self._wait_ready(proc, log)
+                self.version = ready.pop("version")
+                if "services" in ready:
+                    self.services_api = ready.pop("services") == "true"
+                self._yarn_ports.update({k: int(v) for k, v in ready.items()})
+            self._wait_for_node()
         except BaseException:
             self.stop()
             raise
-        self._write_client_conf()
         return self
 
+    def _wait_for_node(self) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        url = f"{self.rm_web_url}/ws/v1/cluster/metrics"
+        while True:
+            with contextlib.suppress(OSError, ValueError, KeyError), \
+                    urllib.request.urlopen(url, timeout=10) as resp:
+                if json.load(resp)["clusterMetrics"]["activeNodes"] >= 1:
+                    return
+            if time.monotonic() > deadline:
+                raise HdfsClusterError(f"the NodeManager did not register with the "
+                                       f"ResourceManager within {self.start_timeout:.0f} s")
+            time.sleep(0.1)
+
+    def _launch(self, mode: str, opts: dict[str, str], flags: Sequence[str], cp: str,
+                log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        with open(log_path, "a") as log:
+            return subprocess.Popen(
+                [self._java, *flags, "-cp", cp, LAUNCHER, mode,
+                 *(f"{k}={v}" for k, v in opts.items())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                env=env,
+                start_new_session=True,  # own process group, so stop() can kill all of it
+            )
+
     def _write_client_conf(self) -> None:
-        conf = self.base_dir / "conf"
-        conf.mkdir(exist_ok=True)
-        props = {
-            "fs.defaultFS": self.namenode_address,
-            # fsck asks the NameNode over HTTP.
+        core = {"fs.defaultFS": self.namenode_address,
+                "hadoop.security.authentication": "simple"}
+        hdfs = {
+            "dfs.namenode.rpc-address": f"127.0.0.1:{self._port('nn_rpc')}",
+            # fsck and the Mover ask the NameNode over HTTP.
             "dfs.namenode.http-address": f"127.0.0.1:{self._port('nn_http')}",
-            # The mover waits 2 heartbeats + 1 replication interval between rounds.
+            "dfs.replication": "1",
+            # The Mover waits 2 heartbeats + 1 redundancy interval between rounds.
             "dfs.heartbeat.interval": "1",
-            "dfs.namenode.replication.interval": "1",
-            # The 2.7.3 mover silently skips blocks it cannot queue, and a move between
-            # two tiers of one DataNode takes two of the node's slots (default 5).
+            "dfs.namenode.redundancy.interval.seconds": "1",
+            # A move between two tiers of one DataNode takes two of its slots (default 5).
             "dfs.datanode.balance.max.concurrent.moves": "50",
+            "dfs.client.block.write.replace-datanode-on-failure.enable": "false",
         }
         # hdfs-default.xml is loaded after core-site.xml, so HDFS keys go in hdfs-site.xml.
-        for name in ("core-site.xml", "hdfs-site.xml"):
-            (conf / name).write_text(_xml_properties(props))
+        _write_atomic(self.conf_dir / "core-site.xml", _xml_properties(core))
+        _write_atomic(self.conf_dir / "hdfs-site.xml", _xml_properties(hdfs))
+        _write_atomic(self.conf_dir / "log4j.properties", _LOG4J)
+        self._write_bin()
 
-    def _wait_ready(self, proc: subprocess.Popen[str]) -> dict[str, int]:
+    def _write_bin(self) -> None:
+        """``hadoop``, ``hdfs`` and ``yarn`` stand-ins for clients that shell out to them
+        (Skein runs ``yarn classpath --glob``): classpath, dfs/fs, and YARN's CLIs."""
+        jars = sorted(str(p) for p in (cache_dir() / "jars").glob("*.jar"))
+        glob = os.pathsep.join([*self.client_classpath.split(os.pathsep)[:-1], *jars])
+        java = " ".join(shlex.quote(a) for a in [self._java, *TOOL_JVM_FLAGS, "-cp",
+                                                  self.client_classpath])
+        script = f"""#!/bin/sh
+# Written by p2pdata's local Hadoop launcher: enough of Hadoop's scripts for its clients.
+case "$1" in
+  classpath) [ "$2" = --glob ] && echo {shlex.quote(glob)} || echo {shlex.quote(self.client_classpath)} ;;
+  dfs|fs) shift; exec {java} org.apache.hadoop.fs.FsShell "$@" ;;
+  application|app) shift; exec {java} org.apache.hadoop.yarn.client.cli.ApplicationCLI "$@" ;;
+  logs) shift; exec {java} org.apache.hadoop.yarn.client.cli.LogsCLI "$@" ;;
+  node) shift; exec {java} org.apache.hadoop.yarn.client.cli.NodeCLI "$@" ;;
+  *) echo "$(basename "$0") $1: not available in p2pdata's local Hadoop" >&2; exit 1 ;;
+esac
+"""
+        self.bin_dir.mkdir(exist_ok=True)
+        for name in ("hadoop", "hdfs", "yarn"):
+            _write_atomic(self.bin_dir / name, script)
+            (self.bin_dir / name).chmod(0o755)
+
+    def _wait_ready(self, proc: subprocess.Popen[str], log_path: Path) -> dict[str, str]:
         # readline() blocks, so a timer kills the JVM if it never reports ready.
         timer = threading.Timer(self.start_timeout, lambda: _killpg(proc))
         timer.start()
         try:
             assert proc.stdout is not None
-            for line in proc.stdout:
+            for line in iter(proc.stdout.readline, ""):
                 match = _READY.search(line)
                 if match:
-                    return {k: int(v) for k, v in (p.split("=") for p in match[1].split())}
+                    return dict(p.split("=", 1) for p in match[1].split())
         finally:
             timer.cancel()
-        tail = self._log_path.read_text(errors="replace")[-3000:]
-        raise HdfsClusterError(f"local HDFS did not start (exit {proc.wait()}):\n{tail}")
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise HdfsClusterError(f"local Hadoop did not start (exit {proc.wait()}):\n{tail}")
 
-    def stop(self) -> None:
-        """Kill the JVM's whole process group (like a crash: HDFS's files stay on disk)."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        _killpg(proc)
-        proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+    def _command(self, line: str, timeout: float = 90.0) -> str:
+        """Send the HDFS JVM one command; its answer (``P2PDATA_OK ...``) or an error."""
+        with self._lock:
+            proc = self._proc
+            if proc is None or proc.stdin is None or proc.stdout is None:
+                raise HdfsClusterError("the local HDFS is not running")
+            timer = threading.Timer(timeout, lambda: _killpg(proc))
+            timer.start()
+            try:
+                proc.stdin.write(line + "\n")
+                proc.stdin.flush()
+                answer = proc.stdout.readline().strip()
+            finally:
+                timer.cancel()
+        if not answer.startswith("P2PDATA_OK"):
+            raise HdfsClusterError(f"{line}: {answer or 'the local HDFS exited'}")
+        return answer.removeprefix("P2PDATA_OK").strip()
+
+    def stop_datanode(self, index: int) -> None:
+        """Shut one DataNode down at once (its clients see their connections drop)."""
+        self._command(f"stop-datanode {index}")
+
+    def start_datanode(self, index: int, settings: dict[str, str] | None = None) -> None:
+        """Start a stopped DataNode again, on the same directories and ports; ``settings``
+        (hdfs-site keys) apply to this start only."""
+        extra = "".join(f" {k}={v}" for k, v in (settings or {}).items())
+        self._command(f"start-datanode {index}{extra}")
+
+    def stop(self, yarn: bool = True) -> None:
+        """Kill the JVMs' process groups (like a crash: Hadoop's files stay on disk).
+
+        ``yarn=False`` stops HDFS only; ``start()`` brings it back on the same ports.
+        """
+        procs = [self._proc] if not yarn else [*self._yarn_procs, self._proc]
+        self._proc = None
+        if yarn:
+            self._yarn_procs, self._yarn_ports = [], {}
+        for proc in procs:
+            if proc is None:
+                continue
+            _killpg(proc)
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    stream.close()
 
     def restart(self) -> LocalHdfs:
         self.stop()
@@ -375,8 +478,20 @@ class LocalHdfs:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def yarn_running(self) -> bool:
+        return bool(self._yarn_procs) and all(p.poll() is None for p in self._yarn_procs)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in (self._proc, *self._yarn_procs) if p is not None]
+
     def __enter__(self) -> LocalHdfs:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -410,36 +525,98 @@ class LocalHdfs:
         return self._tls_dir / "ca.pem"
 
     @property
+    def rm_address(self) -> str:
+        """The ResourceManager's client RPC address (``yarn=True`` only)."""
+        return f"127.0.0.1:{self._yarn_port('rm_rpc')}"
+
+    @property
+    def rm_web_url(self) -> str:
+        """The ResourceManager's web UI and REST API (``yarn=True`` only)."""
+        return f"http://127.0.0.1:{self._yarn_port('rm_web')}"
+
+    @property
+    def nm_web_url(self) -> str:
+        """The NodeManager's web services (container logs), ``yarn=True`` only."""
+        return f"http://127.0.0.1:{self._yarn_port('nm_web')}"
+
+    @property
+    def conf_dir(self) -> Path:
+        """A ``HADOOP_CONF_DIR`` for clients: core-site, hdfs-site (and with YARN,
+        yarn-site and resource-types) naming this cluster's real addresses."""
+        return self.base_dir / "conf"
+
+    @property
+    def bin_dir(self) -> Path:
+        """``hadoop``/``hdfs``/``yarn`` stand-ins (``classpath``, ``dfs``, ``application``,
+        ``logs``, ``node``): put it on PATH for Skein."""
+        return self.base_dir / "bin"
+
+    @property
+    def client_classpath(self) -> str:
+        """``conf_dir`` and every Hadoop jar: what ``hadoop classpath`` prints."""
+        return f"{self.conf_dir}{os.pathsep}{self._classpath}"
+
+    @property
     def _tls_dir(self) -> Path:
         return self.base_dir / "tls"
 
     @property
     def ports(self) -> dict[str, int]:
-        return dict(self._ports)
+        return {**self._ports, **self._yarn_ports}
 
-    def data_dir(self, tier: str) -> Path:
-        """The DataNode's directory for a tier: disk, ssd, archive or ram_disk."""
+    def data_dir(self, tier: str, datanode: int = 0) -> Path:
+        """A DataNode's directory for a tier: disk, ssd, archive or ram_disk."""
         if tier not in TIERS:
             raise ValueError(f"tier must be one of {TIERS}, got {tier!r}")
-        return self.base_dir / "data" / tier
+        return self.base_dir / f"dn{datanode}" / tier
 
     def _port(self, key: str) -> int:
         if key not in self._ports:
             raise HdfsClusterError("the local HDFS has not been started")
         return self._ports[key]
 
+    def _yarn_port(self, key: str) -> int:
+        if key not in self._yarn_ports:
+            raise HdfsClusterError("the local YARN has not been started (yarn=True)")
+        return self._yarn_ports[key]
+
+    def describe(self) -> dict[str, Any]:
+        """What ``run --json`` prints: addresses, version, conf dir and classpath."""
+        info: dict[str, Any] = {
+            "hadoop_version": self.version,
+            "namenode": self.namenode_address,
+            "webhdfs_url": self.webhdfs_url,
+            "conf_dir": str(self.conf_dir),
+            "hadoop_conf_dir": str(self.conf_dir),  # the same, by Hadoop's own name
+            "fs": self.namenode_address,  # fs.defaultFS
+            "bin_dir": str(self.bin_dir),
+            "classpath": self.client_classpath,
+            "java_home": java_home(),
+            "datanodes": self.datanodes,
+            "ec_policies": list(self.ec_policies),
+            "cache_pool": self.cache_pool or None,
+            "storage_policy_satisfier": self.sps,
+            "data_dir": str(self.base_dir),
+            "pids": self.pids,
+        }
+        if self.https:
+            info["webhdfs_https_url"] = self.webhdfs_https_url
+            info["ca_file"] = str(self.ca_file)
+        if self.yarn_running:
+            info.update(rm_address=self.rm_address, rm_web_url=self.rm_web_url,
+                        nm_web_url=self.nm_web_url,
+                        yarn_services_api=self.services_api, gpus=self.gpus)
+        return info
+
     # -- command-line tools ---------------------------------------------------
 
     def tool_command(self, main_class: str) -> list[str]:
         """``java -cp conf:... CLASS``: a Hadoop tool pointed at this cluster.
 
-        Not every tool takes ``-fs`` (StoragePolicyAdmin does not), so the cluster's
-        addresses reach them the way Hadoop's own scripts do: a core-site.xml on the
-        classpath.
+        Not every tool takes ``-fs``, so the cluster's addresses reach them the way
+        Hadoop's own scripts do: a configuration folder on the classpath.
         """
-        conf = self.base_dir / "conf"
-        return [self._java, *TOOL_JVM_FLAGS, "-cp", f"{conf}{os.pathsep}{self._classpath}",
-                main_class]
+        return [self._java, *TOOL_JVM_FLAGS, "-cp", self.client_classpath, main_class]
 
     @property
     def storagepolicy_command(self) -> list[str]:
@@ -452,8 +629,23 @@ class LocalHdfs:
 
     @property
     def mover_command(self) -> list[str]:
-        """``hdfs mover``, through the launcher: it skips the Mover's idle 30 s wait."""
-        return [*self.tool_command(LAUNCHER), "mover"]
+        """``hdfs mover``."""
+        return self.tool_command("org.apache.hadoop.hdfs.server.mover.Mover")
+
+    @property
+    def cacheadmin_command(self) -> list[str]:
+        """``hdfs cacheadmin``."""
+        return self.tool_command("org.apache.hadoop.hdfs.tools.CacheAdmin")
+
+    @property
+    def ecadmin_command(self) -> list[str]:
+        """``hdfs ec``."""
+        return self.tool_command("org.apache.hadoop.hdfs.tools.ECAdmin")
+
+    @property
+    def fsshell_command(self) -> list[str]:
+        """``hdfs dfs``."""
+        return self.tool_command("org.apache.hadoop.fs.FsShell")
 
     def fsck(self, path: str) -> str:
         """``fsck PATH -files -blocks -locations`` output (parse with tiers.parse_fsck)."""
@@ -463,11 +655,65 @@ class LocalHdfs:
         return _check_output([*self.mover_command, "-p", path])
 
     def block_files(self, tier: str) -> list[Path]:
-        """Block files (not .meta) the DataNode holds on a tier's directory."""
+        """Block files (not .meta) the DataNodes hold on a tier's directories."""
         return sorted(
-            p for p in self.data_dir(tier).rglob("blk_*")
+            p for i in range(self.datanodes) for p in self.data_dir(tier, i).rglob("blk_*")
             if p.is_file() and not p.name.endswith(".meta")
         )
+
+
+class KerberosNameNode:
+    """A NameNode RPC endpoint that accepts Kerberos only, as a secure cluster's does, with
+    no KDC anywhere: clients without a ticket must fail clearly (``namenode_address``)."""
+
+    def __init__(self, log_path: Path, start_timeout: float = 60.0) -> None:
+        self.log_path = log_path
+        self.start_timeout = start_timeout
+        self._proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def __enter__(self) -> KerberosNameNode:
+        realm = ("-Djava.security.krb5.realm=P2PDATA.TEST",
+                 "-Djava.security.krb5.kdc=127.0.0.1:1")  # never asked: nobody has a ticket
+        with open(self.log_path, "a") as log:
+            self._proc = subprocess.Popen(
+                [java_binary(), *TOOL_JVM_FLAGS, *realm, "-cp", classpath(), LAUNCHER,
+                 "kerberos-namenode"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                start_new_session=True)
+        timer = threading.Timer(self.start_timeout, lambda: _killpg(self._proc))  # type: ignore[arg-type]
+        timer.start()
+        try:
+            assert self._proc.stdout is not None
+            line = self._proc.stdout.readline()
+        finally:
+            timer.cancel()
+        match = _READY.search(line)
+        if not match:
+            self.__exit__()
+            raise HdfsClusterError(f"the Kerberos-only NameNode did not start: "
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
+        self.port = int(dict(p.split("=", 1) for p in match[1].split())["nn_rpc"])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            _killpg(self._proc)
+            self._proc.wait()
+            for stream in (self._proc.stdin, self._proc.stdout):
+                if stream is not None:
+                    stream.close()
+            self._proc = None
+
+    @property
+    def namenode_address(self) -> str:
+        return f"hdfs://127.0.0.1:{self.port}"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _check_output(cmd: list[str]) -> str:
@@ -485,27 +731,37 @@ def _killpg(proc: subprocess.Popen[str]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m p2pdata.hdfs.localcluster")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("fetch", help="download and cache the Hadoop and Jersey jars")
-    run = sub.add_parser("run", help="start a local HDFS and keep it running until Ctrl-C")
-    run.add_argument("--dir", type=Path, help="data directory (default: a temporary one)")
+    sub.add_parser("fetch", help=f"download and cache the Hadoop {HADOOP_VERSION} jars")
+    run = sub.add_parser("run", help="start a local Hadoop and keep it running until Ctrl-C")
+    run.add_argument("--dir", "--base", type=Path,
+                     help="data directory (default: a temporary one)")
+    run.add_argument("--yarn", action="store_true", help="start YARN (ResourceManager and "
+                     "NodeManager) as well")
     run.add_argument("--https", action="store_true", help="serve WebHDFS over TLS as well")
+    run.add_argument("--permissions", action="store_true", help="check HDFS permissions")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     try:
         if args.command == "fetch":
             print(fetch())
             return 0
-        with tempfile.TemporaryDirectory(prefix="p2pdata-hdfs-") as tmp, \
-                LocalHdfs(args.dir or tmp, https=args.https) as hdfs:
-            print(f"namenode   {hdfs.namenode_address}")
-            print(f"webhdfs    {hdfs.webhdfs_url}")
-            if args.https:
-                print(f"swebhdfs   {hdfs.webhdfs_https_url} (CA: {hdfs.ca_file})")
-            print(f"data       {hdfs.base_dir / 'data'}")
-            print("storagepolicies  " + " ".join(hdfs.storagepolicy_command))
-            print("Ctrl-C stops it.", flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with tempfile.TemporaryDirectory(prefix="p2pdata-hadoop-") as tmp, \
+                LocalHdfs(args.dir or tmp, https=args.https, yarn=args.yarn,
+                          permissions=args.permissions) as cluster:
+            info = cluster.describe()
+            if args.json:
+                print(json.dumps(info), flush=True)
+            else:
+                for key, value in info.items():
+                    if key != "classpath":
+                        print(f"{key:26} {value}")
+                print("Ctrl-C stops it.", flush=True)
             try:
-                while hdfs.running:
-                    time.sleep(1)
+                while cluster.running and (not args.yarn or cluster.yarn_running):
+                    if stop.wait(1):
+                        break
             except KeyboardInterrupt:
                 pass
             return 0

@@ -318,9 +318,10 @@ def open_store(kind: str, root: str, **options: Any) -> Store:
     """Make a store from config values.
 
     ``kind`` "local": ``root`` is a directory. ``kind`` "hdfs": ``root`` is an HDFS path
-    and options are ``webhdfs_url`` (required), ``user``, ``delegation``, ``namenode``
-    (hdfs://host:port for URIs), ``storagepolicy_command``, ``mover_command``,
-    ``fsck_command`` (lists of strings), ``tls`` (bool or ssl.SSLContext), ``ca_file`` (PEM
+    and options are ``webhdfs_url`` (required: metadata), ``user``, ``delegation``,
+    ``namenode`` (hdfs://host:port: data over the native protocol, and URIs), ``native``
+    (False: data over WebHDFS too), ``storagepolicy_command``, ``mover_command``,
+    ``fsck_command``, ``cacheadmin_command`` (lists of strings), ``cache_pool``, ``tls`` (bool or ssl.SSLContext), ``ca_file`` (PEM
     CAs for https), ``move_timeout`` (seconds for ``set_tier(move=True)``), ``concurrency``.
     """
     if kind == "local":

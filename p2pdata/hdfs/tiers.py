@@ -31,6 +31,10 @@ TIERS = {
     "memory": "LAZY_PERSIST",
 }
 
+# Tiers that also erasure-code their files (set on the empty .incoming directory before
+# writing: HDFS cannot re-code existing files in place). XOR-2-1 needs three DataNodes.
+EC_TIERS = {"cold-ec": ("COLD", "XOR-2-1-1024k")}
+
 # The storage types of each policy (Hadoop's BlockStoragePolicySuite): replica i goes to
 # the i-th type, replicas beyond the list to its last type.
 POLICY_TYPES = {
@@ -46,14 +50,29 @@ POLICY_TYPES = {
 def resolve_tier(name: str) -> str:
     """A tier name (ssd, hot, cold, memory, ...) or a raw policy name -> the policy name."""
     key = name.strip()
+    if key.lower().replace("_", "-") in EC_TIERS:
+        return EC_TIERS[key.lower().replace("_", "-")][0]
     if key.lower() in TIERS:
         return TIERS[key.lower()]
     if key.upper() in POLICY_IDS:
         return key.upper()
     raise TierError(
-        f"unknown tier {name!r}: use one of {', '.join(TIERS)} "
+        f"unknown tier {name!r}: use one of {', '.join([*TIERS, *EC_TIERS])} "
         f"or a storage policy ({', '.join(POLICY_IDS)})"
     )
+
+
+def resolve_ec(name: str | None) -> str | None:
+    """The erasure coding policy a tier asks for (cold-ec: XOR-2-1-1024k), else None."""
+    if name is None:
+        return None
+    spec = EC_TIERS.get(name.strip().lower().replace("_", "-"))
+    return spec[1] if spec else None
+
+
+def storage_types(policy: str) -> tuple[str, ...]:
+    """The storage types a policy needs DataNodes to offer (RAM_DISK for LAZY_PERSIST)."""
+    return POLICY_TYPES[resolve_tier(policy)]
 
 
 def policy_name(policy_id: int | None) -> str | None:
@@ -85,9 +104,12 @@ class FsckBlock:
         return not found - wanted
 
 
-_FILE_LINE = re.compile(r"^(/.*?) (\d+) bytes, (\d+) block\(s\):(.*)$")
+# Hadoop 3 adds "replicated: replication=N, " or "erasure-coded: policy=P, ".
+_FILE_LINE = re.compile(r"^(/.*?) (\d+) bytes, (?:replicated: replication=\d+, |"
+                        r"erasure-coded: policy=\S+, )?(\d+) block\(s\):(.*)$")
 _TARGET = re.compile(r"Target Replicas is (\d+)")
-_BLOCK_LINE = re.compile(r"^\d+\. \S*?(blk_\d+_\d+) len=\d+ repl=(\d+)")
+# An erasure-coded block group has negative ids and counts its internal blocks as Live_repl.
+_BLOCK_LINE = re.compile(r"^\d+\. \S*?(blk_-?\d+_\d+) len=\d+ (?:Live_)?repl=(\d+)")
 _LOCATION = re.compile(r"DatanodeInfoWithStorage\[[^,\]]+,[^,\]]+,(\w+)\]")
 
 

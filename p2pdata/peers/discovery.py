@@ -1,6 +1,8 @@
-"""Zeroconf discovery: advertise our peer API as `_p2pdata._tcp.local.` and browse for others.
+"""Sources of peers, behind one small protocol: a listed set (config, `peers add`), zeroconf
+on the LAN, and the BitTorrent DHT (`p2pdata.peers.dht`). Each is built with the callbacks it
+reports to, and the daemon starts whichever the configuration asks for.
 
-Only the configured interfaces are used (loopback in tests). What a browse finds is untrusted
+Zeroconf advertises our peer API as `_p2pdata._tcp.local.` and browses for others. Only the configured interfaces are used (loopback in tests). What a browse finds is untrusted
 input: an advert with a malformed cluster id, scheme or address is ignored, and so is our own.
 Callbacks run on the event loop and must not block.
 """
@@ -10,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Protocol
 
 from zeroconf import IPVersion, ServiceStateChange, Zeroconf
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from p2pdata.peers.client import CLUSTER_ID
 from p2pdata.peers.errors import InvalidPeerUrl
+from p2pdata.peers.health import Source
 from p2pdata.peers.urls import normalize_peer_url
 
 SERVICE_TYPE = "_p2pdata._tcp.local."
@@ -31,7 +35,37 @@ OnLost = Callable[[str], None]
 """(peer base URL) -> None"""
 
 
+class PeerSource(Protocol):
+    """A way of finding peers: reports them to the callbacks it was built with between
+    `start` and `close`, and says which `source` it is (shown with every peer)."""
+
+    source: Source
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class ListedPeers:
+    """Peers someone named: `discovery.static_peers`, or those added with `p2pdata peers add`."""
+
+    def __init__(self, urls: Iterable[str], source: Source,
+                 on_found: Callable[[str, str | None], None]) -> None:
+        self.urls = [normalize_peer_url(url) for url in urls]  # a bad entry fails the start
+        self.source = source
+        self._on_found = on_found
+
+    async def start(self) -> None:
+        for url in self.urls:
+            self._on_found(url, None)
+
+    async def close(self) -> None:
+        pass
+
+
 class ZeroconfDiscovery:
+    source = Source.ZEROCONF
+
     def __init__(
         self,
         *,

@@ -19,6 +19,12 @@ class Source(StrEnum):
     ZEROCONF = "zeroconf"
     STATIC = "static"  # from config.toml
     ADDED = "added"  # `p2pdata peers add`
+    DHT = "dht"  # a cluster's signed record on the BitTorrent DHT
+
+
+# Sources that find peers by themselves (rather than being told): after a restart a peer they
+# found is listed but not asked until they find it again.
+DISCOVERED = frozenset({Source.ZEROCONF, Source.DHT})
 
 
 class PeerState(StrEnum):
@@ -91,7 +97,7 @@ class PeerHealth:
                 sources=old.sources | {source},
                 cluster_id=cluster_id or old.cluster_id,
                 # A peer that re-announces itself is worth trying at once, backoff or not.
-                next_attempt=now if source is Source.ZEROCONF or not old.active else old.next_attempt,
+                next_attempt=now if source in DISCOVERED or not old.active else old.next_attempt,
             )
         return self._put(status)
 
@@ -100,8 +106,8 @@ class PeerHealth:
 
         Call it after adding the peers configured now (static, added), which keep their
         sources: a healthy or new one is synced at once (what it seeds is known only in
-        memory), a failing one keeps its backoff. A peer zeroconf found last time is listed,
-        not scheduled, until zeroconf finds it again. One that was only configured and is
+        memory), a failing one keeps its backoff. A peer zeroconf or the DHT found last time
+        is listed, not scheduled, until it is found again. One that was only configured and is
         configured no more is forgotten. Returns what is listed, if anything.
         """
         key = normalize_peer_url(saved.url)
@@ -110,7 +116,7 @@ class PeerHealth:
         status = replace(saved, url=key, sources=sources)
         fresh = status.state in (PeerState.HEALTHY, PeerState.UNKNOWN)
         if not sources:
-            if Source.ZEROCONF not in saved.sources:
+            if not saved.sources & DISCOVERED:
                 self._peers.pop(key, None)
                 if self._on_change is not None:
                     self._on_change(key, None)  # its saved row goes too

@@ -37,9 +37,8 @@ def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
 def fsspec_for(uri: str) -> tuple[Any, str]:
     """An fsspec filesystem and the path inside it for a `file://` or `hdfs://` URI.
 
-    `hdfs://HOST:PORT/path` names the NameNode's WebHDFS HTTP address (TensorFlow and
-    pyarrow cannot speak native HDFS here, so everything goes through fsspec's webhdfs);
-    `swebhdfs://` is the same over TLS.
+    `hdfs://HOST:PORT/path` names the NameNode's RPC address, read over HDFS's own
+    protocol (hdfs-native); `webhdfs://` and `swebhdfs://` (TLS) its HTTP address.
     """
     import fsspec  # only readers pay for it
 
@@ -49,16 +48,13 @@ def fsspec_for(uri: str) -> tuple[Any, str]:
     if scheme == "file":
         return fsspec.filesystem("file"), path
     if scheme in ("hdfs", "webhdfs", "swebhdfs"):
-        if not parts.hostname or not parts.port:
-            raise TrainingError(f"{uri}: an HDFS URI needs HOST:PORT of the WebHDFS address")
-        fs = fsspec.filesystem(
-            "webhdfs",
-            host=parts.hostname,
-            port=parts.port,
-            user=parts.username or os.environ.get(HDFS_USER) or None,
-            use_https=scheme == "swebhdfs",
-        )
-        return fs, path
+        from p2pdata.hdfs.errors import HdfsError
+        from p2pdata.hdfs.fs import fsspec_for as hdfs_fsspec  # only readers of HDFS pay for it
+
+        try:
+            return hdfs_fsspec(uri, os.environ.get(HDFS_USER))
+        except HdfsError as exc:
+            raise TrainingError(str(exc)) from exc
     raise TrainingError(f"{uri}: unsupported scheme {scheme!r} (use file:// or hdfs://)")
 
 

@@ -1,10 +1,11 @@
-"""The local launcher: runs a job's workers as child processes next to the daemon.
+"""The launcher: queues runs and supervises their workers through an engine.
 
-Thin asyncio code around `RunMachine`: it spawns workers, polls their exit status and
-ready files every `poll_interval`, feeds what it saw to the machine and carries out its
-actions. Runs are rows of `training_runs`: on `start()` the process groups a dead daemon
-left behind are killed, and the runs it left open are queued again or failed as
-`machine.recover` decides.
+Thin asyncio code around `RunMachine`: it has the run's engine start the workers, asks it
+every `poll_interval` what it saw (ready, exited, the engine's own failure), feeds that to
+the machine and carries out the machine's actions through the engine. Runs are rows of
+`training_runs`: on `start()` the runs a previous daemon left open are re-attached (engines
+whose workers outlive the daemon, such as YARN), or whatever is left of them is ended and
+they are queued again or failed, as `machine.recover` decides.
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ import codecs
 import contextlib
 import json
 import logging
-import os
 import secrets
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -31,6 +28,7 @@ from p2pdata.catalog.encoding import decode, encode
 from p2pdata.catalog.manifest import Manifest
 from p2pdata.errors import CatalogError, JobSpecError, NotFound, TrainingError
 from p2pdata.training import procs, worker
+from p2pdata.training.engine import Attempt, Engine, EngineRegistry, Workers
 from p2pdata.training.machine import Action, RunMachine, RunState, recover
 from p2pdata.training.spec import JobSpec
 from p2pdata.training.triggers import matching_jobs
@@ -64,15 +62,15 @@ CREATE INDEX IF NOT EXISTS training_runs_by_job ON training_runs(job, created);
 _ADDED_COLUMNS = (
     ("retries_left", "INTEGER"),  # NULL in rows of older daemons: the spec's retries
     ("manifest", "BLOB"),  # canonical encoding; kept only while the run may be re-queued
+    ("engine", "TEXT NOT NULL DEFAULT 'local'"),
+    ("engine_info", "TEXT NOT NULL DEFAULT '{}'"),  # see RunRecord.engine_info
 )
 _RECORD_COLUMNS = (
     "id, job, dataset, dataset_uri, state, reason, exit_code, exit_codes, workers, attempt,"
-    " created, started, finished, run_dir, output_dir, processes, spec, retries_left"
+    " created, started, finished, run_dir, output_dir, processes, spec, retries_left,"
+    " engine, engine_info"
 )
 _MAX_MANIFEST = 256 * 1024 * 1024
-
-_FRAMEWORK_VARS = ("TF_CONFIG", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
-                   "LOCAL_RANK", "LOCAL_WORLD_SIZE")
 
 
 @dataclass
@@ -96,7 +94,19 @@ class RunRecord:
     retries_left: int = 0  # retries the spec still allows this run
     started: float | None = None
     finished: float | None = None
-    processes: list[procs.WorkerProcess] = field(default_factory=list)
+    processes: list[procs.WorkerProcess] = field(default_factory=list)  # local engine
+    engine: str = "local"
+    # What the engine knows of the workers, shown with the run and used to re-find them:
+    # "id" (YARN's application id), "state" (the engine's word for it), "url" (where the
+    # engine shows it: YARN's tracking URL), and whatever else the engine keeps.
+    engine_info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """One line for tables: the engine and, if it has one, its id and state."""
+        info = self.engine_info
+        detail = " ".join(str(info[key]) for key in ("id", "state") if info.get(key))
+        return f"{self.engine} {detail}".strip()
 
     @property
     def log_paths(self) -> list[Path]:
@@ -114,6 +124,7 @@ class RunRecord:
             "run_dir": str(self.run_dir), "output_dir": str(self.output_dir),
             "logs": [str(path) for path in self.log_paths],
             "pids": [p.pid for p in self.processes],
+            "engine": self.engine, "engine_info": dict(self.engine_info), "where": self.where,
         }
 
     @classmethod
@@ -131,6 +142,7 @@ class RunRecord:
             retries_left=spec.get("retries", 0) if retries_left is None else retries_left,
             started=row["started"], finished=row["finished"],
             processes=[procs.WorkerProcess.from_dict(p) for p in json.loads(row["processes"])],
+            engine=row["engine"], engine_info=json.loads(row["engine_info"]),
         )
 
 
@@ -156,7 +168,7 @@ class RunStore:
              run.workers, run.attempt, run.created, run.started, run.finished,
              str(run.run_dir), str(run.output_dir),
              json.dumps([p.to_dict() for p in run.processes]), json.dumps(run.spec),
-             run.retries_left),
+             run.retries_left, run.engine, json.dumps(run.engine_info, sort_keys=True)),
         )
         if run.state.terminal:  # a finished run is never re-queued: drop its (large) manifest
             self.db.execute("UPDATE training_runs SET manifest = NULL WHERE id = ?", (run.id,))
@@ -203,9 +215,12 @@ class _Active:
     spec: JobSpec
     manifest: Manifest
     machine: RunMachine
-    popens: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    log_offsets: list[int] = field(default_factory=list)
-    ports: list[int] = field(default_factory=list)
+    reattach: bool = False  # a run a previous daemon left running: find its workers again
+    workers: Workers | None = None
+    # While the engine starts (or re-finds) the workers the machine is not running yet:
+    # a cancel arriving then is kept here and given to the machine once it is.
+    starting: bool = False
+    pending_cancel: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
@@ -227,7 +242,7 @@ class Launcher:
         poll_interval: float = 0.1,
         kill_grace: float = 5.0,
         port_retries: int = 3,
-        host: str = "localhost",
+        engines: EngineRegistry | None = None,
     ) -> None:
         self.store = RunStore(db)
         self.runs_dir = Path(runs_dir)
@@ -237,7 +252,9 @@ class Launcher:
         self.poll_interval = poll_interval
         self.kill_grace = kill_grace
         self.port_retries = port_retries
-        self.host = host
+        # Engines passed in belong to the caller, who closes them; made here, closed here.
+        self._own_engines = engines is None
+        self.engines = engines or EngineRegistry()
         self._queue: deque[_Active] = deque()
         self._active: dict[str, _Active] = {}
         self._closed = False
@@ -252,19 +269,34 @@ class Launcher:
         """
         left = self.store.list(states=(RunState.QUEUED, RunState.RUNNING), limit=1_000_000)
         for run in reversed(left):  # oldest first: the queue keeps its order
-            killed = procs.kill_leftovers(run.id, run.processes)
-            if killed:
-                log.warning("run %s: killed leftover workers %s", run.id, killed)
+            engine: Engine | None = None
+            try:
+                engine = self.engines.get(run.engine)
+            except (JobSpecError, ImportError) as exc:
+                missing = f"engine {run.engine!r} unavailable: {exc}"
+            reattachable = (engine is not None and engine.detachable
+                            and run.state is RunState.RUNNING and bool(run.engine_info))
+            if engine is not None and not reattachable:
+                try:
+                    ended = await engine.abandon(run)
+                except TrainingError as exc:  # the daemon starts anyway; the run says why
+                    ended = []
+                    log.warning("run %s: could not look for leftover workers: %s", run.id, exc)
+                if ended:
+                    log.warning("run %s: ended leftover workers %s", run.id, ended)
             fate = recover(run.state, reason=run.reason, retries_left=run.retries_left,
-                           attempt=run.attempt, spawned=bool(run.processes),
-                           cause="daemon restarted")
+                           attempt=run.attempt, spawned=bool(run.processes or run.engine_info),
+                           cause="daemon restarted", reattachable=reattachable)
             run.state, run.reason = fate.state, fate.reason
             run.retries_left, run.attempt = fate.retries_left, fate.attempt
-            run.processes, run.exit_codes = [], {}
-            if fate.state is RunState.QUEUED:
+            if not reattachable:
+                run.processes, run.exit_codes, run.engine_info = [], {}, {}
+            if not run.state.terminal:
                 try:
-                    self._queue.append(self._requeued(run))
-                except (JobSpecError, CatalogError, NotFound) as exc:
+                    if engine is None:
+                        raise TrainingError(missing)
+                    self._queue.append(self._requeued(run, reattach=reattachable))
+                except (JobSpecError, CatalogError, NotFound, TrainingError) as exc:
                     run.state, run.reason = RunState.FAILED, f"cannot re-queue after a daemon restart: {exc}"
             if run.state.terminal:
                 run.finished = time.time()
@@ -273,9 +305,10 @@ class Launcher:
         self._pump()
         return list(reversed(left))
 
-    def _requeued(self, run: RunRecord) -> _Active:
+    def _requeued(self, run: RunRecord, *, reattach: bool) -> _Active:
         spec = JobSpec.from_stored(run.spec)
-        return _Active(run, spec, self.store.manifest(run.id), self._machine(spec, run))
+        return _Active(run, spec, self.store.manifest(run.id), self._machine(spec, run),
+                       reattach=reattach)
 
     def _machine(self, spec: JobSpec, run: RunRecord) -> RunMachine:
         return RunMachine(spec.workers, startup_timeout=spec.startup_timeout,
@@ -284,16 +317,21 @@ class Launcher:
                           attempt=run.attempt)
 
     async def close(self) -> None:
-        """Stop for a daemon shutdown and wait until every worker is gone: queued runs stay
-        queued, running ones end as `machine.recover` decides; `start()` picks them up."""
+        """Stop for a daemon shutdown: queued runs stay queued; running ones end as
+        `machine.recover` decides (waiting until their workers are gone), except those whose
+        engine's workers outlive the daemon (YARN), which are left running; `start()` picks
+        all of them up again."""
         self._closed = True
         while self._queue:
             self._queue.popleft().done.set()  # no longer waited for here
         for active in list(self._active.values()):
-            active.machine.interrupt("daemon stopped")
+            engine = self.engines.get(active.record.engine)
+            active.machine.interrupt("daemon stopped", detach=engine.detachable)
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        if self._own_engines:
+            await self.engines.close()
 
     # --- starting runs ------------------------------------------------------------------
 
@@ -302,6 +340,7 @@ class Launcher:
         free. The record returned is live: the launcher keeps updating it."""
         if self._closed:
             raise TrainingError("the launcher is stopped")
+        engine = self.engines.name_for(spec)  # an unknown engine is refused before queueing
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         run_dir = self.runs_dir / run_id
         output = spec.output_dir or str(run_dir / "output")
@@ -311,7 +350,7 @@ class Launcher:
             id=run_id, job=spec.name, dataset=manifest.ref, dataset_uri=dataset_uri,
             state=RunState.QUEUED, workers=spec.workers, created=time.time(),
             run_dir=run_dir, output_dir=Path(output), spec=spec.to_dict(),
-            retries_left=spec.retries,
+            retries_left=spec.retries, engine=engine,
         )
         self._save(record, notify=True)
         self.store.keep_manifest(run_id, manifest)
@@ -373,7 +412,10 @@ class Launcher:
                 return active.record
         active = self._active.get(run_id)
         if active is not None:
-            active.machine.cancel(reason)
+            if active.starting:
+                active.pending_cancel = active.pending_cancel or reason
+            else:
+                active.machine.cancel(reason)
             return active.record
         record = self.store.get(run_id)
         if not record.state.terminal:
@@ -392,35 +434,52 @@ class Launcher:
 
     async def _supervise(self, active: _Active) -> None:
         record, machine = active.record, active.machine
+        engine = self.engines.get(record.engine)
         try:
             if machine.state is RunState.CANCELLED:  # cancelled before this task first ran
                 self._cancel_queued(active, machine.reason)
                 return
             if self._closed:  # the daemon stopped before this run began: it starts after the restart
                 return
-            record.run_dir.mkdir(parents=True, exist_ok=True)
-            record.output_dir.mkdir(parents=True, exist_ok=True)
-            (record.run_dir / "manifest.json").write_text(
-                worker.manifest_json(active.manifest.to_dict()))
-            self._spawn_attempt(active)
-            machine.start(self.clock())
-            record.state = RunState.RUNNING
-            record.started = time.time()
-            self._save(record, notify=True)
+            active.starting = True
+            if active.reattach:
+                active.workers = await engine.reattach(self._attempt(active))
+                machine.resume(self.clock(), time.time() - (record.started or time.time()))
+                log.info("run %s: re-attached to its %s workers %s", record.id, engine.name,
+                         record.engine_info)
+            else:
+                record.run_dir.mkdir(parents=True, exist_ok=True)
+                record.output_dir.mkdir(parents=True, exist_ok=True)
+                (record.run_dir / "manifest.json").write_text(
+                    worker.manifest_json(active.manifest.to_dict()))
+                await self._launch(active, engine)
+                machine.start(self.clock())
+                record.state = RunState.RUNNING
+                record.started = time.time()
+                self._save(record, notify=True)
+            active.starting = False
+            if active.pending_cancel is not None:
+                machine.cancel(active.pending_cancel)
+            if self._closed:  # the daemon began stopping while the workers were starting
+                machine.interrupt("daemon stopped", detach=engine.detachable)
             while True:
-                self._observe(active)
+                await self._observe(active)
                 for action in machine.tick(self.clock()):
                     if action is Action.TERMINATE:
-                        self._signal(active, signal.SIGTERM)
+                        await active.workers.terminate()
                     elif action is Action.KILL:
-                        self._signal(active, signal.SIGKILL)
+                        await active.workers.kill()
                     elif action is Action.RELAUNCH:
                         log.info("run %s: %s; attempt %d", record.id, machine.reason,
                                  machine.attempt)
-                        self._reap(active)
-                        self._spawn_attempt(active)
+                        await self._release(active)
+                        await self._launch(active, engine)
+                    elif action is Action.DETACH:
+                        await self._release(active, detach=True)
+                        self._save(record, notify=False)
+                        return
                     elif action is Action.FINISH:
-                        self._reap(active)
+                        await self._release(active)
                         record.state = machine.state
                         record.reason = machine.reason
                         record.exit_code = machine.exit_code
@@ -432,8 +491,7 @@ class Launcher:
                 await asyncio.sleep(self.poll_interval)
         except BaseException as exc:
             # Whatever went wrong here, no worker may outlive its supervisor.
-            self._signal(active, signal.SIGKILL)
-            self._reap(active)
+            await asyncio.shield(self._release(active, force=True))
             cancelled = isinstance(exc, asyncio.CancelledError)
             record.state = RunState.CANCELLED if cancelled else RunState.FAILED
             record.reason = ("cancelled: the launcher stopped" if cancelled
@@ -448,37 +506,33 @@ class Launcher:
             active.done.set()
             self._pump()
 
-    def _spawn_attempt(self, active: _Active) -> None:
-        record, spec, machine = active.record, active.spec, active.machine
-        busy = {port for other in self._active.values() for port in other.ports}
-        count = {"tensorflow": spec.workers, "torch": 1}.get(spec.framework, 0)
-        active.ports = procs.free_ports(count, avoid=busy)
-        (record.run_dir / "ready").mkdir(parents=True, exist_ok=True)
-        argv = spec.entry.argv(spec.python or sys.executable)
-        record.processes, active.popens, active.log_offsets = [], [], []
-        record.exit_codes = {}
-        record.attempt = machine.attempt
-        record.retries_left = machine.retries_left
-        for index in range(spec.workers):
-            header = (f"--- p2pdata run {record.id} attempt {machine.attempt} worker {index} "
-                      f"at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(argv)}\n")
-            popen, process, offset = procs.spawn(
-                argv, index=index, env=self._env(active, index), cwd=spec.workdir or
-                record.run_dir, log_path=record.log_paths[index], header=header)
-            active.popens.append(popen)
-            active.log_offsets.append(offset)
-            record.processes.append(process)
-            # Saved after each spawn so a crash between two spawns still leaves a record.
-            self._save(record, notify=False)
+    def _attempt(self, active: _Active) -> Attempt:
+        return Attempt(record=active.record, spec=active.spec, number=active.machine.attempt,
+                       env=self._env(active), save=lambda: self._save(active.record,
+                                                                      notify=False))
 
-    def _ready_file(self, active: _Active, index: int) -> Path:
-        return active.record.run_dir / "ready" / f"worker-{index}.attempt-{active.machine.attempt}"
+    async def _launch(self, active: _Active, engine: Engine) -> None:
+        record = active.record
+        record.exit_codes, record.processes, record.engine_info = {}, [], {}
+        record.attempt = active.machine.attempt
+        record.retries_left = active.machine.retries_left
+        active.workers = await engine.launch(self._attempt(active))
+        self._save(record, notify=False)
 
-    def _env(self, active: _Active, index: int) -> dict[str, str]:
+    async def _release(self, active: _Active, *, detach: bool = False,
+                       force: bool = False) -> None:
+        workers, active.workers = active.workers, None
+        if workers is None:
+            return
+        if force:
+            with contextlib.suppress(Exception):
+                await workers.kill()
+        await workers.release(detach=detach)
+
+    def _env(self, active: _Active) -> dict[str, str]:
+        """What every worker of the run sees, whatever the engine (see `worker`)."""
         record, spec = active.record, active.spec
-        env = {k: v for k, v in os.environ.items() if k not in _FRAMEWORK_VARS}
-        env.update(PYTHONUNBUFFERED="1", TF_ENABLE_ONEDNN_OPTS="0")
-        env.update(spec.env)
+        env = {"PYTHONUNBUFFERED": "1", "TF_ENABLE_ONEDNN_OPTS": "0", **spec.env}
         manifest = active.manifest.to_dict()
         if "torrent" in manifest:
             # The torrent bytes can exceed the kernel's limit for one variable (128 KiB).
@@ -491,45 +545,28 @@ class Launcher:
             worker.OUTPUT_DIR: str(record.output_dir),
             worker.RUN_ID: record.id,
             worker.JOB: record.job,
-            worker.WORKER_INDEX: str(index),
-            worker.NUM_WORKERS: str(spec.workers),
             worker.ATTEMPT: str(active.machine.attempt),
-            worker.READY_FILE: str(self._ready_file(active, index)),
         })
-        if spec.framework == "tensorflow":
-            env["TF_CONFIG"] = json.dumps({
-                "cluster": {"worker": [f"{self.host}:{port}" for port in active.ports]},
-                "task": {"type": "worker", "index": index},
-            })
-        elif spec.framework == "torch":
-            env.update(MASTER_ADDR=self.host, MASTER_PORT=str(active.ports[0]),
-                       RANK=str(index), WORLD_SIZE=str(spec.workers), LOCAL_RANK=str(index),
-                       LOCAL_WORLD_SIZE=str(spec.workers))
         return env
 
-    def _observe(self, active: _Active) -> None:
-        machine = active.machine
-        for index, popen in enumerate(active.popens):
-            if index in machine.exit_codes:
-                continue
-            if self._ready_file(active, index).exists():
-                machine.ready(index)
-            code = procs.exit_status(popen.pid)
-            if code is not None:
-                bind_failed = code != 0 and procs.log_shows_bind_failure(
-                    active.record.log_paths[index], active.log_offsets[index])
-                machine.exited(index, code, bind_failed=bind_failed)
-                active.record.exit_codes[index] = code
-
-    def _signal(self, active: _Active, sig: signal.Signals) -> None:
-        for process in active.record.processes:
-            procs.signal_group(process.pgid, sig)
-
-    def _reap(self, active: _Active) -> None:
-        """Kill whatever is left in the groups (a worker's own children), then reap."""
-        self._signal(active, signal.SIGKILL)
-        for popen in active.popens:
-            popen.wait()
+    async def _observe(self, active: _Active) -> None:
+        machine, record, workers = active.machine, active.record, active.workers
+        assert workers is not None
+        info = dict(record.engine_info)
+        seen = await workers.observe()
+        await workers.fetch_logs()
+        for index in seen.ready:
+            machine.ready(index)
+        for index, code in seen.exited.items():
+            if index not in machine.exit_codes:
+                machine.exited(index, code, bind_failed=index in seen.bind_failed)
+                record.exit_codes[index] = code
+        if seen.failure is not None:
+            machine.engine_failed(seen.failure)
+        if seen.over:
+            machine.gone()
+        if record.engine_info != info:
+            self._save(record, notify=False)
 
     def _save(self, record: RunRecord, *, notify: bool) -> None:
         self.store.save(record)

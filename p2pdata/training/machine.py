@@ -1,8 +1,9 @@
 """The decisions of one training run, as a plain state machine fed with events and a clock.
 
-The launcher reports what it saw (a worker became ready, a worker exited, cancel was asked
-for, the daemon is stopping) and calls `tick(now)`; the machine answers with actions
-(terminate or kill the process groups, relaunch on fresh ports, finish). `recover` decides
+The launcher reports what the engine saw (a worker became ready, a worker exited, the
+engine cannot go on, cancel was asked for, the daemon is stopping) and calls `tick(now)`; the
+machine answers with actions (terminate or kill the workers, relaunch on fresh ports, finish,
+or detach from workers that outlive the daemon). `recover` decides
 what becomes of a run a daemon stopped or died under. No I/O, so every deadline is testable
 without sleeping.
 """
@@ -31,6 +32,7 @@ class Action(enum.Enum):
     KILL = "kill"  # SIGKILL them: the grace period is over
     RELAUNCH = "relaunch"  # every worker is gone; start a new attempt on fresh ports
     FINISH = "finish"  # every worker is gone; the run is over (see state, reason, exit_code)
+    DETACH = "detach"  # the daemon stops; the workers run on and are re-attached after it
 
 
 @dataclass
@@ -44,16 +46,20 @@ class _Verdict:
 class Recovery:
     """What becomes of a run that was queued or running when its daemon stopped."""
 
-    state: RunState  # QUEUED: run it (again) after the restart; FAILED: it is over
+    state: RunState  # QUEUED: run it (again); RUNNING: re-attach to it; FAILED: it is over
     reason: str
     retries_left: int
     attempt: int  # the attempt number to run next
 
 
 def recover(state: RunState, *, reason: str, retries_left: int, attempt: int, spawned: bool,
-            cause: str) -> Recovery:
+            cause: str, reattachable: bool = False) -> Recovery:
     """Decide the fate of a run the daemon stopped (`cause` = "daemon stopped") or died under
     ("daemon restarted").
+
+    A running run whose workers outlive the daemon (`reattachable`: a YARN application the
+    engine can find again by its id) simply goes on: the new daemon re-attaches to it, so it
+    is neither lost nor started twice.
 
     A queued run, or one still starting (`spawned`: some workers were already launched), did
     nothing worth keeping: it goes back to the queue, keeping a `reason` it already has (why
@@ -67,6 +73,8 @@ def recover(state: RunState, *, reason: str, retries_left: int, attempt: int, sp
                         retries_left, attempt + 1 if spawned else attempt)
     if state is not RunState.RUNNING:
         raise ValueError(f"a {state} run is over: there is nothing to recover")
+    if reattachable:
+        return Recovery(RunState.RUNNING, reason, retries_left, attempt)
     if retries_left > 0:
         return Recovery(RunState.QUEUED, f"attempt {attempt} ended: {cause} while running; "
                         "re-queued", retries_left - 1, attempt + 1)
@@ -104,6 +112,9 @@ class RunMachine:
         self._bind_failed: set[int] = set()
         self._cancel_reason: str | None = None
         self._interrupt_cause: str | None = None
+        self._detach = False
+        self._engine_failure: str | None = None
+        self._gone = False
         self._verdict: _Verdict | None = None
         self._relaunch_reason: str | None = None
         self._term_at: float | None = None
@@ -118,6 +129,14 @@ class RunMachine:
         self.state = RunState.RUNNING
         self._started_at = self._attempt_at = now
 
+    def resume(self, now: float, elapsed: float) -> None:
+        """Re-attached after a daemon restart to workers started `elapsed` seconds ago: the
+        timeout and the start-up deadline still count from their start."""
+        if self.state is not RunState.QUEUED:
+            raise ValueError(f"cannot resume a run that is {self.state}")
+        self.state = RunState.RUNNING
+        self._started_at = self._attempt_at = now - max(elapsed, 0.0)
+
     def ready(self, index: int) -> None:
         self._ready.add(index)
 
@@ -127,6 +146,18 @@ class RunMachine:
         if bind_failed and code != 0:
             self._bind_failed.add(index)
 
+    def engine_failed(self, reason: str) -> None:
+        """The engine cannot go on with this attempt (YARN cannot place the application, the
+        application is gone): the run fails with the engine's reason. Not retried: the same
+        request would meet the same refusal."""
+        if self._engine_failure is None:
+            self._engine_failure = reason
+
+    def gone(self) -> None:
+        """No worker of this attempt is left, whether or not each one's exit code is known
+        (a YARN application that ended takes its containers with it)."""
+        self._gone = True
+
     def cancel(self, reason: str = "cancelled") -> None:
         if self.state is RunState.QUEUED:
             self.state = RunState.CANCELLED
@@ -134,21 +165,26 @@ class RunMachine:
         elif self._cancel_reason is None:
             self._cancel_reason = reason
 
-    def interrupt(self, cause: str = "daemon stopped") -> None:
+    def interrupt(self, cause: str = "daemon stopped", *, detach: bool = False) -> None:
         """The daemon is stopping. A queued run simply stays queued; a running one ends its
-        attempt and then finishes as `recover` decides (queued again, or failed)."""
+        attempt and then finishes as `recover` decides (queued again, or failed), unless its
+        workers outlive the daemon (`detach`): then it is left running, to be re-attached."""
         if self.state is RunState.RUNNING and self._interrupt_cause is None:
             self._interrupt_cause = cause
+            self._detach = detach
 
     # --- decisions ----------------------------------------------------------------------
 
     @property
     def all_exited(self) -> bool:
-        return len(self.exit_codes) == self.workers
+        return self._gone or len(self.exit_codes) == self.workers
 
     def tick(self, now: float) -> list[Action]:
         if self.state is not RunState.RUNNING:
             return []
+        if (self._detach and self._cancel_reason is None and self._verdict is None
+                and self._relaunch_reason is None):
+            return [Action.DETACH]
         if self._verdict is None and self._relaunch_reason is None:
             self._decide(now)
         if self._verdict is None and self._relaunch_reason is None:
@@ -189,6 +225,9 @@ class RunMachine:
             code = self.exit_codes[failed[0]]
             self._fail(f"worker {failed[0]} exited with code {code}", code)
             return
+        if self._engine_failure is not None:
+            self._verdict = _Verdict(RunState.FAILED, self._engine_failure, None)
+            return
         if self.all_exited:
             self._verdict = _Verdict(RunState.SUCCEEDED, "", 0)
             return
@@ -218,6 +257,7 @@ class RunMachine:
         self.exit_codes = {}
         self._ready = set()
         self._bind_failed = set()
+        self._gone = False
         self._relaunch_reason = None
         self._term_at = None
         self._killed = False

@@ -17,14 +17,19 @@ log = logging.getLogger(__name__)
 FRAMEWORKS = ("tensorflow", "torch", "none")
 JOB_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ENGINE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+_MEMORY = re.compile(r"\s*(\d+)\s*([kmgt]i?b?|b)?\s*", re.IGNORECASE)
+_MIB_PER_UNIT = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
 # Frameworks whose workers block on each other at start-up get a deadline by default;
 # `none` scripts usually know nothing of the ready marker, so theirs is off unless asked for.
 DEFAULT_STARTUP_TIMEOUT = {"tensorflow": 600.0, "torch": 600.0, "none": None}
 
 _TOP_KEYS = {
     "name", "description", "trigger", "entry", "workers", "framework", "env", "timeout",
-    "startup_timeout", "retries", "workdir", "output_dir", "python", "base_dir",
+    "startup_timeout", "retries", "workdir", "output_dir", "python", "base_dir", "engine",
+    "resources",
 }
+_RESOURCE_KEYS = {"memory", "vcores", "gpus"}
 _TRIGGER_KEYS = {"dataset", "publisher", "tag"}
 _ENTRY_KEYS = {"module", "script", "args"}
 
@@ -62,6 +67,19 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What each worker needs. Engines that schedule (YARN) ask for exactly this; the local
+    engine runs on the daemon's machine as it is and ignores it."""
+
+    memory: int | None = None  # MiB; None: the engine's default
+    vcores: int | None = None
+    gpus: int = 0  # YARN: the `yarn.io/gpu` resource type
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"memory": self.memory, "vcores": self.vcores, "gpus": self.gpus}
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str
     entry: Entry
@@ -75,6 +93,8 @@ class JobSpec:
     workdir: Path | None = None  # None: the run's own directory
     output_dir: str | None = None  # may hold {run_id}, {job}, {dataset}, {version}
     python: str | None = None  # None: the daemon's interpreter
+    engine: str | None = None  # "local", "yarn", ...; None: the daemon's training.default_engine
+    resources: Resources = field(default_factory=Resources)
     description: str = ""
     source: Path | None = None  # the file it was loaded from
 
@@ -135,6 +155,8 @@ class JobSpec:
             workdir=None if workdir is None else base / workdir,
             output_dir=_output_dir(data, where, base),
             python=python,
+            engine=_engine(data, where),
+            resources=_resources(data, where),
             source=source,
         )
 
@@ -146,6 +168,7 @@ class JobSpec:
         """
         raw = {k: v for k, v in data.items() if k not in ("source", "trigger") and v is not None}
         raw["entry"] = {k: v for k, v in data.get("entry", {}).items() if v is not None}
+        raw["resources"] = {k: v for k, v in data.get("resources", {}).items() if v is not None}
         trigger = data.get("trigger")
         if trigger is not None:
             raw["trigger"] = {"dataset": trigger.get("dataset"), "tag": trigger.get("tags", [])}
@@ -169,6 +192,8 @@ class JobSpec:
             "workdir": None if self.workdir is None else str(self.workdir),
             "output_dir": self.output_dir,
             "python": self.python,
+            "engine": self.engine,
+            "resources": self.resources.to_dict(),
             "source": None if self.source is None else str(self.source),
         }
 
@@ -206,6 +231,46 @@ def _seconds(data: dict[str, Any], key: str, where: str, default: float | None) 
         raise JobSpecError(f"{where}: {key}: expected a positive number of seconds, "
                            f"got {value!r}")
     return float(value)
+
+
+def _engine(data: dict[str, Any], where: str) -> str | None:
+    name = _get(data, "engine", str, where, default=None)
+    if name is not None and not ENGINE_NAME.fullmatch(name):
+        raise JobSpecError(f"{where}: engine: {name!r} is not an engine name "
+                           "(such as \"local\" or \"yarn\")")
+    return name
+
+
+def _resources(data: dict[str, Any], where: str) -> Resources:
+    table = _get(data, "resources", dict, where, default={})
+    _unknown(table, _RESOURCE_KEYS, where, "resources.")
+    memory = table.get("memory")
+    if memory is not None:
+        memory = _mebibytes(memory, f"{where}: resources.memory")
+    counts: dict[str, int | None] = {}
+    for key, least in (("vcores", 1), ("gpus", 0)):
+        value = _get(table, key, int, f"{where}: resources", default=None)
+        if value is not None and not least <= value <= 4096:
+            raise JobSpecError(f"{where}: resources.{key}: must be between {least} and 4096, "
+                               f"got {value}")
+        counts[key] = value
+    return Resources(memory=memory, vcores=counts["vcores"], gpus=counts["gpus"] or 0)
+
+
+def _mebibytes(value: Any, where: str) -> int:
+    """Memory as MiB: a whole number is MiB already; a string may carry a unit (k, m, g, t,
+    with or without "iB"/"B"; binary units either way, as YARN counts)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        mib = value
+    elif isinstance(value, str) and (match := _MEMORY.fullmatch(value)):
+        unit = (match.group(2) or "m")[0].lower()
+        mib = int(int(match.group(1)) * _MIB_PER_UNIT.get(unit, 1 / 1024 / 1024))
+    else:
+        raise JobSpecError(f"{where}: expected MiB as a whole number or a size such as "
+                           f"\"2g\" or \"512 MiB\", got {value!r}")
+    if not 1 <= mib <= 1024 * 1024 * 1024:
+        raise JobSpecError(f"{where}: must be at least 1 MiB, got {value!r}")
+    return mib
 
 
 def _trigger(data: dict[str, Any], where: str) -> Trigger | None:

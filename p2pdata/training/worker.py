@@ -36,6 +36,23 @@ NUM_WORKERS = "P2PDATA_NUM_WORKERS"
 ATTEMPT = "P2PDATA_ATTEMPT"
 READY_FILE = "P2PDATA_READY_FILE"
 
+# The yarn engine's contract with its container bootstrap (`yarn_worker`): keys in the
+# application master's key-value store, and the variable carrying the workers' environment.
+ENDPOINT_PREFIX = "p2pdata/endpoint/"  # worker index → the host:port it will serve on
+READY_PREFIX = "p2pdata/ready/"  # worker index → present once the worker started
+EXIT_PREFIX = "p2pdata/exit/"  # worker index → its exit code, when it failed on its own
+ENV_BLOB = "P2PDATA_ENV_B64"  # JSON in base64 (YARN does not escape variables' values)
+
+
+def failed(index: int, code: int) -> str:
+    """How a worker's own failure is told to YARN (the application's diagnostics)."""
+    return f"worker {index} exited with code {code}"
+
+
+# Variables a framework reads to find its peers: never inherited, always set per worker.
+FRAMEWORK_VARS = ("TF_CONFIG", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE",
+                  "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
 
 def worker_started() -> bool:
     """Tell the launcher this worker is up. False when not run by the launcher."""
@@ -44,6 +61,24 @@ def worker_started() -> bool:
         return False
     Path(path).touch()
     return True
+
+
+def worker_env(framework: str, endpoints: list[str], index: int, workers: int, *,
+               one_host: bool = True) -> dict[str, str]:
+    """The per-worker variables: index, and TF_CONFIG or the torch rendezvous built from
+    every worker's real `host:port` (`endpoints`, one per worker for TensorFlow, the
+    master's for torch). `one_host`: all workers share a machine (the local engine), so
+    torch's local rank is the global one; else each worker is alone in its container."""
+    env = {WORKER_INDEX: str(index), NUM_WORKERS: str(workers)}
+    if framework == "tensorflow":
+        env["TF_CONFIG"] = json.dumps({"cluster": {"worker": list(endpoints)},
+                                       "task": {"type": "worker", "index": index}})
+    elif framework == "torch":
+        host, _, port = endpoints[0].rpartition(":")
+        env.update(MASTER_ADDR=host, MASTER_PORT=port, RANK=str(index),
+                   WORLD_SIZE=str(workers), LOCAL_RANK=str(index if one_host else 0),
+                   LOCAL_WORLD_SIZE=str(workers if one_host else 1))
+    return env
 
 
 def manifest_json(manifest: dict[str, Any]) -> str:

@@ -121,6 +121,7 @@ class _StatusCollector(Collector):
                         [str(j.get("state")) for j in status.get("jobs", [])], [*ACTIVE_STATES, *FINAL_STATES])
         yield _by_state("p2pdata_training_runs", "Training runs by state.",
                         [str(r.get("state")) for r in status.get("runs", [])], [s.value for s in RunState])
+        yield _active_runs(status.get("runs", []))
 
         landed = GaugeMetricFamily("p2pdata_datasets_landed", "Datasets landed on this cluster.")
         landed.add_metric([], len(status.get("landed", [])))
@@ -135,6 +136,22 @@ class _StatusCollector(Collector):
             budget = GaugeMetricFamily("p2pdata_staging_budget_bytes", "Configured staging budget.")
             budget.add_metric([], staging["budget"])
             yield budget
+
+
+def _active_runs(runs: list[dict[str, Any]]) -> GaugeMetricFamily:
+    """One series per queued or running run, valued 1, labelled with where it runs (the YARN
+    application id, its state and tracking URL); only live runs, so the series stay few."""
+    family = GaugeMetricFamily(
+        "p2pdata_training_run_info", "Queued and running training runs and where they run.",
+        labels=["run", "job", "state", "engine", "engine_id", "engine_state", "engine_url"])
+    for run in runs:
+        if run.get("state") not in (RunState.QUEUED.value, RunState.RUNNING.value):
+            continue
+        info = run.get("engine_info") or {}
+        family.add_metric([str(run.get("id")), str(run.get("job")), str(run.get("state")),
+                           str(run.get("engine") or "local"), str(info.get("id") or ""),
+                           str(info.get("state") or ""), str(info.get("url") or "")], 1)
+    return family
 
 
 def _by_state(name: str, doc: str, states: list[str], known: list[str]) -> GaugeMetricFamily:

@@ -52,6 +52,7 @@ def hdfs_options(cluster: LocalHdfs) -> dict[str, object]:
         "storagepolicy_command": cluster.storagepolicy_command,
         "mover_command": cluster.mover_command,
         "fsck_command": cluster.fsck_command,
+        "cacheadmin_command": cluster.cacheadmin_command,
     }
 
 

@@ -1,4 +1,5 @@
-"""`tier --move`: the mover runs until fsck finds the blocks where the new policy wants them."""
+"""`tier --move`: the storage policy satisfier, else the Mover, moves the blocks until fsck
+finds them where the new policy wants them."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from tests.hdfs.conftest import hdfs_options, make_dataset, source_of
 
 
 @pytest.mark.hdfs
+@pytest.mark.parametrize("satisfier", [True, False], ids=["satisfier", "mover"])
 async def test_move_to_cold_puts_every_block_on_archive(
-        hdfs_cluster: LocalHdfs, tmp_path: Path, unique: str) -> None:
-    # More blocks than the 2.7.3 mover moves per run with default settings (2).
+        hdfs_cluster: LocalHdfs, tmp_path: Path, unique: str, satisfier: bool) -> None:
     manifest, files = make_dataset(tmp_path, "clicks", [4096, 10_000, 1, 70_000, 5000])
     store = open_store("hdfs", f"/{unique}", **hdfs_options(hdfs_cluster))
     assert isinstance(store, HdfsStore)
+    if not satisfier:
+        store.satisfier = False  # as on a cluster without one: the Mover's way
     async with store:
         await store.land(manifest, source_of(manifest, files), "hot")
         final = store.final_path("clicks", "1")
@@ -39,7 +42,10 @@ async def test_move_to_cold_puts_every_block_on_archive(
 
     assert (report.moved, report.satisfied, report.misplaced) == (True, True, 0), report
     assert report.placement == {"ARCHIVE": 6}
-    assert report.mover_runs >= 1 and took < 30, (report.mover_runs, took)
+    assert report.mover_runs == (0 if satisfier else 1) and took < 60, (report, took)
+    assert store.satisfier is satisfier
+    if satisfier:
+        assert "satisfier" in report.detail
     # What `p2pdata tier` prints from the daemon's JSON of these reports.
     assert _tier_summary(asdict(unmoved)) == (
         "clicks@1: storage policy COLD; block replicas: 6 on DISK; "
@@ -101,14 +107,14 @@ def fake_store(tmp_path: Path, *, per_run: int, hang: bool = False,
 
 async def test_mover_is_run_again_while_it_makes_progress(tmp_path: Path) -> None:
     store, state = fake_store(tmp_path, per_run=1, move_settle=0.3)
-    blocks, _, runs = await store._move("/p2pdata/ds/1", "COLD")
+    blocks, _, runs = await store._run_mover("/p2pdata/ds/1", "COLD")
     assert runs == 3 and json.loads(state.read_text())["runs"] == 3
     assert [b.storages for b in blocks or []] == [("ARCHIVE",)] * 3
 
 
 async def test_mover_is_not_run_when_blocks_are_already_placed(tmp_path: Path) -> None:
     store, state = fake_store(tmp_path, per_run=1)
-    blocks, detail, runs = await store._move("/p2pdata/ds/1", "HOT")
+    blocks, detail, runs = await store._run_mover("/p2pdata/ds/1", "HOT")
     assert runs == 0 and "already" in detail and json.loads(state.read_text())["runs"] == 0
     assert len(blocks or []) == 3
 
@@ -116,7 +122,7 @@ async def test_mover_is_not_run_when_blocks_are_already_placed(tmp_path: Path) -
 async def test_mover_without_progress_stops_after_the_settle_time(tmp_path: Path) -> None:
     store, _ = fake_store(tmp_path, per_run=0, move_settle=0.3)
     started = time.monotonic()
-    blocks, _, runs = await store._move("/p2pdata/ds/1", "COLD")
+    blocks, _, runs = await store._run_mover("/p2pdata/ds/1", "COLD")
     assert runs == 1 and time.monotonic() - started < 10
     assert [b.storages for b in blocks or []] == [("DISK",)] * 3
 
@@ -124,7 +130,7 @@ async def test_mover_without_progress_stops_after_the_settle_time(tmp_path: Path
 async def test_hanging_mover_is_stopped_at_the_deadline(tmp_path: Path) -> None:
     store, state = fake_store(tmp_path, per_run=1, hang=True, move_timeout=2.0)
     started = time.monotonic()
-    blocks, detail, runs = await store._move("/p2pdata/ds/1", "COLD")
+    blocks, detail, runs = await store._run_mover("/p2pdata/ds/1", "COLD")
     assert time.monotonic() - started < 10
     assert runs == 0 and "did not finish within 2 s" in detail
     assert len(blocks or []) == 3

@@ -30,7 +30,7 @@ async def test_landing_survives_hdfs_restart(hdfs_cluster: LocalHdfs, tmp_path: 
     async def crash_after_two() -> None:
         await two_done.wait()
         pid = hdfs_cluster._proc.pid  # type: ignore[union-attr]
-        await asyncio.to_thread(hdfs_cluster.stop)
+        await asyncio.to_thread(hdfs_cluster.stop, yarn=False)
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
         hdfs_down.set()
 

@@ -60,9 +60,9 @@ def test_open_dataset_errors(tmp_path: Path) -> None:
         to_numpy(open_dataset(f"file://{tmp_path / 'mixed'}", format="csv"), "label")
 
 
-def test_hdfs_uri_uses_webhdfs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_webhdfs_uri_uses_webhdfs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("P2PDATA_HDFS_USER", "alice")
-    fs, path = filesystem_for("hdfs://namenode.example:9870/datasets/toy/1")
+    fs, path = filesystem_for("webhdfs://namenode.example:9870/datasets/toy/1")
     assert path == "/datasets/toy/1"
     handler = fs.handler.fs  # the fsspec filesystem behind pyarrow's wrapper
     assert handler.url == "http://namenode.example:9870/webhdfs/v1"

@@ -73,7 +73,8 @@ async def test_keras_training_on_hdfs(launcher: Launcher, tmp_path: Path,
     for path in paths:
         fs.put_file(str(path), f"{remote}/{path.name}")
     try:
-        metrics = await train(launcher, f"hdfs://{address.hostname}:{address.port}{remote}",
+        # hdfs:// is the NameNode's RPC address: the worker reads over hdfs-native.
+        metrics = await train(launcher, f"{hdfs_cluster.namenode_address}{remote}",
                               workers=1, env={"P2PDATA_HDFS_USER": user})
         assert metrics["accuracy"] > 0.8
     finally:

@@ -48,7 +48,9 @@ class FakeService:
                         "tier": "ALL_SSD", "landed": now - 60}],
             "runs": [{"id": "r-1", "job": "train-mnist", "dataset": "mnist@2", "state": "running",
                       "reason": None, "exit_code": None, "created": now - 30, "started": now - 30,
-                      "finished": None, "logs": [str(log)]}],
+                      "finished": None, "logs": [str(log)], "engine": "yarn",
+                      "engine_info": {"id": "application_17_0001", "state": "RUNNING",
+                                      "url": "http://rm.example:8088/proxy/application_17_0001/"}}],
             "published": [],
             "publishers": {"c-south": "south", "c-abc123": "north"},
         }

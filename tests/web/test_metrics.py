@@ -39,6 +39,11 @@ async def test_gauges_come_from_status(client: Client) -> None:
     assert samples[("p2pdata_training_runs", (("state", "running"),))] == 1
     assert samples[("p2pdata_training_runs", (("state", "failed"),))] == 0
     assert samples[("p2pdata_datasets_landed", ())] == 1
+    run_info = (("engine", "yarn"), ("engine_id", "application_17_0001"),
+                ("engine_state", "RUNNING"),
+                ("engine_url", "http://rm.example:8088/proxy/application_17_0001/"),
+                ("job", "train-mnist"), ("run", "r-1"), ("state", "running"))
+    assert samples[("p2pdata_training_run_info", run_info)] == 1
     assert samples[("p2pdata_staging_used_bytes", ())] == 3 * 1024 * 1024
     assert samples[("p2pdata_staging_budget_bytes", ())] == 1024**3
 

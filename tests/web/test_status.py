@@ -64,6 +64,8 @@ async def test_page_shows_every_section(client: Client, service: FakeService) ->
         'data-job="f-0001"', 'value="10485760" max="41943040"', "10.0 MiB / 40.0 MiB (25.0%)",
         "c-south/mnist@2", "file:///data/mnist/2", "ALL_SSD",
         "train-mnist", "running", "30s", "step 39 loss 0.39",
+        "<code>application_17_0001</code> RUNNING",
+        'href="http://rm.example:8088/proxy/application_17_0001/"',
         "imagenet", "parquet", "<code>label</code>: int64", "vision",
         '<script src="/static/status.js" defer></script>',
     ):

@@ -1,0 +1,397 @@
+"""Finding clusters through the BitTorrent DHT: a BEP 44 mutable item per cluster, signed with
+the cluster's own key, that says where its peer API is.
+
+What goes on the DHT is a `DhtRecord`: the cluster id, its peer API URLs, and its current
+catalog version and digest, with the time it was issued; never a dataset, a name or a file.
+Anyone may read it; only the cluster key can sign it. A reader trusts an item only if
+
+- it is signed by the key pinned in the trust store for that cluster (a forged item, signed by
+  any other key, is refused even where a DHT node let it through),
+- it is not older than what was already seen of that cluster (rollback: a lower catalog
+  version, or a lower sequence number that is not newly issued, is a replay; what was seen is
+  kept in the state database, so a restart forgets nothing),
+- it is not stale (`max_age`: a frozen item from a cluster long gone) nor issued in the future,
+
+and then each URL in it must still prove, when contacted, that it holds the cluster's key
+(it signs our nonce and its own URL) before it becomes a peer (source `dht`). The deciding is in `check_item`, a plain function of
+its inputs and the time; `DhtDiscovery` is the thin loop around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from p2pdata.catalog.encoding import decode, encode
+from p2pdata.catalog.identity import verify_signature
+from p2pdata.errors import CatalogError, P2pdataError, PeerError
+from p2pdata.peers.client import CLUSTER_ID, PeerClient
+from p2pdata.peers.errors import InvalidPeerUrl
+from p2pdata.peers.health import Source
+from p2pdata.peers.urls import normalize_peer_url
+
+log = logging.getLogger(__name__)
+
+SALT = b"p2pdata/1"  # our items' name under a cluster key: other uses of the key stay apart
+MAX_VALUE = 990  # BEP 44 allows 1000 bytes of bencoded value; the length prefix takes a few
+MAX_URLS = 8
+CLOCK_SKEW = 600  # seconds an item may claim to be issued ahead of our clock
+
+
+class DhtRefused(PeerError):
+    """An item found on the DHT that is not believed; `reason` is a short stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class SignedItem(Protocol):
+    """A BEP 44 mutable item as a DHT node gave it (see `p2pdata.transfer.dht.MutableItem`)."""
+
+    @property
+    def public_key(self) -> bytes: ...
+    @property
+    def salt(self) -> bytes: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def signature(self) -> bytes: ...
+
+
+class ItemStore(Protocol):
+    """What discovery needs of a DHT node (`p2pdata.transfer.dht.DhtNode`)."""
+
+    async def put(self, private_key: Ed25519PrivateKey, value: bytes, salt: bytes,
+                  timeout: float = ...) -> int: ...
+
+    async def get(self, public_key: bytes, salt: bytes,
+                  timeout: float = ...) -> Sequence[SignedItem]: ...
+
+
+@dataclass(frozen=True)
+class DhtRecord:
+    cluster: str
+    urls: tuple[str, ...]
+    catalog_version: int
+    catalog_digest: bytes  # SHA-256 of the signed catalog the peer API serves
+    issued: int
+
+    def encode(self) -> bytes:
+        data = encode({
+            "cluster": self.cluster, "urls": list(self.urls), "catalog_version": self.catalog_version,
+            "catalog_digest": self.catalog_digest, "issued": self.issued,
+        })
+        if len(data) > MAX_VALUE:
+            raise ValueError(f"the DHT record is {len(data)} bytes, over {MAX_VALUE}: fewer or "
+                             "shorter peer API URLs")
+        return data
+
+    @classmethod
+    def decode(cls, data: bytes) -> DhtRecord:
+        try:
+            raw = decode(data, max_size=MAX_VALUE, what="DHT record")
+        except CatalogError as exc:
+            raise DhtRefused("malformed", f"not a p2pdata DHT record: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise DhtRefused("malformed", "not a p2pdata DHT record: expected a map")
+        try:
+            cluster, urls = raw["cluster"], raw["urls"]
+            version, digest, issued = raw["catalog_version"], raw["catalog_digest"], raw["issued"]
+        except KeyError as exc:
+            raise DhtRefused("malformed", f"DHT record without {exc.args[0]!r}") from None
+        ok = (
+            isinstance(cluster, str) and CLUSTER_ID.fullmatch(cluster)
+            and isinstance(urls, list) and 0 < len(urls) <= MAX_URLS
+            and all(isinstance(url, str) for url in urls)
+            and type(version) is int and version >= 0
+            and isinstance(digest, bytes) and len(digest) == 32
+            and type(issued) is int and issued >= 0
+        )
+        if not ok:
+            raise DhtRefused("malformed", "DHT record with a field of the wrong type or size")
+        try:
+            normalized = tuple(dict.fromkeys(normalize_peer_url(url) for url in urls))
+        except InvalidPeerUrl as exc:
+            raise DhtRefused("malformed", f"DHT record with a bad URL: {exc}") from None
+        return cls(cluster, normalized, version, digest, issued)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The newest item accepted from one cluster: what a later one must not go below."""
+
+    seq: int
+    catalog_version: int
+    issued: int
+
+
+def signed_message(salt: bytes, seq: int, value: bytes) -> bytes:
+    """The bytes a BEP 44 signature covers, for a value that is a bencoded string."""
+    prefix = b"4:salt%d:%s" % (len(salt), salt) if salt else b""
+    return prefix + b"3:seqi%de1:v%d:%s" % (seq, len(value), value)
+
+
+def check_item(item: SignedItem, *, cluster_id: str, public_key: bytes, seen: Seen | None,
+               now: float, max_age: float) -> DhtRecord:
+    """The record in `item` if it is to be believed; DhtRefused with the reason if not."""
+    if item.public_key != public_key:
+        raise DhtRefused("wrong-key", f"DHT item for {cluster_id} is signed by another key")
+    if item.salt != SALT or item.value is None:
+        raise DhtRefused("malformed", f"DHT item for {cluster_id} is not a p2pdata record")
+    if not verify_signature(public_key, signed_message(item.salt, item.seq, item.value),
+                            item.signature):
+        raise DhtRefused("bad-signature", f"DHT item for {cluster_id}: bad signature")
+    record = DhtRecord.decode(item.value)
+    if record.cluster != cluster_id:
+        raise DhtRefused("wrong-cluster", f"DHT item under {cluster_id}'s key names cluster "
+                                          f"{record.cluster}")
+    if record.issued > now + CLOCK_SKEW:
+        raise DhtRefused("future", f"DHT item for {cluster_id} is issued in the future")
+    if record.issued < now - max_age:
+        raise DhtRefused("stale", f"DHT item for {cluster_id} was issued "
+                                  f"{int(now - record.issued)} s ago, over {int(max_age)} s")
+    if seen is not None:
+        if record.catalog_version < seen.catalog_version:
+            raise DhtRefused("rollback", f"DHT item for {cluster_id} names catalog version "
+                                         f"{record.catalog_version}, below {seen.catalog_version} seen")
+        # A lower sequence number is a replay, unless the item is newly issued: the DHT may
+        # have forgotten the cluster's items (all nodes restarted), and libtorrent then
+        # starts its numbering again.
+        if item.seq < seen.seq and record.issued <= seen.issued:
+            raise DhtRefused("rollback", f"DHT item for {cluster_id} has sequence number "
+                                         f"{item.seq}, below {seen.seq} seen (a replayed item)")
+    return record
+
+
+def newest(seen: Seen | None, item: SignedItem, record: DhtRecord) -> Seen:
+    fresh = Seen(item.seq, record.catalog_version, record.issued)
+    if seen is None:
+        return fresh
+    return Seen(max(seen.seq, fresh.seq), max(seen.catalog_version, fresh.catalog_version),
+                max(seen.issued, fresh.issued))
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dht_seen (
+    cluster_id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    catalog_version INTEGER NOT NULL,
+    issued INTEGER NOT NULL
+)
+"""
+
+
+class SeenStore:
+    """What was seen of each cluster on the DHT, so rollback protection survives a restart."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        db.execute(_SCHEMA)
+
+    def get(self, cluster_id: str) -> Seen | None:
+        row = self.db.execute("SELECT * FROM dht_seen WHERE cluster_id = ?", (cluster_id,)).fetchone()
+        return None if row is None else Seen(row["seq"], row["catalog_version"], row["issued"])
+
+    def put(self, cluster_id: str, seen: Seen) -> None:
+        self.db.execute("INSERT OR REPLACE INTO dht_seen VALUES (?, ?, ?, ?)",
+                        (cluster_id, seen.seq, seen.catalog_version, seen.issued))
+
+
+async def prove_cluster(client: PeerClient, url: str, cluster_id: str, public_key: bytes) -> None:
+    """Raise PeerError unless the peer at `url` proves it holds that cluster's key.
+
+    /v1/info must name the cluster and its pinned key, and sign our fresh nonce with that key
+    naming `url` itself as its peer API (`PeerInfo.proven`): an impostor that relays another
+    cluster's answers cannot. A bad signature is already refused by the client.
+    """
+    info = await client.info(url)
+    if info.cluster_id != cluster_id or info.public_key != public_key:
+        raise DhtRefused("impostor", f"{url} answers as cluster {info.cluster_id}, not {cluster_id}")
+    if not info.proven:
+        raise DhtRefused("unproven", f"{url} does not prove it holds the key of {cluster_id} "
+                                     f"(no signature over our nonce naming this URL)")
+
+
+@dataclass(frozen=True)
+class Advert:
+    """What we publish about ourselves; a new one (or the republish interval) means a new put."""
+
+    urls: tuple[str, ...]
+    catalog_version: int
+    catalog_digest: bytes
+
+
+OnFound = Callable[[str, str | None], None]
+OnLost = Callable[[str], None]
+Prove = Callable[[str, str, bytes], Awaitable[None]]
+
+
+class DhtDiscovery:
+    """The DHT as a source of peers: publishes our record, looks up the clusters we want.
+
+    `wanted()` gives the trusted clusters (id → pinned key) that no peer reaches now (found
+    here before or not: a cluster whose URLs changed is found again here);
+    `advert()` what to publish; `prove(url, cluster_id, key)` raises PeerError unless the peer
+    there holds that key.
+    """
+
+    source = Source.DHT
+
+    def __init__(
+        self,
+        *,
+        node: ItemStore,
+        private_key: Ed25519PrivateKey,
+        cluster_id: str,
+        advert: Callable[[], Advert],
+        wanted: Callable[[], Mapping[str, bytes]],
+        prove: Prove,
+        seen: SeenStore,
+        on_found: OnFound,
+        on_lost: OnLost,
+        interval: float = 300.0,
+        republish: float = 1800.0,
+        max_age: float = 2 * 24 * 3600.0,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._node = node
+        self._key = private_key
+        self._cluster_id = cluster_id
+        self._advert = advert
+        self._wanted = wanted
+        self._prove = prove
+        self._seen = seen
+        self._on_found = on_found
+        self._on_lost = on_lost
+        self.interval = interval
+        self.republish = republish
+        self.max_age = max_age
+        self.timeout = timeout
+        self._clock = clock
+        self._published: tuple[Advert, float, int] | None = None  # advert, when, seq
+        self._publish_error: str | None = None
+        self._found: dict[str, tuple[str, ...]] = {}  # cluster id -> URLs it proved
+        self._refused: dict[str, str] = {}  # cluster id -> why its item or URLs were refused
+        self._missing: set[str] = set()  # looked up, and no record on the DHT
+        self._wakes = (asyncio.Event(), asyncio.Event())  # publish loop, lookup loop
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        # Two loops: a put waits for every node it stored on, and lookups need not wait for it.
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._every(self.publish, self._wakes[0])),
+                       loop.create_task(self._every(self.step, self._wakes[1]))]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    def wake(self) -> None:
+        """Publish and look up now (a dataset was published, a cluster trusted)."""
+        for wake in self._wakes:
+            wake.set()
+
+    def status(self) -> dict[str, Any]:
+        published = self._published
+        return {
+            "published": None if published is None else {
+                "urls": list(published[0].urls), "catalog_version": published[0].catalog_version,
+                "at": published[1], "seq": published[2],
+            },
+            "publish_error": self._publish_error,
+            "found": {cluster: list(urls) for cluster, urls in self._found.items()},
+            "refused": dict(self._refused),
+            "not_found": sorted(self._missing),
+        }
+
+    async def _every(self, work: Callable[[], Awaitable[None]], wake: asyncio.Event) -> None:
+        while True:
+            wake.clear()
+            try:
+                await work()
+            except Exception:  # one bad round must not end discovery
+                log.exception("DHT discovery round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=self.interval)
+
+    async def step(self) -> None:
+        """One lookup round: every wanted cluster, at once."""
+        wanted = dict(self._wanted())
+        await asyncio.gather(*(self.lookup(cluster, key) for cluster, key in wanted.items()))
+
+    async def publish(self) -> None:
+        """Put our record if it changed or the republish interval is up."""
+        advert = self._advert()
+        now = self._clock()
+        if self._published is not None:
+            last, when, _ = self._published
+            if last == advert and now < when + self.republish:
+                return
+        record = DhtRecord(self._cluster_id, advert.urls, advert.catalog_version,
+                           advert.catalog_digest, int(now))
+        try:
+            seq = await self._node.put(self._key, record.encode(), SALT, timeout=self.timeout)
+        except (P2pdataError, ValueError) as exc:
+            self._publish_error = str(exc)
+            log.warning("DHT: could not publish our record: %s", exc)
+            return
+        self._published, self._publish_error = (advert, now, seq), None
+        log.info("DHT: published catalog version %d, %s (seq %d)",
+                 advert.catalog_version, ", ".join(advert.urls), seq)
+
+    async def lookup(self, cluster_id: str, public_key: bytes) -> None:
+        items = await self._node.get(public_key, SALT, timeout=self.timeout)
+        if not items:
+            self._missing.add(cluster_id)
+            self._refused.pop(cluster_id, None)
+            return
+        self._missing.discard(cluster_id)
+        record, refusals = None, []
+        for item in sorted(items, key=lambda i: -i.seq):
+            seen = self._seen.get(cluster_id)
+            try:
+                record = check_item(item, cluster_id=cluster_id, public_key=public_key, seen=seen,
+                                    now=self._clock(), max_age=self.max_age)
+            except DhtRefused as exc:
+                refusals.append(str(exc))
+                log.warning("DHT: refused: %s", exc)
+                continue
+            self._seen.put(cluster_id, newest(seen, item, record))
+            break
+        if record is None:
+            self._refused[cluster_id] = refusals[0]
+            return
+        proved = []
+        failures = []
+        for url in record.urls:
+            try:
+                await self._prove(url, cluster_id, public_key)
+            except PeerError as exc:
+                failures.append(f"{url}: {exc}")
+                log.warning("DHT: %s, named by %s's record, did not prove it is that cluster: %s",
+                            url, cluster_id, exc)
+                continue
+            proved.append(url)
+        for url in set(self._found.get(cluster_id, ())) - set(proved):
+            self._on_lost(url)
+        self._found[cluster_id] = tuple(proved)
+        if failures:
+            self._refused[cluster_id] = "; ".join(failures)
+        else:
+            self._refused.pop(cluster_id, None)
+        for url in proved:
+            self._on_found(url, cluster_id)

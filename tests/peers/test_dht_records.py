@@ -1,0 +1,278 @@
+"""DHT records: what is believed (check_item), what is remembered (SeenStore), and the
+discovery loop's decisions, with a fake item store and clock (pure logic, no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, replace
+
+import pytest
+
+from p2pdata.catalog import Identity
+from p2pdata.db import open_db
+from p2pdata.peers.dht import (
+    SALT,
+    Advert,
+    DhtDiscovery,
+    DhtRecord,
+    DhtRefused,
+    Seen,
+    SeenStore,
+    check_item,
+    newest,
+    signed_message,
+)
+
+NOW = 1_800_000_000
+DAY = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class Item:
+    public_key: bytes
+    salt: bytes
+    seq: int
+    value: bytes | None
+    signature: bytes
+
+
+def record(identity: Identity, *, urls: tuple[str, ...] = ("http://127.0.0.1:7420",),
+           version: int = 3, issued: int = NOW) -> DhtRecord:
+    return DhtRecord(identity.cluster_id, urls, version, hashlib.sha256(b"catalog").digest(), issued)
+
+
+def item(signer: Identity, rec: DhtRecord, seq: int, key: Identity | None = None) -> Item:
+    """An item as a DHT node hands it over, signed by `signer`, filed under `key`'s public key."""
+    value = rec.encode()
+    signature = signer.sign(signed_message(SALT, seq, value))
+    return Item((key or signer).public_key, SALT, seq, value, signature)
+
+
+@pytest.fixture
+def alpha() -> Identity:
+    return Identity.generate()
+
+
+def check(alpha: Identity, it: Item, seen: Seen | None = None, now: float = NOW) -> DhtRecord:
+    return check_item(it, cluster_id=alpha.cluster_id, public_key=alpha.public_key, seen=seen,
+                      now=now, max_age=2 * DAY)
+
+
+def refused(alpha: Identity, it: Item, seen: Seen | None = None, now: float = NOW) -> str:
+    with pytest.raises(DhtRefused) as caught:
+        check(alpha, it, seen, now)
+    return caught.value.reason
+
+
+def test_a_good_item_is_believed(alpha: Identity) -> None:
+    rec = record(alpha, urls=("http://A.example:7420/", "https://10.0.0.1:443"))
+    got = check(alpha, item(alpha, rec, seq=5))
+    assert got.urls == ("http://a.example:7420", "https://10.0.0.1:443")  # normalised
+    assert got.catalog_version == 3 and got.cluster == alpha.cluster_id
+
+
+def test_forged_items_are_refused(alpha: Identity) -> None:
+    mallory = Identity.generate()
+    rec = record(alpha)
+    # Signed by another key, under that key: not the pinned one.
+    assert refused(alpha, item(mallory, rec, seq=9)) == "wrong-key"
+    # Signed by another key, filed under alpha's key: the signature does not hold.
+    assert refused(alpha, item(mallory, rec, seq=9, key=alpha)) == "bad-signature"
+    # A good signature over other bytes (the value changed after signing).
+    good = item(alpha, rec, seq=9)
+    tampered = replace(good, value=record(alpha, urls=("http://evil:1",)).encode())
+    assert refused(alpha, tampered) == "bad-signature"
+    # Alpha's key, but another cluster named inside.
+    other = replace(rec, cluster=mallory.cluster_id)
+    assert refused(alpha, item(alpha, other, seq=9)) == "wrong-cluster"
+    # Not a p2pdata record at all, or not a string value.
+    assert refused(alpha, replace(good, value=None)) == "malformed"
+    junk = b"not msgpack \xc1"
+    assert refused(alpha, Item(alpha.public_key, SALT, 9, junk,
+                               alpha.sign(signed_message(SALT, 9, junk)))) == "malformed"
+    assert refused(alpha, replace(good, salt=b"other")) == "malformed"
+
+
+def test_replayed_and_rolled_back_items_are_refused(alpha: Identity) -> None:
+    old = item(alpha, record(alpha, version=3, issued=NOW - 600), seq=4)
+    new = item(alpha, record(alpha, version=4, issued=NOW), seq=5)
+    seen = newest(None, new, check(alpha, new))
+    assert seen == Seen(5, 4, NOW)
+    assert refused(alpha, old, seen) == "rollback"  # lower sequence number, older
+    # The same catalog version, an older issue: still a replay by its lower sequence number.
+    older_same = item(alpha, record(alpha, version=4, issued=NOW - 60), seq=4)
+    assert refused(alpha, older_same, seen) == "rollback"
+    # A lower catalog version is refused even at a higher sequence number.
+    assert refused(alpha, item(alpha, record(alpha, version=3, issued=NOW + 1), seq=9), seen) == "rollback"
+    # The same item again is fine (the DHT hands it over on every lookup).
+    assert check(alpha, new, seen).catalog_version == 4
+    # The DHT forgot every item and libtorrent numbered from 1 again: newly issued, believed.
+    restarted = item(alpha, record(alpha, version=4, issued=NOW + 3600), seq=1)
+    assert check(alpha, restarted, seen, now=NOW + 3600).issued == NOW + 3600
+
+
+def test_stale_and_future_items_are_refused(alpha: Identity) -> None:
+    assert refused(alpha, item(alpha, record(alpha, issued=NOW - int(3 * DAY)), seq=1)) == "stale"
+    assert refused(alpha, item(alpha, record(alpha, issued=NOW + 3600), seq=1)) == "future"
+
+
+def test_records_stay_within_bep44_size() -> None:
+    identity = Identity.generate()
+    with pytest.raises(ValueError, match="over 990"):
+        record(identity, urls=tuple(f"http://host-{i}-{'x' * 200}.example:7420" for i in range(8))).encode()
+
+
+def test_seen_survives_a_restart(tmp_path) -> None:
+    db = open_db(tmp_path / "state.db")
+    SeenStore(db).put("abcdefghijklmnop", Seen(7, 3, NOW))
+    db.close()
+    again = SeenStore(open_db(tmp_path / "state.db"))
+    assert again.get("abcdefghijklmnop") == Seen(7, 3, NOW)
+    assert again.get("qrstuvwxyzabcdef") is None
+
+
+class FakeDht:
+    """Items by (key, salt); puts sign and number like libtorrent (highest + 1)."""
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[bytes, bytes], list[Item]] = {}
+        self.puts = 0
+
+    async def put(self, private_key, value, salt, timeout=30.0) -> int:
+        identity = Identity(private_key)
+        held = self.items.setdefault((identity.public_key, salt), [])
+        seq = max((i.seq for i in held), default=0) + 1
+        held.append(Item(identity.public_key, salt, seq, value,
+                         identity.sign(signed_message(salt, seq, value))))
+        self.puts += 1
+        return seq
+
+    async def get(self, public_key, salt, timeout=30.0) -> list[Item]:
+        return list(self.items.get((public_key, salt), []))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = float(NOW)
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_discovery_publishes_on_change_and_before_ageing_out(tmp_path) -> None:
+    me, dht, clock = Identity.generate(), FakeDht(), Clock()
+    advert = Advert(("http://127.0.0.1:1",), 1, b"\0" * 32)
+    current = [advert]
+    discovery = DhtDiscovery(
+        node=dht, private_key=me.private_key, cluster_id=me.cluster_id, advert=lambda: current[0],
+        wanted=dict, prove=None, seen=SeenStore(open_db(tmp_path / "s.db")),  # type: ignore[arg-type]
+        on_found=lambda url, cid: None, on_lost=lambda url: None, republish=1800, clock=clock,
+    )
+
+    async def run() -> None:
+        await discovery.publish()
+        await discovery.publish()  # unchanged, not due
+        assert dht.puts == 1
+        current[0] = replace(advert, catalog_version=2)
+        await discovery.publish()
+        assert dht.puts == 2
+        clock.now += 1800
+        await discovery.publish()
+        assert dht.puts == 3
+        assert discovery.status()["published"]["seq"] == 3
+
+    asyncio.run(run())
+
+
+def test_discovery_adds_proved_urls_and_drops_those_that_fail(tmp_path) -> None:
+    alpha, me, dht, clock = Identity.generate(), Identity.generate(), FakeDht(), Clock()
+    found: list[tuple[str, str | None]] = []
+    lost: list[str] = []
+    impostors = {"http://mallory:1"}
+
+    async def prove(url: str, cluster_id: str, key: bytes) -> None:
+        assert cluster_id == alpha.cluster_id and key == alpha.public_key
+        if url in impostors:
+            raise DhtRefused("impostor", f"{url} answers as cluster someone, not {cluster_id}")
+
+    seen = SeenStore(open_db(tmp_path / "s.db"))
+    discovery = DhtDiscovery(
+        node=dht, private_key=me.private_key, cluster_id=me.cluster_id,
+        advert=lambda: Advert(("http://me:1",), 1, b"\0" * 32),
+        wanted=lambda: {alpha.cluster_id: alpha.public_key}, prove=prove, seen=seen,
+        on_found=lambda url, cid: found.append((url, cid)), on_lost=lost.append, clock=clock,
+    )
+
+    async def put(urls: tuple[str, ...], version: int) -> None:
+        await dht.put(alpha.private_key, record(alpha, urls=urls, version=version,
+                                                issued=int(clock.now)).encode(), SALT)
+
+    async def run() -> None:
+        await discovery.step()  # nothing published yet
+        assert discovery.status()["not_found"] == [alpha.cluster_id] and found == []
+        await put(("http://a1:1", "http://mallory:1"), 3)
+        await discovery.step()
+        assert found == [("http://a1:1", alpha.cluster_id)]
+        assert "mallory" in discovery.status()["refused"][alpha.cluster_id]
+        assert discovery.status()["not_found"] == []
+        assert seen.get(alpha.cluster_id) == Seen(1, 3, NOW)
+        clock.now += 10
+        await put(("http://a2:1",), 4)  # alpha moved
+        await discovery.step()
+        assert found[-1] == ("http://a2:1", alpha.cluster_id) and lost == ["http://a1:1"]
+        assert alpha.cluster_id not in discovery.status()["refused"]
+        # Every node now hands over an older item only (a replay): refused, nothing changes.
+        dht.items[(alpha.public_key, SALT)] = dht.items[(alpha.public_key, SALT)][:1]
+        await discovery.step()
+        assert "version 3, below 4 seen" in discovery.status()["refused"][alpha.cluster_id]
+        assert found[-1] == ("http://a2:1", alpha.cluster_id) and lost == ["http://a1:1"]
+
+    asyncio.run(run())
+
+
+def test_peers_the_dht_found_wait_after_a_restart_until_found_again() -> None:
+    from p2pdata.peers import PeerHealth, PeerState, PeerStatus, Source
+
+    url = "http://10.0.0.9:7420"
+    health = PeerHealth()
+    saved = PeerStatus(url, frozenset({Source.DHT}), PeerState.HEALTHY, cluster_id="a" * 16,
+                       last_seen=990, next_attempt=1200)
+    status = health.restore(saved, now=1000)
+    assert status is not None and status.next_attempt is None
+    assert status.state is PeerState.UNREACHABLE
+    assert health.add(url, Source.DHT, now=1001, cluster_id="a" * 16).next_attempt == 1001
+
+
+def test_dht_settings_are_checked_at_load(tmp_path) -> None:
+    from p2pdata.config import load_config
+    from p2pdata.errors import ConfigError
+
+    assert load_config(tmp_path).discovery.dht is False  # off unless asked for
+    assert load_config(tmp_path).discovery.dht_bootstrap == []  # and no router of anyone's
+    (tmp_path / "config.toml").write_text('[discovery]\ndht = true\ndht_bootstrap = ["router"]\n')
+    with pytest.raises(ConfigError, match=r"discovery\.dht_bootstrap: expected HOST:PORT, got 'router'"):
+        load_config(tmp_path)
+
+
+async def test_a_url_must_prove_the_cluster_key() -> None:
+    from p2pdata.peers import PeerInfo, prove_cluster
+
+    alpha, mallory = Identity.generate(), Identity.generate()
+
+    class Client:  # what /v1/info said, as the client checked it
+        def __init__(self, info: PeerInfo) -> None:
+            self.answer = info
+
+        async def info(self, url: str) -> PeerInfo:
+            return self.answer
+
+    def info(who: Identity, proven: bool) -> PeerInfo:
+        return PeerInfo(who.cluster_id, who.public_key, "x", "1", "http://a:1", (), proven=proven)
+
+    url = "http://a:1"
+    await prove_cluster(Client(info(alpha, True)), url, alpha.cluster_id, alpha.public_key)
+    for answer, reason in ((info(mallory, True), "impostor"), (info(alpha, False), "unproven")):
+        with pytest.raises(DhtRefused) as refused:
+            await prove_cluster(Client(answer), url, alpha.cluster_id, alpha.public_key)
+        assert refused.value.reason == reason
