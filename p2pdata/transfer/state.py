@@ -164,7 +164,9 @@ class UploadTally:
     spans closed connections) and its open connections' counters. A counter
     lower than last time restarted (torrent re-added, new connection on the same
     endpoint). Bytes a connection sent after its last sample are given to it if
-    it is the only one that closed since, else to UNSAMPLED.
+    it is the only one that closed since, else to UNSAMPLED. A connection's counter
+    can run a few blocks ahead of its torrent's (bytes queued to send), so the
+    per-peer sum may exceed the per-dataset total by that much, never fall short.
     """
 
     def __init__(self) -> None:

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from p2pdata.devcluster import wait_for
+from p2pdata.transfer.state import UNSAMPLED
 
 pytestmark = pytest.mark.skipif(shutil.which("qbittorrent-nox") is None,
                                 reason="qbittorrent-nox is not installed (scripts/setup.sh installs it)")
@@ -152,8 +153,11 @@ def test_standard_client_fetches_from_the_magnet_and_seeds_back_to_p2pdata(
         files.values())) and t, timeout=30, what="the sent bytes to be counted")
     [dataset] = sent["datasets"]
     assert dataset["dataset"] == f"{alpha.cluster_id}/clicks@1" and dataset["sent"] == sent["uploaded"]
-    # Per peer as sampled (a connection may end between two samples): all bytes accounted.
-    assert sum(peer["sent"] for peer in sent["peers"]) == sent["uploaded"], sent["peers"]
+    # Per peer from each connection's counter (a connection may end between two samples):
+    # every byte is accounted; a connection's counter may run a few blocks ahead of the
+    # torrent's (bytes queued to send), never behind.
+    assert sum(peer["sent"] for peer in sent["peers"]) >= sent["uploaded"], sent["peers"]
+    assert {peer["client"] for peer in sent["peers"]} <= {"qBittorrent/4.5.2", UNSAMPLED[1]}
     # ... and in /metrics.
     token = (alpha.home / "control.token").read_text().strip()
     metrics = requests.get(f"{alpha.runtime['control_url']}/metrics", timeout=10,
