@@ -122,8 +122,9 @@ def main() -> int:
         table["plain put: HDFS JVM"] = spent["jvm"]
 
         alpha, _ = start_daemon(root, "alpha")
+        # The native HDFS data path (hdfs-native) lands the bytes; WebHDFS only for metadata.
         store = {"kind": "hdfs", "webhdfs_url": hdfs.webhdfs_url, "root": "/p2pdata", "user": getpass.getuser(),
-                 "storagepolicy_command": hdfs.storagepolicy_command}
+                 "namenode": hdfs.namenode_address, "storagepolicy_command": hdfs.storagepolicy_command}
         gamma, startup = start_daemon(root, "gamma", discovery={"static_peers": [alpha.peer_url]}, store=store)
         try:
             alpha.cli("publish", str(source), "--name", "bench", "--version", "1")
