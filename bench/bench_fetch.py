@@ -9,6 +9,10 @@ swarm, so the end-to-end time should stay close to the slower half. Also
 prints the fetching daemon's start-up time and idle RSS, and the machine's busy
 CPU-seconds per phase: on a small machine both halves are CPU-bound, and the
 end-to-end time cannot beat (swarm CPU + put CPU) / cores however well they overlap.
+The CPU-seconds per GiB table splits them by process: the seeding daemon, the
+fetching daemon (swarm receive, v2 piece verification, staging write, landing
+read and send; no second SHA-256 pass unless `--verify sha256`), the HDFS JVM
+(landing write), and the rest of the machine.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +43,39 @@ def busy_cpu_seconds() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class ProcessCpu:
+    """CPU-seconds of given processes and of the rest of the machine between two points."""
+
+    def __init__(self, processes: dict[str, psutil.Process]) -> None:
+        self.processes = processes
+        self.start = self._now()
+
+    def _now(self) -> dict[str, float]:
+        found = {name: sum(process.cpu_times()[:2]) for name, process in self.processes.items()}
+        found["this process"] = own_cpu_seconds()
+        found["machine"] = busy_cpu_seconds()
+        return found
+
+    def spent(self) -> dict[str, float]:
+        end = self._now()
+        spent = {name: end[name] - self.start[name] for name in end}
+        spent["rest of the machine"] = spent.pop("machine") - sum(spent.values())
+        return spent
+
+
+def hdfs_jvm() -> psutil.Process:
+    """The local HDFS (NameNode and DataNode in one JVM), a child of this process."""
+    for child in psutil.Process().children(recursive=True):
+        if "java" in child.name():
+            return child
+    raise RuntimeError("no HDFS JVM among this process's children")
+
+
 def start_daemon(root: Path, name: str, **sections: dict) -> tuple[DaemonProcess, float]:
     home = root / name
     home.mkdir()
@@ -51,6 +89,8 @@ def start_daemon(root: Path, name: str, **sections: dict) -> tuple[DaemonProcess
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1536)
+    parser.add_argument("--verify", choices=["v2", "sha256"], default="v2",
+                        help="what the fetch checks (p2pdata fetch --verify)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="p2pdata-bench-fetch-") as tmp, LocalHdfs(Path(tmp) / "hdfs") as hdfs:
         root = Path(tmp)
@@ -59,9 +99,12 @@ def main() -> int:
         manifest = write_dataset(source, args.size_mib * MIB)
         size = manifest.total_size
 
+        jvm = hdfs_jvm()
         busy = busy_cpu_seconds()
+        cpu = ProcessCpu({})
         swarm_seconds = size / asyncio.run(swarm_rate(manifest, source, root / "swarm", seeds=1))
         swarm_cpu = busy_cpu_seconds() - busy
+        table = {"swarm only: seed and leecher in one process": cpu.spent()["this process"]}
         files = [(entry.path, source / entry.path, entry.size) for entry in manifest.files]
 
         async def put() -> float:
@@ -71,12 +114,17 @@ def main() -> int:
                 return time.monotonic() - started
 
         busy = busy_cpu_seconds()
+        cpu = ProcessCpu({"jvm": jvm})
         put_seconds = asyncio.run(put())
         put_cpu = busy_cpu_seconds() - busy
+        spent = cpu.spent()
+        table["plain put: client (Python, WebHDFS)"] = spent["this process"]
+        table["plain put: HDFS JVM"] = spent["jvm"]
 
         alpha, _ = start_daemon(root, "alpha")
+        # The native HDFS data path (hdfs-native) lands the bytes; WebHDFS only for metadata.
         store = {"kind": "hdfs", "webhdfs_url": hdfs.webhdfs_url, "root": "/p2pdata", "user": getpass.getuser(),
-                 "storagepolicy_command": hdfs.storagepolicy_command}
+                 "namenode": hdfs.namenode_address, "storagepolicy_command": hdfs.storagepolicy_command}
         gamma, startup = start_daemon(root, "gamma", discovery={"static_peers": [alpha.peer_url]}, store=store)
         try:
             alpha.cli("publish", str(source), "--name", "bench", "--version", "1")
@@ -84,9 +132,17 @@ def main() -> int:
             wait_for(lambda: gamma.cli_json("search", "bench"), timeout=60, what="gamma to hold the catalog")
             idle_rss = psutil.Process(gamma.runtime["pid"]).memory_info().rss
             started, busy = time.monotonic(), busy_cpu_seconds()
-            job = gamma.cli_json("fetch", "bench@1", "--timeout", "1800")
+            cpu = ProcessCpu({"seed": psutil.Process(alpha.runtime["pid"]),
+                              "fetch": psutil.Process(gamma.runtime["pid"]), "jvm": jvm})
+            job = gamma.cli_json("fetch", "bench@1", "--timeout", "1800", "--verify", args.verify)
             end_to_end = time.monotonic() - started
             fetch_cpu = busy_cpu_seconds() - busy
+            spent = cpu.spent()
+            table["fetch: seeding daemon"] = spent["seed"]
+            table["fetch: fetching daemon (receive, verify, stage, land)"] = spent["fetch"]
+            table["fetch: HDFS JVM (landing write)"] = spent["jvm"]
+            table["fetch: rest of the machine (CLI, kernel, others)"] = (
+                spent["rest of the machine"] + spent["this process"])
             if job["state"] != "landed":
                 print(f"fetch ended {job['state']}: {job.get('error')}")
                 return 1
@@ -105,6 +161,10 @@ def main() -> int:
     floor = (swarm_cpu + put_cpu) / cores
     print(f"CPU-bound floor:    {floor:.2f} s ((swarm + put CPU-s) / {cores} cores); "
           f"fetch / floor = {end_to_end / floor:.2f}")
+    gib = size / 2**30
+    print(f"\nCPU-seconds per GiB, by phase (fetch --verify {args.verify}):")
+    for phase, seconds in table.items():
+        print(f"  {phase:54} {seconds:6.1f} CPU-s {seconds / gib:6.2f} /GiB")
     print(f"daemon start-up:    {startup:.2f} s")
     print(f"daemon idle RSS:    {idle_rss / MIB:.0f} MiB")
     ratio = end_to_end / max(swarm_seconds, put_seconds)

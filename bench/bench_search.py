@@ -3,7 +3,11 @@
 Usage: python bench/bench_search.py [--manifests 100000] [--publishers 50] [--queries 500]
 Builds the index in a temporary SQLite database through CatalogStore's own
 indexing (one call per publisher), then times a mix of queries: one or two
-words, prefixes, very common words, and queries with filters.
+words, prefixes, very common words, and queries with filters. Prints the p95
+of wall time (the RESULT: `search_p95` at 100k manifests, target 20 ms,
+`search_p95_1m` at 1M, target 50 ms) and of CPU time (what a loaded machine
+cannot inflate), per kind of query too, and the time to index a catalog of
+2,000 datasets (target: under 1 s).
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ import random
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from p2pdata.catalog import CatalogStore, Column, FileEntry, Identity, Manifest
 from p2pdata.db import open_db
 
-TARGET_MS = 50.0
+TARGETS_MS = {"search_p95": 20.0, "search_p95_1m": 50.0}
+BUILD_TARGET_S = 1.0
 FORMATS = ("parquet", "csv", "tfrecord", "files")
 
 
@@ -75,40 +81,66 @@ def main() -> None:
               f"in {time.perf_counter() - start:.1f} s")
         publishers = conn.execute("SELECT DISTINCT cluster FROM catalog_datasets").fetchall()
 
-        def query() -> tuple[str, dict[str, Any]]:
+        def query() -> tuple[str, str, dict[str, Any]]:
             kind = rng.random()
             if kind < 0.4:
-                return rng.choice(vocab), {}
+                return "word", rng.choice(vocab), {}
             if kind < 0.55:
-                return f"{rng.choice(vocab)} {rng.choice(vocab[:200])}", {}
+                return "two words", f"{rng.choice(vocab)} {rng.choice(vocab[:200])}", {}
             if kind < 0.7:
-                return rng.choice(vocab)[:3], {}  # prefix
+                return "prefix", rng.choice(vocab)[:3], {}
             if kind < 0.8:
-                return rng.choice(common), {}  # matches ~1/4 of everything
+                return "common word", rng.choice(common), {}  # matches ~1/4 of everything
             filters = rng.choice([
                 {"format": rng.choice(FORMATS)},
                 {"publisher": rng.choice(publishers)["cluster"]},
                 {"tags": [rng.choice(common)]},
                 {"min_size": 10**9, "max_size": 2 * 10**9},
             ])
-            return rng.choice([rng.choice(vocab), rng.choice(common), ""]), filters
+            return "filtered", rng.choice([rng.choice(vocab), rng.choice(common), ""]), filters
 
-        latencies = []
+        wall: list[float] = []
+        cpu: list[float] = []
+        by_kind: dict[str, list[float]] = defaultdict(list)
         hits = 0
         for _ in range(args.queries):
-            text, filters = query()
-            start = time.perf_counter()
+            kind, text, filters = query()
+            start, start_cpu = time.perf_counter(), time.process_time()
             hits += len(store.search(text, **filters))
-            latencies.append((time.perf_counter() - start) * 1000)
+            cpu.append((time.process_time() - start_cpu) * 1000)
+            wall.append((time.perf_counter() - start) * 1000)
+            by_kind[kind].append(cpu[-1])
+        build_s = index_catalog(store, rng, vocab, common)
         conn.close()
 
-    latencies.sort()
-    p50 = statistics.median(latencies)
-    p95 = latencies[int(len(latencies) * 0.95) - 1]
     print(f"{args.queries} queries, {hits / args.queries:.1f} results each on average")
-    print(f"p50 {p50:.2f} ms, p95 {p95:.2f} ms, max {latencies[-1]:.2f} ms")
-    print(f"RESULT search_p95 value={p95:.2f} target={TARGET_MS:g} "
-          f"ok={'yes' if p95 < TARGET_MS else 'no'}")
+    print(f"wall: p50 {statistics.median(wall):.2f} ms, p95 {p95(wall):.2f} ms, max {max(wall):.2f} ms")
+    print(f"CPU:  p50 {statistics.median(cpu):.2f} ms, p95 {p95(cpu):.2f} ms, max {max(cpu):.2f} ms")
+    for kind, times in sorted(by_kind.items()):
+        print(f"  {kind:12} {len(times):4} queries, CPU p50 {statistics.median(times):6.2f} ms,"
+              f" p95 {p95(times):6.2f} ms")
+    print(f"indexing a catalog of 2000 datasets: {build_s:.2f} s (target < {BUILD_TARGET_S:g} s)")
+    name = "search_p95_1m" if args.manifests >= 1_000_000 else "search_p95"
+    value = p95(wall)
+    print(f"RESULT {name} value={value:.2f} target={TARGETS_MS[name]:g} "
+          f"ok={'yes' if value < TARGETS_MS[name] else 'no'}")
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(int(len(ordered) * 0.95) - 1, 0)]
+
+
+def index_catalog(store: CatalogStore, rng: random.Random, vocab: list[str],
+                  common: list[str]) -> float:
+    """Seconds to index one publisher's catalog of 2,000 datasets (as a sync does)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = CatalogStore(open_db(Path(tmp) / "state.db"))
+        start = time.perf_counter()
+        build(fresh, rng, 2000, 1, vocab, common)
+        elapsed = time.perf_counter() - start
+        fresh.conn.close()
+    return elapsed
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
 
 MIB = 1024 * 1024
 LOCAL = "127.0.0.1"
+# Issue 21's targets. On 2 shared cores the swarm is CPU-bound: seed and leecher together
+# spend about 2.2 CPU-s per GiB inside libtorrent (v2 hashing is 0.55 of it), aiohttp's
+# sendfile and client about 1.0, whatever disk I/O, cache and watermark settings are used.
+TARGET_ONE_SEED = 0.7
+TARGET_SCALING = 0.9
 
 
 def write_dataset(folder: Path, total: int) -> Manifest:
@@ -128,15 +133,15 @@ async def main() -> None:
         swarm = await swarm_rate(manifest, source, work / "one", 1)
         print(f"aiohttp {http / MIB:.0f} MiB/s, swarm one seed {swarm / MIB:.0f} MiB/s")
         ratio = swarm / http
-        print(f"RESULT swarm_one_seed ratio={ratio:.2f} target=0.45 "
-              f"ok={'yes' if ratio >= 0.45 else 'no'}")
+        print(f"RESULT swarm_one_seed ratio={ratio:.2f} target={TARGET_ONE_SEED} "
+              f"ok={'yes' if ratio >= TARGET_ONE_SEED else 'no'}")
         worst = float("inf")
         for seeds in (1, 2, 3):
             rate = await swarm_rate(manifest, source, work / f"cap{seeds}", seeds, cap)
             print(f"{seeds} seeds capped at {cap / MIB:.1f} MiB/s each: {rate / MIB:.1f} MiB/s")
             worst = min(worst, rate / (seeds * cap))
-        print(f"RESULT swarm_scaling ratio={worst:.2f} target=0.8 "
-              f"ok={'yes' if worst >= 0.8 else 'no'}")
+        print(f"RESULT swarm_scaling ratio={worst:.2f} target={TARGET_SCALING} "
+              f"ok={'yes' if worst >= TARGET_SCALING else 'no'}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ calls to the running daemon's control API."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import signal
@@ -316,6 +317,35 @@ def search(
 
 @main.command()
 @click.argument("ref", shell_complete=complete_dataset)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the .torrent (default: NAME-VERSION.torrent).")
+@click.option("--magnet", is_flag=True, help="Print the magnet link instead of writing a file.")
+@json_option
+@pass_context
+def torrent(ctx: Context, ref: str, output: Path | None, magnet: bool, as_json: bool) -> None:
+    """The .torrent or magnet link of public dataset NAME[@VERSION], for any BitTorrent client.
+
+    Both carry the trackers that serve it; the magnet also the seeds' addresses.
+    """
+    data = ctx.call("GET", "/v1/torrent", ref=ref)
+    if magnet and output is None:
+        if as_json:
+            _emit_json({k: v for k, v in data.items() if k != "torrent"})
+        else:
+            click.echo(data["magnet"])
+        return
+    target = output or Path(f"{data['name']}.torrent")
+    target.write_bytes(base64.b64decode(data["torrent"]))
+    if as_json:
+        _emit_json({**{k: v for k, v in data.items() if k != "torrent"}, "file": str(target)})
+    else:
+        click.echo(f"wrote {target} (info hash {data['info_hash']})")
+        if magnet:
+            click.echo(data["magnet"])
+
+
+@main.command()
+@click.argument("ref", shell_complete=complete_dataset)
 @json_option
 @pass_context
 def info(ctx: Context, ref: str, as_json: bool) -> None:
@@ -395,6 +425,11 @@ def sync(ctx: Context, as_json: bool) -> None:
 @click.option("--files", "files", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs watch ID`.")
 @click.option("--timeout", type=float, help="Stop waiting after this many seconds (the fetch goes on).")
+@click.option("--peer", "peers", multiple=True, metavar="HOST:PORT",
+              help="Also fetch from this seed, any BitTorrent client (repeatable).")
+@click.option("--verify", type=click.Choice(["v2", "sha256"]), default="v2", show_default=True,
+              help="v2: the swarm's piece hashes under the signed torrent; sha256: also re-check "
+              "each file's whole-file SHA-256 while landing.")
 @json_option
 @pass_context
 def fetch(
@@ -406,6 +441,8 @@ def fetch(
     files: tuple[str, ...],
     detach: bool,
     timeout: float | None,
+    peers: tuple[str, ...],
+    verify: str,
     as_json: bool,
 ) -> None:
     """Fetch NAME[@VERSION] (or CLUSTER/NAME@VERSION) from every peer that has it and land it.
@@ -415,7 +452,9 @@ def fetch(
     3 seconds cancels it. Exits 1 when the job fails or is cancelled, with --json too.
     """
     job = ctx.call(
-        "POST", "/v1/fetch", {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files)}
+        "POST", "/v1/fetch",
+        {"ref": ref, "tier": tier, "to": to, "train": train, "files": list(files), "verify": verify,
+         "peers": list(peers)},
     )
     if job.get("attached") and not as_json:  # JSON says so in "attached"
         click.echo(f"{job['ref']} is already being fetched: attached to job {job['id']}")
@@ -559,6 +598,11 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
     _table(_jobs_rows(data["jobs"], names), JOB_COLUMNS, "fetch jobs")
     _table([{**d, "ref": named_ref(d["ref"], names)} for d in data["landed"]], LANDED_COLUMNS, "landed datasets")
     _table(data["runs"], RUN_COLUMNS, "training runs")
+    sent = data.get("transfer") or {}
+    _table(sent.get("datasets", []), [Column("dataset", whole=True), Column("sent", show=human_size)],
+           "seeding: sent per dataset")
+    _table(sent.get("peers", [])[:20], [Column("address", whole=True), Column("client"),
+                                        Column("sent", show=human_size)], "seeding: sent per peer")
 
 
 def _dht_lines(dht: dict[str, Any]) -> None:

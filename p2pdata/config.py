@@ -99,6 +99,7 @@ class TransferSection:
     upload_limit: int = 0
     # Seconds a fetch may go without receiving a byte before it fails, naming why.
     stall_timeout: int = 300
+    torrent_format: str = "v2"  # v2 | hybrid (v1+v2, for clients that read only v1)
 
 
 @dataclass
@@ -288,6 +289,9 @@ def _check_choices(config: Config, path: Path) -> None:
         raise ConfigError(f"{path}: store.kind: expected 'local' or 'hdfs', got {config.store.kind!r}")
     if config.store.kind == "hdfs" and not config.store.webhdfs_url:
         raise ConfigError(f"{path}: store.webhdfs_url: expected a URL when store.kind is 'hdfs'")
+    if config.transfer.torrent_format not in ("v2", "hybrid"):
+        raise ConfigError(f"{path}: transfer.torrent_format: expected 'v2' or 'hybrid', "
+                          f"got {config.transfer.torrent_format!r}")
     if config.restricted.show not in ("stub", "hidden"):
         raise ConfigError(f"{path}: restricted.show: expected 'stub' or 'hidden', got {config.restricted.show!r}")
     if config.transfer.stall_timeout < 1:
@@ -346,6 +350,7 @@ staging_budget = 107374182400    # bytes
 download_limit = 0               # bytes/s, 0 = unlimited
 upload_limit = 0
 stall_timeout = 300              # seconds without a byte before a fetch fails, saying why
+torrent_format = "v2"            # or "hybrid": v1+v2 for clients that read only v1
 
 [store]
 kind = "local"                   # or "hdfs" with webhdfs_url

@@ -7,6 +7,7 @@ together, runs the background loops and turns their results into events.
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
 import hashlib
 import json
@@ -20,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import libtorrent as lt
 from aiohttp import web
 
 from p2pdata import __version__, discovering, restricted
@@ -32,7 +34,7 @@ from p2pdata.catalog import (
     TrustStore,
     encode_public_key,
     parse_ref,
-    scan_dataset,
+    scan_for_publish,
     version_key,
 )
 from p2pdata.catalog.access import prove_info
@@ -63,7 +65,15 @@ from p2pdata.training import (
     Launcher,
     matching_jobs,
 )
-from p2pdata.transfer import TransferSession, TransferSettings, make_torrent
+from p2pdata.transfer import (
+    Tracker,
+    TransferSession,
+    TransferSettings,
+    choose_piece_size,
+    magnet_link,
+    make_torrent,
+    with_trackers,
+)
 from p2pdata.web import (
     ConnectionGate,
     ConnectionLimits,
@@ -183,6 +193,7 @@ class Daemon:
             )
         )
         await self.transfer.start()
+        self.tracker = Tracker()  # public datasets only, for any BitTorrent client
         self.dht = await discovering.start_dht(config)
         if self.dht is not None:
             self.dht_seeds = discovering.DhtSeeds(
@@ -382,6 +393,23 @@ class Daemon:
             )
         except TransferError as exc:  # the same files published and fetched: one swarm serves both
             log.info("not seeding %s from %s: %s", manifest.ref, folder, exc)
+        self._track(manifest)
+
+    def _track(self, manifest: Manifest) -> None:
+        """List a public dataset we seed at our tracker (restricted ones never are)."""
+        if manifest.torrent and not restricted.is_restricted(manifest):
+            hashes = lt.torrent_info(manifest.torrent.data).info_hashes()
+            self.tracker.track(manifest.torrent.info_hash, self._own_seed_addresses(),
+                               info_hash_v1=hashes.v1.to_bytes() if hashes.has_v1() else None)
+
+    def _own_seed_addresses(self) -> list[tuple[str, int]]:
+        """Where other BitTorrent clients reach our public seeds (an IP, as trackers list)."""
+        host = _advertised_host(self.config.peer_api.host)
+        try:
+            address = socket.gethostbyname(host)
+        except OSError:
+            return []
+        return [(address, self.transfer.listen_port)]
 
     def _manifest(self, record: dict[str, Any]) -> Manifest | None:
         try:
@@ -432,6 +460,9 @@ class Daemon:
         if manifest is None or restricted.is_restricted(manifest):  # only via its signed door
             return None
         return manifest.torrent.data if manifest.torrent else None
+
+    def announce(self, query: str, remote: str) -> bytes:
+        return self.tracker.announce(query, remote, time.time())
 
     def have(self) -> list[str]:
         """Manifest ids this cluster can seed, including every other publisher's manifest of the same files,
@@ -525,8 +556,10 @@ class Daemon:
         format: str | None = None,
     ) -> dict[str, Any]:
         root = Path(directory)
-        manifest = await asyncio.to_thread(
-            scan_dataset,
+        hybrid = self.config.transfer.torrent_format == "hybrid"
+        # One read of the data: SHA-256 and the torrent's hashes together.
+        scan = await asyncio.to_thread(
+            scan_for_publish,
             root,
             name=name,
             version=version,
@@ -537,17 +570,22 @@ class Daemon:
             license=license,
             access=Access(access, tuple(allow or ())),
             format=format,
+            piece_size_for=choose_piece_size,
+            hybrid=hybrid,
         )
-        torrent = await asyncio.to_thread(
-            make_torrent, manifest.files, root, **self.restricted.torrent_options(manifest)
-        )
+        manifest = scan.manifest
+        # Root folder NAME-VERSION, so datasets added to one BitTorrent client never collide.
+        options = {"name": f"{manifest.name}-{manifest.version}",
+                   **self.restricted.torrent_options(manifest)}
+        torrent = await asyncio.to_thread(make_torrent, manifest.files, root, v2=scan.v2,
+                                          hybrid=hybrid, **options)
         manifest = self.local_catalog.add(manifest.with_torrent(torrent))
         self.restricted.on_publish(manifest)
         self.published.put(manifest.id, {**_record_key(manifest), "directory": str(root)})
         await self._seed(manifest, root)
         discovering.wake(self.sources)  # a new catalog version to publish on the DHT
         self.events.emit("dataset.published", ref=manifest.ref, manifest=manifest.id)
-        return manifest_summary(manifest)
+        return {**manifest_summary(manifest), "torrent_url": self._torrent_url(manifest, self._own())}
 
     async def search(self, query: str, **filters: Any) -> list[dict[str, Any]]:
         try:
@@ -560,15 +598,61 @@ class Daemon:
             others["publisher"] = names.cluster(others["publisher"])
         tags = [filters["tag"]] if filters.get("tag") else []
         hits = self.catalogs.search(query, **others, **sizes, tags=tags, now=int(time.time()))
+        own = self._own()
         return [
             {
                 **manifest_summary(hit.manifest),
+                "torrent_url": self._torrent_url(hit.manifest, own),
                 "publisher_name": names.of(hit.manifest.owner),
                 "ref": f"{names.label(hit.manifest.owner)}/{hit.manifest.ref}",  # what a user copies
                 "score": hit.score,
             }
             for hit in hits
         ]
+
+
+    def _own(self) -> set[str]:
+        """Ids of the manifests we seed: published here or landed here."""
+        return set(self.published.items()) | set(self.landed.items())
+
+    def _torrent_url(self, manifest: Manifest, own: set[str]) -> str | None:
+        """Where a BitTorrent client gets this public dataset's .torrent: our peer API or a peer's."""
+        if manifest.torrent is None or restricted.is_restricted(manifest) or restricted.is_stub(manifest):
+            return None
+        path = f"/v1/datasets/{manifest.id}/torrent"
+        if manifest.id in own:
+            return self.peer_url + path
+        return next((url + path for url in self.directory.seeding({manifest.id})), None)
+
+    def torrent_export(self, ref: str) -> dict[str, Any]:
+        """A public dataset as standard BitTorrent clients take it: .torrent and magnet link.
+
+        Both name the trackers that serve it (ours when we seed it, and those of the peers
+        that have it) and the magnet names the seeds' addresses (x.pe).
+        """
+        manifest = self.catalogs.resolve(self.publisher_names().ref(ref), now=int(time.time()))
+        if restricted.is_restricted(manifest) or restricted.is_stub(manifest):
+            raise P2pdataError(f"{manifest.ref} is restricted: it has no public torrent")
+        if manifest.torrent is None:
+            raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent")
+        same = {m.id for m in self.catalogs.manifests(name=manifest.name)
+                if m.torrent and m.torrent.info_hash == manifest.torrent.info_hash}
+        trackers, seeds = [], self.directory.seeders(same)
+        if self.tracker.tracked(manifest.torrent.info_hash):
+            trackers.append(f"{self.peer_url}/announce")
+            seeds = self._own_seed_addresses() + seeds
+        trackers += [f"{url}/announce" for url in self.directory.seeding(same)]
+        name = f"{manifest.name}-{manifest.version}"
+        return {
+            "ref": f"{manifest.owner}/{manifest.ref}",
+            "name": name,
+            "info_hash": manifest.torrent.info_hash.hex(),
+            "torrent_url": self._torrent_url(manifest, self._own()),
+            "trackers": trackers,
+            "seeds": [f"{host}:{port}" for host, port in seeds],
+            "magnet": magnet_link(manifest.torrent.info_hash, name, trackers, seeds),
+            "torrent": base64.b64encode(with_trackers(manifest.torrent.data, trackers)).decode(),
+        }
 
     async def fetch(self, ref: str, *, train: str | None = None, **options: Any) -> dict[str, Any]:
         if train:
@@ -613,6 +697,7 @@ class Daemon:
             "staging": str(landed.staging), "landed": int(time.time()),
             "files": len(landed.landing.files),  # fewer than the manifest's after `--files`
         })
+        self._track(manifest)  # the finished swarm seeds it from staging
         specs = matching_jobs(self.registry.specs(), landed.landing)
         try:
             if job.train and all(spec.name != job.train for spec in specs):
@@ -707,7 +792,8 @@ class Daemon:
             },
             "peers": self.peers(),
             "dht": discovering.dht_status(self, self.sources),
-            "transfer": {"uploaded": sum(swarm.uploaded for swarm in self.transfer.swarms())},
+            # Seeding: bytes sent per dataset and per remote peer, p2pdata or any client.
+            "transfer": self.transfer.upload_stats(),
             "jobs": self.jobs(),
             "landed": [{"manifest_id": key, **record} for key, record in self.landed.items().items()],
             "runs": self.runs(),
@@ -823,6 +909,8 @@ def manifest_summary(manifest: Manifest) -> dict[str, Any]:
         "created": manifest.created,
         "total_size": manifest.total_size,
         "access": manifest.access.mode,
+        # BitTorrent v2 info hash (hex): what a magnet link or another client names it by.
+        "info_hash": manifest.torrent.info_hash.hex() if manifest.torrent else None,
         "schema": [{"name": c.name, "type": c.type} for c in manifest.schema],
         "files": [{"path": f.path, "size": f.size, "sha256": f.sha256.hex()} for f in manifest.files],
     }

@@ -78,6 +78,8 @@ class FetchJob:
     to: str | None = None
     train: str | None = None
     files: list[str] = field(default_factory=list)
+    verify: str = "v2"  # "sha256": land with a second, whole-file SHA-256 check
+    peers: list[str] = field(default_factory=list)  # HOST:PORT seeds named by the user
     state: FetchState = FetchState.QUEUED
     error: str | None = None
     waiting: str | None = None  # why no byte arrives, while that lasts
@@ -102,6 +104,20 @@ class FetchJob:
     def from_dict(cls, data: dict[str, Any]) -> FetchJob:
         data.pop("retryable", None)
         return cls(**data)
+
+
+# What landing checks a fetched file with: v2 piece hashes (the swarm's own), or those
+# and the manifest's whole-file SHA-256 too.
+VERIFY_MODES = ("v2", "sha256")
+
+
+def parse_endpoint(text: str) -> tuple[str, int]:
+    """HOST:PORT or [IPv6]:PORT, as `fetch --peer` takes a seed's address."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise P2pdataError(f"peer {text!r} is not HOST:PORT (a port from 1 to 65535)")
+    return host, int(port)
 
 
 # ---- the decisions -------------------------------------------------------------------------
@@ -373,9 +389,19 @@ class Fetcher:
     # ---- what the control API calls ------------------------------------------------------------
 
     async def fetch(self, ref: str, *, tier: str | None = None, to: str | None = None,
-                    train: str | None = None, files: list[str] | None = None) -> dict[str, Any]:
+                    train: str | None = None, files: list[str] | None = None,
+                    verify: str = "v2", peers: list[str] | None = None) -> dict[str, Any]:
         """A new job; or the running job of the same dataset (`attached` is true); or its
-        failed job, run again (its verified bytes are not fetched again)."""
+        failed job, run again (its verified bytes are not fetched again).
+
+        `verify`: "v2" lands what passed the swarm's v2 piece hashes; "sha256" also
+        re-checks each file's whole-file SHA-256 while landing. `peers`: HOST:PORT seeds
+        to use besides the peers we know (any BitTorrent client seeding the same torrent).
+        """
+        if verify not in VERIFY_MODES:
+            raise P2pdataError(f"verify {verify!r} is not one of {', '.join(VERIFY_MODES)}")
+        for peer in peers or ():
+            parse_endpoint(peer)  # a bad address fails now, not in the background
         manifest = self.catalogs.resolve(ref, now=int(self.clock()))
         if manifest.torrent is None and manifest.access.mode != "restricted":
             raise P2pdataError(f"{manifest.ref} from {manifest.owner} has no torrent to fetch")
@@ -403,7 +429,7 @@ class Fetcher:
             ref=f"{manifest.owner}/{manifest.ref}", manifest_id=manifest.id,
             publisher=manifest.owner, total_bytes=selected.total_size,
             tier=tier or self.default_tier, to=to, train=train, files=files,
-            created=now, updated=now,
+            verify=verify, peers=list(peers or ()), created=now, updated=now,
         )
         self.events.emit("fetch.state", job=job.id, state=str(job.state))
         self._spawn(self._machine(job))
@@ -497,8 +523,10 @@ class Fetcher:
                 job.reused_files = await asyncio.to_thread(
                     _link_held, self.held(), landing.files, self._staging(manifest))
                 swarm = await self.transfer.fetch(
-                    manifest, peers=self._endpoints(manifest), files=job.files or None,
-                    certificate=certificate,
+                    # Seeds the user named (`fetch --peer`, any BitTorrent client) join the
+                    # peers we know; the manifest's hashes still decide what lands.
+                    manifest, peers=self._endpoints(manifest) + [parse_endpoint(p) for p in job.peers],
+                    files=job.files or None, certificate=certificate,
                 )
                 self._swarms[job.id] = swarm
                 await self._land(machine, store, landing, swarm.completed_files(), swarm)
@@ -615,7 +643,11 @@ class Fetcher:
             machine.transferred(self.clock())
             self._changed(machine)
 
-        landing_task = asyncio.create_task(store.land(landing, delivered(), machine.job.tier))
+        # A swarm's files passed their v2 piece hashes, which the signed manifest's torrent
+        # fixes: a second SHA-256 pass only if asked. Files already held here are re-checked.
+        sha256 = swarm is None or machine.job.verify == "sha256"
+        landing_task = asyncio.create_task(
+            store.land(landing, delivered(), machine.job.tier, sha256=sha256))
         if swarm is None:
             await landing_task
             return

@@ -9,6 +9,8 @@ command -v javac >/dev/null || need_apt+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v ip >/dev/null || need_apt+=(iproute2)  # the Ray tests run in a network namespace
+# A standard BitTorrent client: the interop tests fetch from and seed to it (issue 18).
+command -v qbittorrent-nox >/dev/null || need_apt+=(qbittorrent-nox)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -q

@@ -46,8 +46,9 @@ from p2pdata.catalog.manifest import (
     check_relative_path,
     parse_ref,
 )
+from p2pdata.catalog.merkle import V2Hashes
 from p2pdata.catalog.names import PublisherNames
-from p2pdata.catalog.publish import detect_format, hash_file, scan_dataset
+from p2pdata.catalog.publish import Scan, detect_format, hash_file, scan_dataset, scan_for_publish
 from p2pdata.catalog.store import CatalogStore, HeldInfo, SearchResult, version_key
 from p2pdata.catalog.trust import TrustedCluster, TrustStore, check_cluster_id
 
@@ -66,11 +67,13 @@ __all__ = [
     "LocalCatalog",
     "Manifest",
     "PublisherNames",
+    "Scan",
     "SearchResult",
     "Torrent",
     "TrustCheck",
     "TrustStore",
     "TrustedCluster",
+    "V2Hashes",
     "VerifiedCatalog",
     "check_cluster_id",
     "check_name",
@@ -84,6 +87,7 @@ __all__ = [
     "hash_file",
     "parse_ref",
     "scan_dataset",
+    "scan_for_publish",
     "sign_catalog",
     "verify_catalog",
     "verify_signature",

@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,9 +40,11 @@ from p2pdata.catalog.manifest import (
     check_name,
     check_relative_path,
 )
+from p2pdata.catalog.merkle import V2Hasher, V2Hashes
 from p2pdata.errors import MalformedData, PublishError
 
 # hashlib releases the GIL on updates this large, so threads hash in parallel.
+# A whole number of v2 blocks, so each read feeds V2Hasher whole blocks.
 HASH_CHUNK = 1024 * 1024
 
 _EXTENSIONS = {
@@ -56,6 +59,14 @@ _EXTENSIONS = {
 _MAX_TAG = 64
 # Files that describe the data rather than hold it: they never decide the format.
 NOTES = (".md", ".txt", ".rst", ".json", ".yaml", ".yml", ".html", ".pdf")
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A manifest and, from the same read, each file's BitTorrent v2 hashes (by path)."""
+
+    manifest: Manifest
+    v2: Mapping[str, V2Hashes]
 
 
 def scan_dataset(
@@ -75,6 +86,34 @@ def scan_dataset(
     """Build the manifest of the dataset in `directory`; raise PublishError naming the culprit.
 
     `format` overrides the one the file names suggest (and a mix of them is then no error).
+    """
+    return scan_for_publish(
+        directory, name=name, version=version, owner=owner, now=now, description=description,
+        tags=tags, license=license, access=access, workers=workers, format=format,
+    ).manifest
+
+
+def scan_for_publish(
+    directory: Path | str,
+    *,
+    name: str,
+    version: str,
+    owner: str,
+    now: int,
+    description: str = "",
+    tags: Iterable[str] = (),
+    license: str = "",
+    access: Access | None = None,
+    workers: int | None = None,
+    format: str | None = None,
+    piece_size_for: Callable[[int], int] | None = None,
+    hybrid: bool = False,
+) -> Scan:
+    """scan_dataset, plus v2 hashes at `piece_size_for(total size)` when that is given.
+
+    The v2 hashes come from the same read as the SHA-256, so a torrent made
+    from them (transfer.make_torrent's `v2=`) needs no second pass over the data.
+    `hybrid`: also the v1 piece hashes a hybrid v1+v2 torrent needs.
     """
     try:
         check_name(name)
@@ -98,9 +137,10 @@ def scan_dataset(
     if format is not None and format not in FORMATS:
         raise PublishError(f"format {format!r} is not one of {', '.join(FORMATS)}")
     fmt = format or detect_format(paths, root)
-    files = hash_files(root, paths, workers=workers)
+    files, v2 = hash_files_v2(root, paths, workers=workers, piece_size_for=piece_size_for,
+                              v1=hybrid)
     schema, rows = read_schema(root, paths, fmt)
-    return Manifest(
+    manifest = Manifest(
         name=name,
         version=version,
         owner=owner,
@@ -114,6 +154,7 @@ def scan_dataset(
         access=access or Access(),
         extra={} if rows is None else {"rows": rows},  # `p2pdata info` shows it before any fetch
     )
+    return Scan(manifest, v2)
 
 
 def _check_tag(tag: str) -> str:
@@ -181,46 +222,88 @@ def _special_kind(mode: int) -> str:
     return "special file"
 
 
-def hash_file(path: Path) -> tuple[int, bytes]:
-    """(size, SHA-256) of a regular file, read in large chunks."""
+def hash_file(path: Path, v2: V2Hasher | None = None,
+              helper: ThreadPoolExecutor | None = None) -> tuple[int, bytes]:
+    """(size, SHA-256) of a regular file, read once in large chunks; `v2` is fed the same bytes.
+
+    With a `helper` thread pool the v2 hashes of each chunk are computed there while
+    this thread does the SHA-256, so even a single file keeps two cores busy.
+    """
     # O_NONBLOCK: if the file was swapped for a fifo since the walk, open must not hang.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     with os.fdopen(fd, "rb", buffering=0) as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise PublishError(f"{path} is no longer a regular file")
         digest = hashlib.sha256()
-        buffer = bytearray(HASH_CHUNK)
-        view = memoryview(buffer)
+        # Two buffers: the helper hashes one while the next chunk is read into the other.
+        buffers = [bytearray(HASH_CHUNK), bytearray(HASH_CHUNK)]
+        pending: Future[None] | None = None
         size = 0
-        while count := handle.readinto(buffer):
-            digest.update(view[:count])
+        while count := handle.readinto(buffers[0]):
+            view = memoryview(buffers[0])[:count]
+            if v2 is not None and helper is not None:
+                if pending is not None:
+                    pending.result()  # in order, and the other buffer is free again
+                pending = helper.submit(v2.update, view)
+            elif v2 is not None:
+                v2.update(view)
+            digest.update(view)
             size += count
+            buffers.reverse()
+        if pending is not None:
+            pending.result()
     return size, digest.digest()
 
 
 def hash_files(root: Path, paths: list[str], *, workers: int | None = None) -> tuple[FileEntry, ...]:
     """Hash all files in parallel threads, biggest first so the cores finish together."""
+    return hash_files_v2(root, paths, workers=workers)[0]
+
+
+def hash_files_v2(
+    root: Path, paths: list[str], *, workers: int | None = None,
+    piece_size_for: Callable[[int], int] | None = None, v1: bool = False,
+) -> tuple[tuple[FileEntry, ...], dict[str, V2Hashes]]:
+    """hash_files, plus each file's v2 hashes at `piece_size_for(total size)` from the same read.
+
+    `v1`: the v1 piece hashes of a hybrid torrent too (a third hash per byte).
+    """
     try:
         sizes = {path: (root / path).stat().st_size for path in paths}
     except OSError as exc:
         raise PublishError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    piece_size = None if piece_size_for is None else piece_size_for(sum(sizes.values()))
     order = sorted(paths, key=lambda path: -sizes[path])
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        results = dict(zip(order, pool.map(lambda path: _hash_one(root, path), order), strict=True))
+    cores = workers or os.cpu_count() or 1
+    # Fewer files than cores: each file's v2 hashing gets a thread of its own as well.
+    helper = ThreadPoolExecutor(cores) if piece_size and len(paths) < cores else None
+    try:
+        with ThreadPoolExecutor(max_workers=cores) as pool:
+            results = dict(zip(order, pool.map(
+                lambda path: _hash_one(root, path, piece_size, v1, helper), order), strict=True))
+    finally:
+        if helper is not None:
+            helper.shutdown()
     entries = []
+    v2 = {}
     for path in paths:
-        size, digest = results[path]
+        size, digest, hashes = results[path]
         if size != sizes[path]:
             raise PublishError(f"{root / path} changed size while it was being hashed")
         entries.append(FileEntry(path, size, digest))
-    return tuple(entries)
+        if hashes is not None:
+            v2[path] = hashes
+    return tuple(entries), v2
 
 
-def _hash_one(root: Path, path: str) -> tuple[int, bytes]:
+def _hash_one(root: Path, path: str, piece_size: int | None, v1: bool = False,
+              helper: ThreadPoolExecutor | None = None) -> tuple[int, bytes, V2Hashes | None]:
+    v2 = None if piece_size is None else V2Hasher(piece_size, v1=v1)
     try:
-        return hash_file(root / path)
+        size, digest = hash_file(root / path, v2, helper)
     except OSError as exc:
         raise PublishError(f"cannot read {root / path}: {exc.strerror}") from exc
+    return size, digest, None if v2 is None else v2.finish()
 
 
 def file_kind(path: str) -> str | None:

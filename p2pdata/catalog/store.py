@@ -4,7 +4,8 @@ Each publisher's datasets are replaced as a whole when a newer verified
 catalog arrives. Beside its public catalog a publisher may show us datasets
 privately (restricted datasets granted to us); those are indexed with it.
 Search is SQLite FTS5 (bm25, the name weighted up) over name, description,
-tags, schema column names and publisher.
+tags, schema column names and publisher; filters are facet tokens in the same
+index, and ranking work is bounded (RANKED_AT_MOST) however common the words.
 """
 
 from __future__ import annotations
@@ -62,14 +63,30 @@ CREATE TABLE IF NOT EXISTS catalog_tags (
     PRIMARY KEY (tag, dataset)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS catalog_tags_dataset ON catalog_tags (dataset);
-CREATE VIRTUAL TABLE IF NOT EXISTS catalog_search USING fts5 (
-    name, description, tags, columns, publisher,
-    prefix = '2 3', tokenize = 'unicode61 remove_diacritics 2'
-);
 """
+# The full-text index. `facets` holds one token per filter value (format, publisher,
+# each tag; see _facets), so filters join the full-text match as doclist
+# intersections instead of row lookups. catalog_names indexes names alone: finding
+# the datasets whose name matches a common word then reads a short doclist. Derived
+# data: rebuilt from catalog_datasets when a definition changes (_ensure_search_index).
+_SEARCH_TABLES = {
+    "catalog_search": """CREATE VIRTUAL TABLE catalog_search USING fts5 (
+    name, description, tags, columns, publisher, facets,
+    prefix = '1 2 3', tokenize = 'unicode61 remove_diacritics 2'
+)""",
+    "catalog_names": """CREATE VIRTUAL TABLE catalog_names USING fts5 (
+    name, facets, prefix = '1 2 3', tokenize = 'unicode61 remove_diacritics 2'
+)""",
+}
+_TEXT_COLUMNS = "{name description tags columns publisher}"
+_FACET_LIKE = re.compile(r"[fpt][0-9a-f]*")
 
-# bm25 column weights, in the order of catalog_search's columns.
-_WEIGHTS = "10.0, 1.0, 3.0, 2.0, 1.0"
+# bm25 column weights, in the order of catalog_search's columns (facets never score).
+_WEIGHTS = "10.0, 1.0, 3.0, 2.0, 1.0, 0.0"
+# A query matching more datasets than this ranks the most recently indexed this many
+# (plus the datasets whose name matches, first): bm25 costs about 1 us a row, so
+# ranking every match of a common word among a million datasets would take 250 ms.
+RANKED_AT_MOST = 2000
 _MAX_MANIFEST = 256 * 1024 * 1024
 
 
@@ -111,6 +128,20 @@ class CatalogStore:
         self.conn = conn
         self.clock = clock
         conn.executescript(_SCHEMA)
+        self._ensure_search_index()
+
+    def _ensure_search_index(self) -> None:
+        """Create the full-text indexes, or rebuild them if older definitions are on disk."""
+        found = {row["name"]: row["sql"] for row in self.conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE name IN (?, ?)", tuple(_SEARCH_TABLES))}
+        if found == _SEARCH_TABLES:
+            return
+        with transaction(self.conn):
+            for table, sql in _SEARCH_TABLES.items():
+                self.conn.execute(f"DROP TABLE IF EXISTS {table}")
+                self.conn.execute(sql)
+            for dataset in self.conn.execute("SELECT id, cluster, manifest FROM catalog_datasets"):
+                self._index_text(dataset["id"], dataset["cluster"], load_manifest(dataset["manifest"]))
 
     # -- held catalogs ------------------------------------------------------------------
 
@@ -207,7 +238,8 @@ class CatalogStore:
 
     def _replace(self, cluster: str, manifests: Iterable[Manifest], expires: int | None) -> None:
         ids = "SELECT id FROM catalog_datasets WHERE cluster = ?"
-        self.conn.execute(f"DELETE FROM catalog_search WHERE rowid IN ({ids})", (cluster,))
+        for table in _SEARCH_TABLES:
+            self.conn.execute(f"DELETE FROM {table} WHERE rowid IN ({ids})", (cluster,))
         self.conn.execute(f"DELETE FROM catalog_tags WHERE dataset IN ({ids})", (cluster,))
         self.conn.execute("DELETE FROM catalog_datasets WHERE cluster = ?", (cluster,))
         for manifest in manifests:
@@ -229,18 +261,26 @@ class CatalogStore:
                 "INSERT OR IGNORE INTO catalog_tags VALUES (?, ?)",
                 [(tag, dataset) for tag in manifest.tags],
             )
-            self.conn.execute(
-                "INSERT INTO catalog_search (rowid, name, description, tags, columns, publisher)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    dataset,
-                    manifest.name,
-                    manifest.description,
-                    " ".join(manifest.tags),
-                    " ".join(column.name for column in manifest.schema),
-                    cluster,
-                ),
-            )
+            self._index_text(dataset, cluster, manifest)
+
+    def _index_text(self, dataset: int | None, cluster: str, manifest: Manifest) -> None:
+        facets = " ".join(_facets(manifest.format, cluster, manifest.tags))
+        self.conn.execute(
+            "INSERT INTO catalog_search"
+            " (rowid, name, description, tags, columns, publisher, facets)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                dataset,
+                manifest.name,
+                manifest.description,
+                " ".join(manifest.tags),
+                " ".join(column.name for column in manifest.schema),
+                cluster,
+                facets,
+            ),
+        )
+        self.conn.execute("INSERT INTO catalog_names (rowid, name, facets) VALUES (?, ?, ?)",
+                          (dataset, manifest.name, facets))
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -331,6 +371,99 @@ class CatalogStore:
         datasets from expired peer catalogs are left out. Without query text,
         results are sorted by name.
         """
+        words = re.findall(r"[^\W_]+", query.lower())
+        if words:
+            ranked = self._ranked(words, format=format, publisher=publisher, tags=tags,
+                                  min_size=min_size, max_size=max_size, limit=limit, now=now)
+        else:
+            ranked = self._listed(format=format, publisher=publisher, tags=tags,
+                                  min_size=min_size, max_size=max_size, limit=limit, now=now)
+        rows = {
+            row["id"]: row
+            for row in self.conn.execute(
+                "SELECT id, cluster, manifest FROM catalog_datasets WHERE id IN"
+                f" ({','.join('?' * len(ranked))})",
+                [id for id, _ in ranked],
+            )
+        }
+        return [
+            SearchResult(load_manifest(rows[id]["manifest"]), rows[id]["cluster"], score)
+            for id, score in ranked
+        ]
+
+    def _ranked(self, words: list[str], *, format: str | None, publisher: str | None,
+                tags: Sequence[str], min_size: int | None, max_size: int | None, limit: int,
+                now: int | None) -> list[tuple[int, float]]:
+        """(id, score) of the best matches of every word, filters applied, best first.
+
+        Format, publisher and tags are facet tokens ANDed into the match, so FTS5
+        intersects doclists; size and expiry are checked on the few rows ranked.
+        Past RANKED_AT_MOST matches only a recent window is ranked by bm25, after
+        the matches whose name holds every word: the cost stays bounded however
+        common the words are.
+        """
+        text = " ".join(f'"{word}"*' for word in words)
+        facets = "".join(f' AND {{facets}} : "{token}"' for token in _facets(format, publisher, tags))
+        # Naming the text columns costs a little; only a word that could begin a facet
+        # token (a letter, then hex digits) needs it to stay out of the facets.
+        columns = _TEXT_COLUMNS + " : " if any(_FACET_LIKE.fullmatch(w) for w in words) else ""
+        match = f"{columns}({text}){facets}"
+        join, checks, args = "", "", []
+        for clause, value in (
+            ("d.total_size >= ?", min_size),
+            ("d.total_size <= ?", max_size),
+            ("(d.expires IS NULL OR d.expires > ?)", now),
+        ):
+            if value is not None:
+                checks += f" AND {clause}"
+                args.append(value)
+        if checks:
+            join = " JOIN catalog_datasets d ON d.id = s.rowid"
+        matches = f"FROM catalog_search s{join} WHERE catalog_search MATCH ?{checks}"
+
+        def nth_newest(query: str) -> int | None:
+            row = self.conn.execute(
+                f"SELECT s.rowid {matches} ORDER BY s.rowid DESC LIMIT 1 OFFSET ?",
+                [query, *args, RANKED_AT_MOST - 1],
+            ).fetchone()
+            return None if row is None else row[0]
+
+        # The rowid of the RANKED_AT_MOST-th newest match bounds the window (none: rank
+        # all). Whole words first: a prefix makes FTS5 merge the doclists of every term
+        # it covers up front (twice with bm25), which for a common word costs more than
+        # all the rest. When the whole words alone match that many, the window ranks
+        # them; words they only begin are then found through names only.
+        whole = " ".join(f'"{word}"' for word in words)
+        exact = f"{columns}({whole}){facets}"
+        bound = nth_newest(exact)
+        if bound is None:
+            bound = nth_newest(match)
+        else:
+            match = exact
+        score = f"-bm25(catalog_search, {_WEIGHTS})"
+        window = self.conn.execute(
+            f"SELECT s.rowid AS id, {score} AS score {matches} AND s.rowid >= ?"
+            " ORDER BY 2 DESC LIMIT ?",
+            [match, *args, bound or 0, limit],
+        ).fetchall()
+        if bound is None:
+            return [(row["id"], row["score"]) for row in window]
+        # Too many matches to rank them all: name matches first, ranked among themselves.
+        names = f"FROM catalog_names s{join} WHERE catalog_names MATCH ?{checks}"
+        named = self.conn.execute(
+            f"SELECT id, score FROM (SELECT s.rowid AS id, -bm25(catalog_names, 1.0, 0.0) AS score"
+            f" {names} ORDER BY s.rowid DESC LIMIT ?) ORDER BY 2 DESC LIMIT ?",
+            [f"{{name}} : ({text}){facets}", *args, RANKED_AT_MOST, limit],
+        ).fetchall()
+        best = [(row["id"], row["score"]) for row in named]
+        seen = {id for id, _ in best}
+        best += [(row["id"], row["score"]) for row in window if row["id"] not in seen]
+        return best[:limit]
+
+    def _listed(self, *, format: str | None, publisher: str | None, tags: Sequence[str],
+                min_size: int | None, max_size: int | None, limit: int,
+                now: int | None) -> list[tuple[int, float]]:
+        """(id, 0.0) of the datasets passing the filters, by name: no query text."""
         where: list[str] = []
         args: list[Any] = []
         # Unary + keeps SQLite off the format, size and tag indexes: walking the name
@@ -346,45 +479,22 @@ class CatalogStore:
                 where.append(clause)
                 args.append(value)
         for tag in tags:
-            where.append("+d.id IN (SELECT dataset FROM catalog_tags WHERE tag = ?)")
+            # A probe per row walked: `IN (SELECT ...)` would first collect every tagged id.
+            where.append("EXISTS (SELECT 1 FROM catalog_tags t WHERE t.tag = ? AND t.dataset = d.id)")
             args.append(tag)
-        condition = " AND ".join(where) or "1"
-        words = re.findall(r"[^\W_]+", query.lower())
-        # Rank ids first and read the manifests of the few winners only: carrying every
-        # match's manifest through the sort is what makes common words slow.
-        if words:
-            hits = (
-                f"SELECT rowid AS id, -bm25(catalog_search, {_WEIGHTS}) AS score"
-                " FROM catalog_search WHERE catalog_search MATCH ?"
-            )
-            if where:
-                # The filters become one set of ids, probed per match: cheaper than a join
-                # per match. The unary + keeps SQLite from driving FTS5 by this set,
-                # one full-text lookup per id, which is far slower.
-                # Here the filters are best served by their indexes: drop the + again.
-                indexed = condition.replace("+d.", "d.")
-                hits += f" AND +rowid IN (SELECT d.id FROM catalog_datasets d WHERE {indexed})"
-            hits += " ORDER BY 2 DESC LIMIT ?"
-            args.insert(0, " ".join(f'"{word}"*' for word in words))
-        else:
-            hits = (
-                "SELECT d.id, 0.0 AS score FROM catalog_datasets d"
-                f" WHERE {condition} ORDER BY d.name, d.cluster, d.version LIMIT ?"
-            )
-        args.append(limit)
-        ranked = self.conn.execute(hits, args).fetchall()
-        rows = {
-            row["id"]: row
-            for row in self.conn.execute(
-                "SELECT id, cluster, manifest FROM catalog_datasets WHERE id IN"
-                f" ({','.join('?' * len(ranked))})",
-                [hit["id"] for hit in ranked],
-            )
-        }
-        return [
-            SearchResult(load_manifest(rows[id]["manifest"]), rows[id]["cluster"], score)
-            for id, score in ranked
-        ]
+        rows = self.conn.execute(
+            "SELECT d.id, 0.0 AS score FROM catalog_datasets d"
+            f" WHERE {' AND '.join(where) or '1'} ORDER BY d.name, d.cluster, d.version LIMIT ?",
+            [*args, limit],
+        ).fetchall()
+        return [(row["id"], row["score"]) for row in rows]
+
+
+def _facets(format: str | None, publisher: str | None, tags: Iterable[str]) -> list[str]:
+    """One token per filter value, hex so that any value is a single exact token."""
+    found = [] if format is None else [f"f{format.encode().hex()}"]
+    found += [] if publisher is None else [f"p{publisher.encode().hex()}"]
+    return found + [f"t{tag.encode().hex()}" for tag in tags]
 
 
 def load_manifest(blob: bytes) -> Manifest:

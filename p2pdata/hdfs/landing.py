@@ -13,9 +13,10 @@ TIER_FILE = ".p2pdata-tier"  # LocalStore only: the tier asked for (not enforced
 
 
 class HashMismatch(LandingError):
-    def __init__(self, path: str, expected: FileEntry, size: int, sha256: bytes) -> None:
+    def __init__(self, path: str, expected: FileEntry, size: int, sha256: bytes | None) -> None:
+        got = f"{size} bytes" + ("" if sha256 is None else f" with SHA-256 {sha256.hex()}")
         super().__init__(
-            f"{path}: got {size} bytes with SHA-256 {sha256.hex()}, the manifest says "
+            f"{path}: got {got}, the manifest says "
             f"{expected.size} bytes with SHA-256 {expected.sha256.hex()}; nothing was landed"
         )
         self.path = path
@@ -89,9 +90,13 @@ class LandingPlan:
             return True
         return entry.path in self._done
 
-    def finished(self, entry: FileEntry, size: int, sha256: bytes) -> None:
-        """Record a file written to ``.incoming``; raises HashMismatch if it is not the one."""
-        if (size, sha256) != (entry.size, entry.sha256):
+    def finished(self, entry: FileEntry, size: int, sha256: bytes | None) -> None:
+        """Record a file written to ``.incoming``; raises HashMismatch if it is not the one.
+
+        ``sha256`` None: the source already checked the content (the swarm's v2 piece
+        hashes, tied to the signed manifest), only the size is compared.
+        """
+        if size != entry.size or sha256 not in (None, entry.sha256):
             raise HashMismatch(entry.path, entry, size, sha256)
         if entry.path not in self._done:
             self._done.add(entry.path)

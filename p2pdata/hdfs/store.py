@@ -140,20 +140,23 @@ class Store(abc.ABC):
         await self.close()
 
     async def land(self, manifest: Manifest, source: Source, tier: str | None = None,
-                   progress: ProgressCallback | None = None) -> LandingResult:
+                   progress: ProgressCallback | None = None, *, sha256: bool = True) -> LandingResult:
         """Land a dataset: stream files from ``source`` as they come, verify, rename.
 
         ``source`` yields ``(FileEntry, local path)`` when a file is ready. A failure
         leaves nothing at the final path; calling again resumes from ``.incoming``.
+        ``sha256=False`` when the source has checked the content already (a swarm's
+        files passed v2 piece hashes under the signed manifest's torrent): sizes are
+        still compared, the SHA-256 is not computed again.
         """
         key = (manifest.name, manifest.version)
         async with self._locks.setdefault(key, asyncio.Lock()):
-            return await self._land(manifest, source, tier, progress)
+            return await self._land(manifest, source, tier, progress, sha256)
 
     # -- landing ------------------------------------------------------------------
 
     async def _land(self, manifest: Manifest, source: Source, tier: str | None,
-                    progress: ProgressCallback | None) -> LandingResult:
+                    progress: ProgressCallback | None, sha256: bool) -> LandingResult:
         final = self.final_path(manifest.name, manifest.version)
         incoming = self.incoming_path(manifest.name, manifest.version)
         marker = await self._read_small(posixpath.join(final, MARKER))
@@ -167,7 +170,7 @@ class Store(abc.ABC):
         if tier is not None:
             # Set before writing, so new blocks go to the tier's storage at once.
             await self._apply_tier(incoming, tier)
-        await self._write_all(plan, incoming, source, progress)
+        await self._write_all(plan, incoming, source, progress, sha256)
         plan.check_complete()
 
         await self._write_small(posixpath.join(incoming, MARKER), manifest.id.encode())
@@ -179,14 +182,14 @@ class Store(abc.ABC):
         return self._result(manifest, plan, "landed", policy)
 
     async def _write_all(self, plan: LandingPlan, incoming: str, source: Source,
-                         progress: ProgressCallback | None) -> None:
+                         progress: ProgressCallback | None, sha256: bool) -> None:
         slots = asyncio.Semaphore(self.concurrency)
         tasks: set[asyncio.Task[None]] = set()
         failures: list[BaseException] = []
 
         async def one(entry: FileEntry, local: Path) -> None:
             try:
-                await self._land_file(plan, incoming, entry, local)
+                await self._land_file(plan, incoming, entry, local, sha256)
                 if progress is not None:
                     progress(plan.progress())
             except BaseException as exc:
@@ -214,15 +217,15 @@ class Store(abc.ABC):
             raise failures[0]
 
     async def _land_file(self, plan: LandingPlan, incoming: str, entry: FileEntry,
-                         local: Path) -> None:
+                         local: Path, sha256: bool) -> None:
         target = posixpath.join(incoming, entry.path)
         if plan.resume(entry, await self._verified(target)):
             return
-        hasher = hashlib.sha256()
+        hasher = hashlib.sha256() if sha256 else None
         counter = [0]
         await self._write_file(target, _hashing_reader(local, hasher, counter))
         try:
-            plan.finished(entry, counter[0], hasher.digest())
+            plan.finished(entry, counter[0], None if hasher is None else hasher.digest())
         except LandingError:
             await self._delete(target)  # never keep bytes that are not the dataset's
             raise
@@ -283,7 +286,7 @@ class Store(abc.ABC):
 
 
 async def _hashing_reader(path: Path, hasher: Any, counter: list[int]) -> AsyncIterator[bytes]:
-    """Read a local file in chunks, hashing in a thread, one chunk ahead of the consumer.
+    """Read a local file in chunks, hashing in a thread (unless hasher is None), one chunk ahead.
 
     The read-ahead lets reading and hashing chunk n+1 overlap sending chunk n, so
     verification costs (almost) no extra time; memory stays at two chunks.
@@ -295,7 +298,8 @@ async def _hashing_reader(path: Path, hasher: Any, counter: list[int]) -> AsyncI
 
     def read() -> bytes:
         chunk = handle.read(READ_CHUNK)
-        hasher.update(chunk)
+        if hasher is not None:
+            hasher.update(chunk)
         counter[0] += len(chunk)
         return chunk
 

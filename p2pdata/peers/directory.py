@@ -85,6 +85,10 @@ class PeerDirectory:
                 found.extend(self._info[url].torrent_endpoints)
         return found
 
+    def seeding(self, manifest_ids: set[str]) -> list[str]:
+        """Peer API URLs of the peers seeding one of `manifest_ids` (their trackers list them)."""
+        return sorted(url for url, have in self._have.items() if have & manifest_ids and url in self._info)
+
     def ssl_seeders(self, manifest_id: str, owner: str) -> list[Endpoint]:
         """SSL torrent endpoints of every peer that has this restricted dataset, owner included."""
         found: list[Endpoint] = []

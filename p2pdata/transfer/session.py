@@ -30,6 +30,7 @@ from p2pdata.transfer.state import (
     JobState,
     Progress,
     RateMeter,
+    UploadTally,
 )
 from p2pdata.transfer.torrents import Layout
 
@@ -143,11 +144,6 @@ class _Swarm:
             log.warning("%s: banned peer %s:%s", self.manifest.ref, *alert.ip)
         elif isinstance(alert, lt.hash_failed_alert):
             self.hash_failures += 1
-
-    @property
-    def uploaded(self) -> int:
-        """Payload bytes this torrent sent to peers since it joined the session."""
-        return self.handle.status().total_payload_upload if self.handle is not None else 0
 
     def sample_peers(self) -> int:
         assert self.handle is not None
@@ -432,6 +428,7 @@ class TransferSession:
         self._resume_waiters: dict[str, asyncio.Future[None]] = {}
         self._crashed = False
         self._fresh_resume: set[str] = set()  # resume data this session wrote itself
+        self.uploads = UploadTally()
 
     # --- life cycle --------------------------------------------------------
 
@@ -572,6 +569,29 @@ class TransferSession:
     def swarms(self) -> list[_Swarm]:
         return list(self._swarms.values())
 
+    def upload_stats(self) -> dict[str, Any]:
+        """Bytes sent since start, per dataset and per remote peer, and the current rate."""
+        for swarm in self._swarms.values():
+            self._sample_uploads(swarm)  # up to date now, not as of the last tick
+        rate = sum(s.handle.status().upload_payload_rate for s in self._swarms.values()
+                   if s.handle is not None)
+        return {
+            "uploaded": self.uploads.total,
+            "upload_rate": rate,
+            "datasets": [{"dataset": d, "sent": n} for d, n in sorted(self.uploads.by_dataset.items())],
+            "peers": [{"address": a, "client": c, "sent": n}
+                      for (a, c), n in sorted(self.uploads.by_peer.items(), key=lambda i: -i[1])],
+        }
+
+    def _sample_uploads(self, swarm: _Swarm) -> None:
+        if swarm.handle is None or not swarm.handle.is_valid():
+            return
+        status = swarm.handle.status()
+        peers = swarm.handle.get_peer_info() if status.num_peers else []
+        self.uploads.sample(
+            f"{swarm.manifest.owner}/{swarm.manifest.ref}", status.total_payload_upload,
+            [((p.ip[0], p.ip[1]), _client_name(p.client), p.total_upload) for p in peers])
+
     # --- internals ---------------------------------------------------------
 
     def _session(self) -> lt.session:
@@ -683,12 +703,18 @@ class TransferSession:
             for swarm in list(self._swarms.values()):
                 if isinstance(swarm, SwarmJob):
                     swarm.tick()
+                self._sample_uploads(swarm)
             if self.clock() >= next_resume:
                 next_resume = self.clock() + self.settings.resume_interval
                 for swarm in list(self._swarms.values()):
                     if isinstance(swarm, SwarmJob) and swarm.handle is not None \
                             and swarm.handle.need_save_resume_data():
                         swarm.handle.save_resume_data(lt.torrent_handle.flush_disk_cache)
+
+
+def _client_name(client: str | bytes) -> str:
+    """The remote's client name from its handshake (bytes in some libtorrent builds)."""
+    return client.decode(errors="replace") if isinstance(client, bytes) else client
 
 
 def _select(manifest: Manifest, patterns: Sequence[str] | None) -> list[FileEntry]:

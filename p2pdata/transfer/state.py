@@ -151,3 +151,55 @@ class FilePieces:
         if not self.span.first_piece <= piece < self.span.first_piece + self.span.num_pieces:
             raise TransferError(f"{self.path}: piece {piece} is not one of its pieces")
         self._have.add(piece)
+
+
+PeerSample = tuple[tuple[str, int], str, int]  # (connection endpoint, client name, payload sent)
+UNSAMPLED = ("?", "connections closed between samples")
+
+
+class UploadTally:
+    """Payload bytes sent, per dataset and per remote peer (p2pdata or any client).
+
+    Fed every progress tick with each torrent's payload-sent counter (exact: it
+    spans closed connections) and its open connections' counters. A counter
+    lower than last time restarted (torrent re-added, new connection on the same
+    endpoint). Bytes a connection sent after its last sample are given to it if
+    it is the only one that closed since, else to UNSAMPLED. A connection's counter
+    can run a few blocks ahead of its torrent's (bytes queued to send), so the
+    per-peer sum may exceed the per-dataset total by that much, never fall short.
+    """
+
+    def __init__(self) -> None:
+        self.by_dataset: dict[str, int] = {}
+        self.by_peer: dict[tuple[str, str], int] = {}  # (address, client) -> bytes
+        self._total: dict[str, int] = {}  # dataset -> its torrent's counter last time
+        self._open: dict[str, dict[tuple[str, int], tuple[tuple[str, str], int]]] = {}
+
+    def sample(self, dataset: str, sent: int, peers: list[PeerSample]) -> None:
+        before = self._total.get(dataset, 0)
+        delta = sent - before if sent >= before else sent
+        self._total[dataset] = sent
+        last = self._open.get(dataset, {})
+        now: dict[tuple[str, int], tuple[tuple[str, str], int]] = {}
+        counted = 0
+        for endpoint, client, count in peers:
+            key = (endpoint[0], client)
+            was = last.get(endpoint, (key, 0))[1]
+            step = count - was if count >= was else count
+            counted += step
+            self._add_peer(key, step)
+            now[endpoint] = (key, count)
+        closed = {key for endpoint, (key, _) in last.items() if endpoint not in now}
+        if delta > counted:
+            self._add_peer(closed.pop() if len(closed) == 1 else UNSAMPLED, delta - counted)
+        if delta:
+            self.by_dataset[dataset] = self.by_dataset.get(dataset, 0) + delta
+        self._open[dataset] = now
+
+    def _add_peer(self, key: tuple[str, str], count: int) -> None:
+        if count > 0:
+            self.by_peer[key] = self.by_peer.get(key, 0) + count
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_dataset.values())

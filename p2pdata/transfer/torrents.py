@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import time
+import urllib.parse
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import libtorrent as lt
 
 from p2pdata.catalog.manifest import FileEntry, Torrent
+from p2pdata.catalog.merkle import V2Hashes
+from p2pdata.catalog.publish import hash_files_v2
 from p2pdata.errors import TransferError
 
 MIN_PIECE = 256 * 1024
 MAX_PIECE = 16 * 1024 * 1024
 _TARGET_PIECES = 2000
-# Root folder inside the torrent. Every add renames files out of it, so data
-# lives at <save_path>/<manifest path> whatever directory it was published from.
+# Root folder inside the torrent when none is given (the daemon names it NAME-VERSION;
+# older catalogs hold "dataset"). Every add renames files out of it, so data lives at
+# <save_path>/<manifest path> whatever the root is called.
 TORRENT_ROOT = "dataset"
 
 
@@ -36,13 +39,16 @@ def choose_piece_size(total_size: int) -> int:
 
 def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
                  *, piece_size: int | None = None, root_cert: bytes | None = None,
-                 name: str = TORRENT_ROOT) -> Torrent:
-    """Create a v2-only torrent covering exactly `manifest_files` under `data_dir`.
+                 name: str = TORRENT_ROOT, v2: Mapping[str, V2Hashes] | None = None,
+                 hybrid: bool = False) -> Torrent:
+    """Create a v2 torrent covering exactly `manifest_files` under `data_dir`.
 
-    v2-only because hybrid torrents hash everything twice (about 25 % slower).
-    Hashing reads every file once, so call it off the event loop. With
-    `root_cert` (PEM) it is an SSL torrent: only peers holding a certificate
-    from that root whose DNS name is `name` can join its swarm.
+    v2-only by default; `hybrid` adds the v1 side (file list with pad files, SHA-1
+    piece hashes) for clients that read only v1, at the cost of a third hash per byte.
+    `v2` holds each file's hashes from publish's single read (scan_for_publish);
+    without them every file is read and hashed here, so call this off the event
+    loop. With `root_cert` (PEM) it is an SSL torrent: only peers holding a
+    certificate from that root whose DNS name is `name` can join its swarm.
     """
     files = list(manifest_files)
     if not files:
@@ -54,27 +60,92 @@ def make_torrent(manifest_files: Iterable[FileEntry], data_dir: Path | str,
             raise TransferError(
                 f"{entry.path}: manifest says {entry.size} bytes, {root} has {actual}"
             )
-    total = sum(entry.size for entry in files)
-    entries = [lt.create_file_entry(f"{name}/{e.path}", e.size) for e in files]
-    creator = lt.create_torrent(entries, piece_size or choose_piece_size(total),
-                                lt.create_torrent.v2_only)
-    creator.set_creator("p2pdata")
+    # Without a piece size, that of the hashes given (they were made at choose_piece_size).
+    given = {hashes.piece_size for hashes in (v2 or {}).values()}
+    size = piece_size or (given.pop() if len(given) == 1 else
+                          choose_piece_size(sum(entry.size for entry in files)))
+    if v2 is None or any(v2.get(e.path) is None or v2[e.path].piece_size != size
+                         or (hybrid and v2[e.path].v1_pieces is None) for e in files):
+        v2 = hash_files_v2(root, [entry.path for entry in files], piece_size_for=lambda _: size,
+                           v1=hybrid)[1]
+    # The BEP 52 metainfo, built here because libtorrent's Python bindings cannot
+    # take precomputed v2 hashes (no set_hash2); libtorrent parses it below.
+    tree: dict[bytes, Any] = {}
+    layers: dict[bytes, bytes] = {}
+    for entry in files:
+        hashes = v2[entry.path]
+        node = tree
+        for part in entry.path.split("/"):
+            node = node.setdefault(part.encode(), {})
+        node[b""] = {b"length": entry.size, **({b"pieces root": hashes.root} if entry.size else {})}
+        if hashes.piece_layer:
+            layers[hashes.root] = hashes.piece_layer
+    info: dict[bytes, Any] = {b"file tree": tree, b"meta version": 2, b"name": name.encode(),
+                              b"piece length": size}
+    if hybrid:
+        info[b"files"], info[b"pieces"] = _v1_side(tree, files, v2, size)
     if root_cert is not None:
-        creator.set_root_cert(root_cert.decode())
-    # set_piece_hashes resolves paths as <parent>/<name>/<path>: point it
-    # at a private folder holding one link to data_dir.
-    with _linked_root(root, name) as parent:
-        lt.set_piece_hashes(creator, str(parent))
-    data = lt.bencode(creator.generate())
-    info = lt.torrent_info(data)
-    return Torrent(info_hash=info.info_hashes().v2.to_bytes(), data=bytes(data))
+        info[b"ssl-cert"] = root_cert
+    data = lt.bencode({b"created by": b"p2pdata", b"creation date": int(time.time()),
+                       b"info": info, b"piece layers": layers})
+    try:
+        parsed = lt.torrent_info(data)
+    except RuntimeError as exc:
+        raise TransferError(f"libtorrent rejects the torrent made for {root}: {exc}") from exc
+    return Torrent(info_hash=parsed.info_hashes().v2.to_bytes(), data=bytes(data))
 
 
-@contextmanager
-def _linked_root(data_dir: Path, name: str) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="p2pdata-torrent-") as tmp:
-        os.symlink(data_dir.resolve(), Path(tmp) / name)
-        yield Path(tmp)
+def _v1_side(tree: dict[bytes, Any], files: list[FileEntry], v2: Mapping[str, V2Hashes],
+             piece_size: int) -> tuple[list[dict[bytes, Any]], bytes]:
+    """A hybrid torrent's v1 file list and pieces, in the order of the v2 file tree.
+
+    BEP 52 wants both sides in one order: the tree's, keys sorted at each level
+    ("a/x" before "a-b"). libtorrent 2.1's own creator sorts whole paths instead
+    ("a-b" first) and then refuses its own torrent for such names. Every non-empty
+    file is followed by a pad file up to the next piece boundary, so each file's
+    v1 pieces are its own; as libtorrent does, a torrent of one file has no pad.
+    """
+    listed: list[dict[bytes, Any]] = []
+    pieces: list[bytes] = []
+    if len(files) == 1:
+        [entry] = files
+        v1, tail = v2[entry.path].v1_pieces or b"", v2[entry.path].v1_tail
+        path = [part.encode() for part in entry.path.split("/")]
+        return [{b"length": entry.size, b"path": path}], v1 if tail is None else v1[:-20] + tail
+
+    def walk(node: dict[bytes, Any], parts: list[bytes]) -> None:
+        for key in sorted(node):
+            if key:
+                walk(node[key], [*parts, key])
+                continue
+            length = node[key][b"length"]
+            listed.append({b"length": length, b"path": parts})
+            pieces.append(v2[b"/".join(parts).decode()].v1_pieces or b"")
+            if pad := -length % piece_size:
+                listed.append({b"attr": b"p", b"length": pad, b"path": [b".pad", str(pad).encode()]})
+
+    walk(tree, [])
+    return listed, b"".join(pieces)
+
+
+def with_trackers(data: bytes, urls: Iterable[str]) -> bytes:
+    """The .torrent with announce URLs added: outside the info dict, so the info hash stays."""
+    decoded = lt.bdecode(data)
+    urls = list(urls)
+    if urls:
+        decoded[b"announce"] = urls[0].encode()
+        decoded[b"announce-list"] = [[url.encode()] for url in urls]
+    return bytes(lt.bencode(decoded))
+
+
+def magnet_link(info_hash_v2: bytes, name: str, trackers: Iterable[str] = (),
+                peers: Iterable[tuple[str, int]] = ()) -> str:
+    """A BEP 9/52 magnet: v2 info hash (btmh), display name, trackers (tr) and seeds (x.pe)."""
+    quote = urllib.parse.quote
+    parts = [f"xt=urn:btmh:1220{info_hash_v2.hex()}", f"dn={quote(name, safe='')}"]
+    parts += [f"tr={quote(url, safe='')}" for url in trackers]
+    parts += [f"x.pe={f'[{host}]' if ':' in host else host}:{port}" for host, port in peers]
+    return "magnet:?" + "&".join(parts)
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,11 @@ class _StatusCollector(Collector):
         sent = GaugeMetricFamily("p2pdata_sent_bytes", "Dataset bytes uploaded to peers by this daemon.")
         sent.add_metric([], float(transfer.get("uploaded") or 0))
         yield sent
+        by_dataset = GaugeMetricFamily("p2pdata_dataset_sent_bytes",
+                                       "Dataset bytes uploaded, per dataset.", labels=["dataset"])
+        for row in transfer.get("datasets") or []:
+            by_dataset.add_metric([str(row["dataset"])], float(row["sent"]))
+        yield by_dataset
 
         yield _by_state("p2pdata_peers", "Known peers by health.",
                         [str(p.get("state")) for p in status.get("peers", [])], [s.value for s in PeerState])

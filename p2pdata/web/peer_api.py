@@ -26,6 +26,7 @@ class PeerView(Protocol):
     def catalog(self) -> tuple[bytes, str]: ...  # signed bytes, etag
     def torrent(self, manifest_id: str) -> bytes | None: ...
     def have(self) -> list[str]: ...
+    def announce(self, query: str, remote: str) -> bytes: ...  # BEP 3, bencoded reply
 
 
 class RestrictedDoors(Protocol):
@@ -95,6 +96,12 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
     async def have(request: web.Request) -> web.Response:
         return web.json_response({"datasets": view.have()})
 
+    async def announce(request: web.Request) -> web.Response:
+        # The tracker of public datasets, for any BitTorrent client (rate-limited by guard).
+        # The raw query: info_hash is 20 percent-escaped bytes, not text.
+        body = view.announce(request.raw_path.partition("?")[2], request.remote or "")
+        return web.Response(body=body, content_type="text/plain")
+
     def restricted_manifest(request: web.Request) -> web.Response:
         assert restricted is not None
         info = request.match_info
@@ -129,6 +136,7 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
     app.router.add_get("/v1/catalog", catalog)
     app.router.add_get("/v1/datasets/{manifest_id}/torrent", torrent)
     app.router.add_get("/v1/have", have)
+    app.router.add_get("/announce", announce)
     if restricted is not None:
         app.router.add_get("/v1/restricted/granted", _async(restricted_granted))
         app.router.add_get("/v1/restricted/{name}/{version}/manifest", _async(restricted_manifest))

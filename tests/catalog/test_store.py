@@ -161,3 +161,27 @@ def test_search_filters(indexed: CatalogStore, identity: Identity,
     assert len(indexed.search(limit=2)) == 2
     [hit] = indexed.search("census")
     assert hit.publisher == identity.cluster_id and hit.manifest.total_size == 10
+
+
+
+def test_search_words_never_match_filter_values(indexed: CatalogStore) -> None:
+    # Filters are tokens in the same index: "f" + hex("parquet"), "t" + hex("vision").
+    assert indexed.search("f7061") == [] and indexed.search("t76") == []
+    assert names(indexed.search("tiny", format="tfrecord", tags=["small"])) == ["cifar"]
+
+
+def test_search_with_more_matches_than_it_ranks_keeps_name_matches_first(
+    store: CatalogStore, identity: Identity, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    me = identity.cluster_id
+    # Indexed first, so outside the window of the newest matches.
+    publish(store, identity, [sized(me, "zebra", 5, description="zebra stripes")]
+            + [sized(me, f"other-{i}", 5, description=f"zebra {'zebra ' * i}crossing {i}")
+               for i in range(6)])
+    everything = names(store.search("zebra"))
+    monkeypatch.setattr("p2pdata.catalog.store.RANKED_AT_MOST", 3)
+    windowed = names(store.search("zebra"))
+    assert windowed[0] == everything[0] == "zebra"
+    # The rest: the 3 newest matches, by score, as the full ranking orders them.
+    assert windowed[1:] == [n for n in everything if n in {"other-3", "other-4", "other-5"}]
+    assert names(store.search("zebra", max_size=4)) == []

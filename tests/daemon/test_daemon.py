@@ -8,6 +8,7 @@ import json
 import signal
 from pathlib import Path
 
+import libtorrent as lt
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -71,8 +72,13 @@ def test_static_peers_search_fetch_and_reseed(make_daemon, tmp_path):
     expected = make_dataset(source)
     alpha = make_daemon("alpha")
     beta = make_daemon("beta")
-    _publish(alpha, source)
+    published = _publish(alpha, source)
     _publish(beta, source)
+    # The torrent's root folder is NAME-VERSION, so one BitTorrent client can hold many datasets.
+    reply = requests.get(f"{alpha.peer_url}/v1/datasets/{published['id']}/torrent", timeout=30)
+    info = lt.torrent_info(reply.content)
+    assert info.name() == "clicks-1"
+    assert info.info_hashes().v2.to_bytes().hex() == published["info_hash"]
     gamma = make_daemon("gamma", discovery={"static_peers": [alpha.peer_url, beta.peer_url]})
     gamma.cli("trust", "add", alpha.cluster_id)
     gamma.cli("trust", "add", beta.cluster_id)

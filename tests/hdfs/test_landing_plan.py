@@ -45,6 +45,15 @@ def test_mismatch_raises_and_leaves_file_missing() -> None:
         plan.check_complete()
 
 
+def test_content_checked_by_the_source_still_needs_the_right_size() -> None:
+    # sha256=None: the swarm's v2 piece hashes checked the bytes; the size is still compared.
+    plan = LandingPlan(MANIFEST, None, final_exists=False)
+    plan.finished(A, A.size, None)
+    with pytest.raises(HashMismatch, match="b: got 3 bytes, the manifest says 4 bytes"):
+        plan.finished(B, 3, None)
+    assert plan.missing() == ["b"]
+
+
 def test_already_landed_and_conflicts() -> None:
     assert LandingPlan(MANIFEST, MANIFEST.id, final_exists=True).state is \
         LandingState.ALREADY_LANDED

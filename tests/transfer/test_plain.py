@@ -6,7 +6,14 @@ import pytest
 from p2pdata.catalog.manifest import FileEntry
 from p2pdata.errors import StagingFull, TransferError
 from p2pdata.transfer import StagingLedger, choose_piece_size
-from p2pdata.transfer.state import FilePieces, JobMachine, JobState, RateMeter
+from p2pdata.transfer.state import (
+    UNSAMPLED,
+    FilePieces,
+    JobMachine,
+    JobState,
+    RateMeter,
+    UploadTally,
+)
 from p2pdata.transfer.torrents import MAX_PIECE, MIN_PIECE, FileSpan
 
 MIB = 1024 * 1024
@@ -82,3 +89,17 @@ def test_file_pieces_completes_once_every_piece_passed() -> None:
     assert pieces.complete
     with pytest.raises(TransferError, match="not one of its pieces"):
         pieces.piece_done(7)
+
+
+def test_upload_tally_counts_per_dataset_exactly_and_per_peer_across_reconnects() -> None:
+    tally = UploadTally()
+    a, b = ("10.0.0.1", 5000), ("10.0.0.2", 6000)
+    qbt, ours = ("10.0.0.1", "qBittorrent/4.5.2"), ("10.0.0.2", "p2pdata")
+    tally.sample("o/x@1", 150, [(a, qbt[1], 100), (b, ours[1], 50)])
+    # b closed after sending 30 more than its last sample showed: the torrent's counter knows.
+    tally.sample("o/x@1", 380, [(a, qbt[1], 300)])
+    tally.sample("o/x@1", 410, [(a, qbt[1], 20), (b, ours[1], 10)])  # both reconnected
+    tally.sample("o/y@1", 5, [])  # a connection that came and went between two samples
+    tally.sample("o/y@1", 2, [])  # the torrent was re-added: its counter restarted
+    assert tally.by_dataset == {"o/x@1": 410, "o/y@1": 7} and tally.total == 417
+    assert tally.by_peer == {qbt: 320, ours: 90, UNSAMPLED: 7}

@@ -6,13 +6,15 @@ import asyncio
 import dataclasses
 import hashlib
 import time
+import types
 from pathlib import Path
 
+import libtorrent as lt
 import pytest
 
 from p2pdata.errors import StagingFull, TransferError
 from p2pdata.hdfs import HashMismatch, LocalStore
-from p2pdata.transfer import JobState, Progress, SwarmJob
+from p2pdata.transfer import JobState, Progress, SwarmJob, make_torrent
 from tests.plugins.transfer import MIB, sha256_file
 
 LOCAL = "127.0.0.1"
@@ -46,6 +48,41 @@ async def test_bytes_the_manifest_disagrees_with_never_land(
         await asyncio.wait_for(store.land(lying, job.completed_files()), 60)
     assert not await store.is_landed(lying)
     assert not Path(store.final_path(lying.name, lying.version)).exists()
+
+
+async def test_swarm_files_land_without_a_second_sha256_pass(
+        dataset, transfer_session, tmp_path, monkeypatch) -> None:
+    # What `fetch` does by default (--verify v2): the pieces passed their v2 hashes, so
+    # landing computes no SHA-256; the bytes landed are still exactly the manifest's.
+    manifest, source = dataset({"a.bin": 3 * MIB + 5, "b.bin": 1000})
+    seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
+    await seeder.seed(manifest, source)
+    job = await leecher.fetch(manifest, [(LOCAL, seeder.listen_port)])
+    store = LocalStore(tmp_path / "store")
+    hashed: list[int] = []
+    # Only the landing code's own name for hashlib: the store's bookkeeping may hash paths.
+    monkeypatch.setattr("p2pdata.hdfs.store.hashlib", types.SimpleNamespace(
+        sha256=lambda *a: hashed.append(1) or hashlib.sha256(*a)))
+    await asyncio.wait_for(store.land(manifest, job.completed_files(), sha256=False), 60)
+    assert hashed == []
+    final = Path(store.final_path(manifest.name, manifest.version))
+    for entry in manifest.files:
+        assert sha256_file(final / entry.path) == entry.sha256
+
+
+async def test_hybrid_torrent_swarms_and_lands_checked_by_both_sides(
+        dataset, transfer_session, tmp_path) -> None:
+    manifest, source = dataset({"a.bin": 2 * MIB + 3, "dir/b.bin": 5000, "empty": 0})
+    hybrid = manifest.with_torrent(make_torrent(manifest.files, source, hybrid=True))
+    assert lt.torrent_info(hybrid.torrent.data).info_hashes().has_v1()
+    seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
+    await seeder.seed(hybrid, source)
+    job = await leecher.fetch(hybrid, [(LOCAL, seeder.listen_port)])
+    store = LocalStore(tmp_path / "store")
+    await asyncio.wait_for(store.land(hybrid, job.completed_files(), sha256=False), 60)
+    final = Path(store.final_path(hybrid.name, hybrid.version))
+    for entry in hybrid.files:
+        assert sha256_file(final / entry.path) == entry.sha256
 
 
 async def test_one_seed_to_one_leecher(dataset, transfer_session) -> None:
