@@ -195,6 +195,7 @@ async def _view(service: ControlService, telemetry: Telemetry, query: Any) -> di
         "peers": status.get("peers", []), "jobs": jobs, "landed": status.get("landed", []), "runs": runs,
         "datasets": datasets, "q": q, "filters": filters, "now": now,
         "publishers": status.get("publishers", {}),
+        "seeding": status.get("transfer", {}),
     }
 
 

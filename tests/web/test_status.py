@@ -169,3 +169,21 @@ async def test_event_stream_with_the_login_cookie(client: Client, service: FakeS
     data = json.loads(lines[2].removeprefix(b"data: "))
     assert data["job"] == "f-0001"
     assert data["done_bytes"] == 1
+
+
+async def test_seeding_shows_bytes_sent_per_dataset_and_per_remote_peer(
+        client: Client, service: FakeService) -> None:
+    service.state["transfer"] = {
+        "uploaded": 3 * 2**20, "upload_rate": 0.0,
+        "datasets": [{"dataset": "c-abc123/clicks@1", "sent": 3 * 2**20}],
+        # The client name comes from the remote peer's handshake: outside text.
+        "peers": [{"address": "127.0.0.1:51413", "client": "<b>qBittorrent</b>", "sent": 3 * 2**20}],
+    }
+    await log_in(client)
+    text = await (await client.get("/")).text()
+    seeding = text.split('<section id="seeding">')[1].split("</section>")[0]
+    assert "3.0 MiB sent" in seeding
+    assert "clicks@1" in seeding and "127.0.0.1:51413" in seeding
+    assert "&lt;b&gt;qBittorrent&lt;/b&gt;" in seeding and "<b>" not in seeding
+    service.state["transfer"] = {"uploaded": 0, "upload_rate": 0.0, "datasets": [], "peers": []}
+    assert "Nothing sent to other clusters yet" in await (await client.get("/")).text()
