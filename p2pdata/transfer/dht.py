@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pdata.errors import TransferError
+from p2pdata.transfer.alerts import AlertPump
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,7 @@ class DhtNode:
             _endpoint(node)  # a malformed entry fails the start, not the first lookup
         self.settings = settings
         self._ses: lt.session | None = None
-        self._alert_pipe: tuple[int, int] | None = None
-        self._pump_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._alerts: AlertPump | None = None
         self._puts: dict[bytes, list[asyncio.Future[int]]] = defaultdict(list)
         self._gets: dict[tuple[bytes, bytes], list[_Collect[MutableItem]]] = defaultdict(list)
         self._peers: dict[bytes, list[_Collect[tuple[str, int]]]] = defaultdict(list)
@@ -133,32 +131,22 @@ class DhtNode:
             await asyncio.to_thread(holder.clear)
             raise TransferError(f"the DHT node cannot listen on {self.settings.listen} "
                                 "([discovery] dht_listen): no such address here, or not allowed")
-        # Alerts wake the loop through a pipe, as in the swarm session (no GIL in libtorrent's lock).
-        self._alert_pipe = os.pipe()
-        for fd in self._alert_pipe:
-            os.set_blocking(fd, False)
-        self._ses.set_alert_fd(self._alert_pipe[1])
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self._alert_pipe[0], self._alerts_ready)
-        self._pump_task = loop.create_task(self._pump())
+        self._alerts = AlertPump(self._ses, self._dispatch)
         for node in self.settings.bootstrap:
             self._ses.add_dht_node(_endpoint(node))
 
     async def close(self) -> None:
         if self._ses is None:
             return
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            await asyncio.gather(self._pump_task, return_exceptions=True)
+        if self._alerts is not None:
+            await self._alerts.stop()
         ses, self._ses = self._ses, None
         holder = [ses]
         del ses
         await asyncio.to_thread(holder.clear)
-        if self._alert_pipe is not None:
-            asyncio.get_running_loop().remove_reader(self._alert_pipe[0])
-            for fd in self._alert_pipe:
-                os.close(fd)
-            self._alert_pipe = None
+        if self._alerts is not None:  # only now: libtorrent may write to it until it is gone
+            self._alerts.close()
+            self._alerts = None
 
     @property
     def port(self) -> int:
@@ -241,24 +229,6 @@ class DhtNode:
         if self._ses is None:
             raise TransferError("the DHT node is not running")
         return self._ses
-
-    def _alerts_ready(self) -> None:
-        assert self._alert_pipe is not None
-        with contextlib.suppress(BlockingIOError):
-            os.read(self._alert_pipe[0], 4096)
-        self._wake.set()
-
-    async def _pump(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._ses is None:
-                return
-            for alert in self._ses.pop_alerts():
-                try:
-                    self._dispatch(alert)
-                except Exception:
-                    log.exception("handling %s", type(alert).__name__)
 
     def _dispatch(self, alert: lt.alert) -> None:
         if isinstance(alert, lt.dht_put_alert) and len(alert.public_key) == 32:

@@ -8,7 +8,6 @@ decision is made by the plain classes in state.py and staging.py.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import logging
 import os
@@ -22,6 +21,7 @@ import libtorrent as lt
 
 from p2pdata.catalog.manifest import FileEntry, Manifest
 from p2pdata.errors import TransferError
+from p2pdata.transfer.alerts import AlertPump
 from p2pdata.transfer.staging import Staging
 from p2pdata.transfer.state import (
     FilePieces,
@@ -422,8 +422,7 @@ class TransferSession:
         self.staging = Staging(settings.staging_dir, settings.staging_budget)
         self._ses: lt.session | None = None
         self._swarms: dict[str, _Swarm] = {}
-        self._wake = asyncio.Event()
-        self._alert_pipe: tuple[int, int] | None = None  # (read end, libtorrent's write end)
+        self._alerts: AlertPump | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._resume_waiters: dict[str, asyncio.Future[None]] = {}
         self._crashed = False
@@ -449,14 +448,8 @@ class TransferSession:
                           1 << lt.session.global_peer_class_id)
         self._ses.set_peer_class_filter(everyone)
 
-        # A pipe, not set_alert_notify: a Python callback needs the GIL inside libtorrent's
-        # alert lock, and the session's destructor takes that lock while holding the GIL.
-        self._alert_pipe = os.pipe()
-        for fd in self._alert_pipe:
-            os.set_blocking(fd, False)  # a full pipe already means "wake up"
-        self._ses.set_alert_fd(self._alert_pipe[1])
-        loop.add_reader(self._alert_pipe[0], self._alerts_ready)
-        self._tasks = [loop.create_task(self._pump()), loop.create_task(self._timers())]
+        self._alerts = AlertPump(self._ses, self._dispatch)
+        self._tasks = [loop.create_task(self._timers())]
 
     @property
     def listen_port(self) -> int:
@@ -477,6 +470,8 @@ class TransferSession:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._alerts is not None:
+            await self._alerts.stop()
         for swarm in self._swarms.values():
             if isinstance(swarm, SwarmJob) and not swarm.state.terminal:
                 swarm.fail("the transfer session closed", level=logging.INFO)  # a stop, not an error
@@ -485,11 +480,9 @@ class TransferSession:
         holder = [ses]
         del ses
         await asyncio.to_thread(holder.clear)  # the destructor blocks while it disconnects
-        if self._alert_pipe is not None:  # only now: libtorrent may write to it until it is gone
-            asyncio.get_running_loop().remove_reader(self._alert_pipe[0])
-            for fd in self._alert_pipe:
-                os.close(fd)
-            self._alert_pipe = None
+        if self._alerts is not None:  # only now: libtorrent may write to it until it is gone
+            self._alerts.close()
+            self._alerts = None
         (self.settings.staging_dir / _DIRTY_MARKER).unlink(missing_ok=True)
 
     async def __aenter__(self) -> TransferSession:
@@ -663,24 +656,6 @@ class TransferSession:
                 waiters.append(future)
         if waiters:
             await asyncio.wait(waiters, timeout=timeout)
-
-    def _alerts_ready(self) -> None:
-        assert self._alert_pipe is not None
-        with contextlib.suppress(BlockingIOError):
-            os.read(self._alert_pipe[0], 4096)
-        self._wake.set()
-
-    async def _pump(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._ses is None:
-                return
-            for alert in self._ses.pop_alerts():
-                try:
-                    self._dispatch(alert)
-                except Exception:
-                    log.exception("handling %s", type(alert).__name__)
 
     def _dispatch(self, alert: lt.alert) -> None:
         if isinstance(alert, lt.save_resume_data_failed_alert):
