@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from p2pdata.cli import main as cli_main
 
@@ -83,21 +83,26 @@ class DaemonProcess:
         return self.runtime["peer_url"]
 
     def cli(self, *args: str, ok: bool = True) -> str:
-        """Run a p2pdata command against this home, in this process, and return its output."""
+        """Run a p2pdata command against this home, in this process, and return its output
+        (stdout and stderr interleaved, as a terminal shows them)."""
+        return self._invoke(args, ok).output
+
+    def _invoke(self, args: tuple[str, ...], ok: bool) -> Result:
         # In a thread of its own: the CLI runs its own event loop, and the caller may be inside one.
         with ThreadPoolExecutor(1) as thread:
             invoke = partial(CliRunner().invoke, cli_main, ["--home", str(self.home), *args], catch_exceptions=False)
             result = thread.submit(invoke).result()
         if ok and result.exit_code != 0:
             raise AssertionError(f"p2pdata {' '.join(args)} exited {result.exit_code}: {result.output}")
-        return result.output
+        return result
 
     def cli_shown(self, *args: str) -> int:
         """Run a p2pdata command as a child process writing to our terminal (progress bars)."""
         return subprocess.call([sys.executable, "-m", "p2pdata", "--home", str(self.home), *args])
 
     def cli_json(self, *args: str) -> Any:
-        return json.loads(self.cli(*args, "--json"))
+        # stdout alone: a warning on stderr (say, from garbage collection) is not part of the JSON
+        return json.loads(self._invoke((*args, "--json"), True).stdout)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         if self.process is None or self.process.poll() is not None:
