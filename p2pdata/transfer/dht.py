@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import libtorrent as lt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from p2pdata.catalog.identity import bep44_message
 from p2pdata.errors import TransferError
 from p2pdata.transfer.alerts import AlertPump
 from p2pdata.transfer.bep44 import MAX_DATAGRAM, Endpoint, MutableItem, MutablePut, PutResult, start_nodes
@@ -133,14 +136,17 @@ class DhtNode:
     def add_node(self, endpoint: str) -> None:
         self._session().add_dht_node(_endpoint(endpoint))
 
-    async def put(self, item: MutableItem, timeout: float = 30.0) -> PutResult:
-        """Store a signed item under its key and salt at the sequence number it carries.
+    async def put(self, private_key: Ed25519PrivateKey, value: bytes, salt: bytes, seq: int,
+                  timeout: float = 30.0) -> PutResult:
+        """Store `value` under our key and `salt` at sequence number `seq`, signed here.
 
         Never raises for what the DHT answered: the result says whether nodes stored it, hold
         a higher sequence number (`behind`) or another value at this one (`conflict`).
         """
-        if item.value is None or len(item.value) + len(str(len(item.value))) + 1 > MAX_VALUE:
-            raise TransferError(f"a DHT item holds at most {MAX_VALUE} bytes of bencoded value")
+        if len(value) + len(str(len(value))) + 1 > MAX_VALUE:
+            raise TransferError(f"a DHT item holds at most {MAX_VALUE} bytes; this one is {len(value)}")
+        public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        item = MutableItem(public, salt, seq, value, private_key.sign(bep44_message(salt, seq, value)))
         host = self.settings.listen.rpartition(":")[0].strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         loop = asyncio.get_running_loop()
