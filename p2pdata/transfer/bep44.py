@@ -245,8 +245,9 @@ class MutablePut:
         return -1 if node.node_id is None else int.from_bytes(node.node_id, "big") ^ self._target
 
     def _closest(self) -> list[_Node]:
-        answered = [n for n in self._nodes.values() if n.state == "answered"]
-        return sorted(answered, key=self._distance)[:K]
+        """The k closest nodes that answered with a write token: where the put will go."""
+        ready = [n for n in self._nodes.values() if n.state == "answered" and n.token]
+        return sorted(ready, key=self._distance)[:K]
 
     def _lookup(self, now: float) -> list[tuple[Endpoint, bytes]]:
         closest = self._closest()
@@ -300,7 +301,7 @@ class MutablePut:
         if stored.seq == item.seq and stored.values - {item.value}:
             self._end("conflict", f"the DHT holds another value of ours at sequence number {item.seq}")
             return []
-        ready = [n for n in self._closest() if n.token is not None]
+        ready = self._closest()
         if not ready:
             answered = any(n.state == "answered" for n in self._nodes.values())
             self._end("unreached", "no DHT node gave a write token" if answered
@@ -310,7 +311,12 @@ class MutablePut:
         args = {b"k": item.public_key, b"seq": item.seq, b"sig": item.signature, b"v": item.value}
         if item.salt:
             args[b"salt"] = item.salt
-        return [self._send(n, "put", now, {**args, b"token": n.token}) for n in ready]
+        # Each put names the receiving node's own id as the sender's: libtorrent's node adds
+        # whoever puts to its routing table, "ro" or not (node.cpp, incoming put: node_seen),
+        # and our socket answers no queries, so every put would leave a dead node behind that
+        # stalls everyone's lookups; a node never adds its own id (routing_table add_node).
+        return [self._send(n, "put", now, {**args, b"token": n.token, b"id": n.node_id})
+                for n in ready]
 
     def _finish(self) -> None:
         errors = list(self._errors.values())
@@ -338,7 +344,7 @@ class MutablePut:
         self._pending[tid] = _Pending(node, query, now)
         # "ro": we answer no queries, so nodes must not put us in their routing tables (BEP 43).
         message = {b"t": tid, b"y": b"q", b"q": query.encode(), b"ro": 1,
-                   b"a": {b"id": self._id, **args}}
+                   b"a": {b"id": self._id, **args}}  # args may name another id (a put)
         return node.endpoint, bencode(message)
 
 
