@@ -170,11 +170,17 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     assert row["source"] == "dht" and row["cluster_id"] == alpha.cluster_id
     shown = gamma.cli("status")
     assert "DHT: port" in shown and " dht " in shown, shown
+    before = wait_for(lambda: dht_status(gamma)["published"], what="gamma's record on the DHT")
     # After a restart the peer waits until the DHT finds it again, which it does.
     gamma.stop()
     gamma.start()
     assert alpha.peer_url in peer_rows(gamma)
     assert wait_for(found, timeout=60, what="gamma to find alpha after a restart")["source"] == "dht"
+    # The DHT held gamma's record (issued before the restart) at its catalog version, and
+    # nodes keep what they hold at an equal sequence number: gamma signed a new version.
+    after = wait_for(lambda: dht_status(gamma)["published"], what="gamma's record after a restart")
+    assert after["seq"] == after["catalog_version"] > before["catalog_version"], (before, after)
+    assert dht_status(gamma)["publish_error"] is None
     job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")
     assert job["state"] == "landed", job
     assert landed_files(gamma.home / "datasets", "clicks", "1") == expected
