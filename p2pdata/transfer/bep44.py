@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -90,7 +91,7 @@ def _decode(data: bytes, at: int, depth: int) -> tuple[Any, int]:
     if lead == b"i":
         end = data.find(b"e", at)
         text = data[at + 1:end] if end > 0 else b""
-        if not 0 < len(text) <= 20 or not text.lstrip(b"-").isdigit():
+        if not re.fullmatch(rb"-?[0-9]{1,20}", text):
             raise BencodeError("bad integer")
         return int(text), end + 1
     if lead.isdigit():

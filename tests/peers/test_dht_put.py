@@ -7,10 +7,13 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from p2pdata.catalog import Identity
 from p2pdata.catalog.identity import bep44_message
 from p2pdata.transfer.bep44 import (
     MAX_NODES_PER_REPLY,
+    BencodeError,
     MutableItem,
     MutablePut,
     PutResult,
@@ -203,3 +206,11 @@ def test_error_answers_to_the_put() -> None:
     assert result.outcome == "unreached"
     assert result.detail == "0 of 3 DHT nodes stored it; refused: 206 invalid signature; 1 did not answer"
     assert with_errors((301, b"CAS mismatch")).outcome == "unreached"
+
+
+def test_bdecode_refuses_what_is_not_one_bounded_value() -> None:
+    assert bdecode(bencode({b"a": [1, -2, b"x", {b"b": b""}]})) == {b"a": [1, -2, b"x", {b"b": b""}]}
+    for junk in (b"i--5e", b"ie", b"i5", b"i123456789012345678901e", b"5:ab", b"d1:ai1ee1",
+                 b"l" * 10 + b"e" * 10, b"di1ei2ee", b"x", b"", b"99999999:a", b"0:" + b"x" * 5000):
+        with pytest.raises(BencodeError):
+            bdecode(junk)
