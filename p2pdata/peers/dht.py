@@ -78,8 +78,6 @@ class PutReport(Protocol):
     def outcome(self) -> str: ...  # stored | behind | conflict | unreached
     @property
     def detail(self) -> str: ...
-    @property
-    def highest(self) -> int | None: ...
 
 
 class ItemStore(Protocol):
