@@ -156,8 +156,11 @@ class DhtNode:
                          now=loop.time(), node_id=os.urandom(20), timeout=timeout,
                          ipv6=family == socket.AF_INET6)
         arrived = asyncio.Event()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Krpc(put, arrived), local_addr=(host, 0), family=family)
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Krpc(put, arrived), local_addr=(host, 0), family=family)
+        except OSError as exc:
+            raise TransferError(f"no UDP socket for a DHT put on {host}: {exc}") from exc
         try:
             while True:
                 for endpoint, data in put.poll(loop.time()):

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from p2pdata.catalog import Identity
-from p2pdata.catalog.identity import bep44_message as signed_message
+from p2pdata.catalog.identity import bep44_message
 from p2pdata.db import open_db
 from p2pdata.peers.dht import (
     SALT,
@@ -50,7 +50,7 @@ def item(signer: Identity, rec: DhtRecord, seq: int | None = None, key: Identity
     its sequence number is the record's catalog version unless told otherwise."""
     seq = rec.catalog_version if seq is None else seq
     value = rec.encode()
-    signature = signer.sign(signed_message(SALT, seq, value))
+    signature = signer.sign(bep44_message(SALT, seq, value))
     return Item((key or signer).public_key, SALT, seq, value, signature)
 
 
@@ -95,7 +95,7 @@ def test_forged_items_are_refused(alpha: Identity) -> None:
     assert refused(alpha, replace(good, value=None)) == "malformed"
     junk = b"not msgpack \xc1"
     assert refused(alpha, Item(alpha.public_key, SALT, 9, junk,
-                               alpha.sign(signed_message(SALT, 9, junk)))) == "malformed"
+                               alpha.sign(bep44_message(SALT, 9, junk)))) == "malformed"
     assert refused(alpha, replace(good, salt=b"other")) == "malformed"
     # Genuinely signed, but its sequence number is not the catalog version it names.
     assert refused(alpha, item(alpha, rec, seq=9)) == "seq-mismatch"
@@ -153,7 +153,7 @@ class FakeDht:
         if top is not None and top.seq == seq and top.value != value:
             return PutResult("conflict", 0, f"another value at {seq}")
         held.append(Item(identity.public_key, salt, seq, value,
-                         identity.sign(signed_message(salt, seq, value))))
+                         identity.sign(bep44_message(salt, seq, value))))
         self.puts.append((seq, value))
         return PutResult("stored", 3, "3 of 3 DHT nodes stored it")
 
