@@ -608,9 +608,11 @@ def status(ctx: Context, web: bool, as_json: bool) -> None:
 def _dht_lines(dht: dict[str, Any]) -> None:
     """The DHT under `status`: our record, and why clusters were not found (outside text)."""
     published = dht.get("published")
-    ours = (f"our record: catalog version {published['catalog_version']}, seq {published['seq']}"
+    ours = (f"our record: catalog version {published['catalog_version']} (its seq)"
             if published else f"our record not published ({dht.get('publish_error') or 'not yet'})")
     plain(console, f"DHT: port {dht['port']}, {dht['nodes']} nodes; {ours}")
+    if published and dht.get("publish_error"):  # e.g. our catalog version went backwards
+        plain(console, f"  last put: {dht['publish_error']}")
     for cluster, why in sorted(dht.get("refused", {}).items()):
         plain(console, f"  refused for {cluster}: {why}")
     if dht.get("not_found"):

@@ -446,11 +446,12 @@ class Daemon:
                 or any(e.cluster_id == cluster_id and e.public_key in (None, encoded) for e in self.trust.list())
                 or self.restricted.grants.any_to(cluster_id))
 
-    def catalog(self) -> tuple[bytes, str]:
+    def catalog(self, renew: bool = False) -> tuple[bytes, str]:
         signed = self.local_catalog.signed(
             now=int(time.time()),
             lifetime=self.config.cluster.catalog_lifetime,
             public=self.restricted.public_view,
+            renew=renew,  # a new version for the DHT (see peers.dht.next_put)
         )
         return signed, hashlib.sha256(signed).hexdigest()
 

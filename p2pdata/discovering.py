@@ -72,7 +72,7 @@ class DiscoveryHost(Protocol):
     peer_url: str
     dht: DhtNode | None
 
-    def catalog(self) -> tuple[bytes, str]: ...
+    def catalog(self, renew: bool = False) -> tuple[bytes, str]: ...
 
     def peer_callbacks(self, source: Source) -> tuple[OnFound, OnLost]: ...
 
@@ -113,8 +113,9 @@ def peer_sources(host: DiscoveryHost, added: Iterable[str], peer_port: int) -> l
 def _dht_discovery(host: DiscoveryHost, node: DhtNode) -> DhtDiscovery:
     own = host.identity.cluster_id
 
-    def advert() -> Advert:
-        signed, _ = host.catalog()  # signs a new version only when the content changed
+    def advert(renew: bool) -> Advert:
+        # Signs a new version when the content changed, or when asked to (`renew`).
+        signed, _ = host.catalog(renew)
         return Advert((host.peer_url,), host.local_catalog.version, hashlib.sha256(signed).digest())
 
     def wanted() -> dict[str, bytes]:

@@ -32,6 +32,13 @@ def verify_signature(public_key: bytes, data: bytes, signature: bytes) -> bool:
     return True
 
 
+def bep44_message(salt: bytes, seq: int, value: bytes) -> bytes:
+    """The bytes a BEP 44 mutable item's signature covers, for a value that is a bencoded string
+    (the DHT's wire format; here because both who signs and who checks such items need it)."""
+    prefix = b"4:salt%d:%s" % (len(salt), salt) if salt else b""
+    return prefix + b"3:seqi%de1:v%d:%s" % (seq, len(value), value)
+
+
 def encode_public_key(public_key: bytes) -> str:
     """Text form used in files, JSON and the CLI: `ed25519:<base64>`."""
     return "ed25519:" + base64.b64encode(public_key).decode()

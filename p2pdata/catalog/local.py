@@ -107,13 +107,15 @@ class LocalCatalog:
         return 0 if row is None else row["version"]
 
     def signed(self, now: int, lifetime: int,
-               public: Callable[[Manifest], Manifest | None] | None = None) -> bytes:
+               public: Callable[[Manifest], Manifest | None] | None = None,
+               renew: bool = False) -> bytes:
         """This cluster's signed catalog, valid from `now` for `lifetime` seconds.
 
         Peers reject a version they hold with other bytes, so every new
         signature takes a new version. The last one is reused while its
         content is current and it has at least half its lifetime left: serving
-        it on every request costs nothing and does not inflate the version.
+        it on every request costs nothing and does not inflate the version. `renew` signs a
+        new version anyway (what the DHT advertises changed: its sequence number is the version).
         """
         datasets = self.datasets()
         if public is not None:  # e.g. restricted datasets as stubs, or left out
@@ -122,7 +124,8 @@ class LocalCatalog:
         with transaction(self.conn):
             state = self.conn.execute("SELECT * FROM catalog_local_state").fetchone()
             if (
-                state is not None
+                not renew
+                and state is not None
                 and state["content_sha256"] == content
                 and state["expires"] - state["issued"] == lifetime
                 and state["issued"] <= now < state["issued"] + lifetime // 2

@@ -3,13 +3,15 @@ the cluster's own key, that says where its peer API is.
 
 What goes on the DHT is a `DhtRecord`: the cluster id, its peer API URLs, and its current
 catalog version and digest, with the time it was issued; never a dataset, a name or a file.
-Anyone may read it; only the cluster key can sign it. A reader trusts an item only if
+The item's BEP 44 sequence number is the catalog version, so the DHT itself refuses to store
+an older record over a newer one. Anyone may read it; only the cluster key can sign it. A
+reader trusts an item only if
 
 - it is signed by the key pinned in the trust store for that cluster (a forged item, signed by
   any other key, is refused even where a DHT node let it through),
-- it is not older than what was already seen of that cluster (rollback: a lower catalog
-  version, or a lower sequence number that is not newly issued, is a replay; what was seen is
-  kept in the state database, so a restart forgets nothing),
+- its sequence number is the catalog version it names, and is not below what was already seen
+  of that cluster (a replay; what was seen is kept in the state database, so a restart forgets
+  nothing),
 - it is not stale (`max_age`: a frozen item from a cluster long gone) nor issued in the future,
 
 and then each URL in it must still prove, when contacted, that it holds the cluster's key
@@ -26,12 +28,12 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pdata.catalog.encoding import decode, encode
-from p2pdata.catalog.identity import verify_signature
+from p2pdata.catalog.identity import bep44_message, verify_signature
 from p2pdata.errors import CatalogError, P2pdataError, PeerError
 from p2pdata.peers.client import CLUSTER_ID, PeerClient
 from p2pdata.peers.errors import InvalidPeerUrl
@@ -69,11 +71,20 @@ class SignedItem(Protocol):
     def signature(self) -> bytes: ...
 
 
+class PutReport(Protocol):
+    """How a put went (`p2pdata.transfer.bep44.PutResult`)."""
+
+    @property
+    def outcome(self) -> str: ...  # stored | behind | conflict | unreached
+    @property
+    def detail(self) -> str: ...
+
+
 class ItemStore(Protocol):
     """What discovery needs of a DHT node (`p2pdata.transfer.dht.DhtNode`)."""
 
-    async def put(self, private_key: Ed25519PrivateKey, value: bytes, salt: bytes,
-                  timeout: float = ...) -> int: ...
+    async def put(self, private_key: Ed25519PrivateKey, value: bytes, salt: bytes, seq: int,
+                  timeout: float = ...) -> PutReport: ...
 
     async def get(self, public_key: bytes, salt: bytes,
                   timeout: float = ...) -> Sequence[SignedItem]: ...
@@ -136,12 +147,6 @@ class Seen:
     issued: int
 
 
-def signed_message(salt: bytes, seq: int, value: bytes) -> bytes:
-    """The bytes a BEP 44 signature covers, for a value that is a bencoded string."""
-    prefix = b"4:salt%d:%s" % (len(salt), salt) if salt else b""
-    return prefix + b"3:seqi%de1:v%d:%s" % (seq, len(value), value)
-
-
 def check_item(item: SignedItem, *, cluster_id: str, public_key: bytes, seen: Seen | None,
                now: float, max_age: float) -> DhtRecord:
     """The record in `item` if it is to be believed; DhtRefused with the reason if not."""
@@ -149,7 +154,7 @@ def check_item(item: SignedItem, *, cluster_id: str, public_key: bytes, seen: Se
         raise DhtRefused("wrong-key", f"DHT item for {cluster_id} is signed by another key")
     if item.salt != SALT or item.value is None:
         raise DhtRefused("malformed", f"DHT item for {cluster_id} is not a p2pdata record")
-    if not verify_signature(public_key, signed_message(item.salt, item.seq, item.value),
+    if not verify_signature(public_key, bep44_message(item.salt, item.seq, item.value),
                             item.signature):
         raise DhtRefused("bad-signature", f"DHT item for {cluster_id}: bad signature")
     record = DhtRecord.decode(item.value)
@@ -161,16 +166,15 @@ def check_item(item: SignedItem, *, cluster_id: str, public_key: bytes, seen: Se
     if record.issued < now - max_age:
         raise DhtRefused("stale", f"DHT item for {cluster_id} was issued "
                                   f"{int(now - record.issued)} s ago, over {int(max_age)} s")
-    if seen is not None:
-        if record.catalog_version < seen.catalog_version:
-            raise DhtRefused("rollback", f"DHT item for {cluster_id} names catalog version "
-                                         f"{record.catalog_version}, below {seen.catalog_version} seen")
-        # A lower sequence number is a replay, unless the item is newly issued: the DHT may
-        # have forgotten the cluster's items (all nodes restarted), and libtorrent then
-        # starts its numbering again.
-        if item.seq < seen.seq and record.issued <= seen.issued:
-            raise DhtRefused("rollback", f"DHT item for {cluster_id} has sequence number "
-                                         f"{item.seq}, below {seen.seq} seen (a replayed item)")
+    if item.seq != record.catalog_version:
+        raise DhtRefused("seq-mismatch", f"DHT item for {cluster_id} has sequence number {item.seq} "
+                                         f"but names catalog version {record.catalog_version}")
+    # Against the highest catalog version seen (rows kept from before the sequence number was
+    # the catalog version hold libtorrent's own numbering in `seq`).
+    if seen is not None and item.seq < seen.catalog_version:
+        raise DhtRefused("rollback", f"DHT item for {cluster_id} has sequence number (catalog "
+                                     f"version) {item.seq}, below {seen.catalog_version} seen "
+                                     "(a replayed item)")
     return record
 
 
@@ -232,6 +236,43 @@ class Advert:
     catalog_digest: bytes
 
 
+@dataclass(frozen=True)
+class Published:
+    """Our record as it went on the DHT, and when it was last put."""
+
+    advert: Advert
+    record: DhtRecord
+    at: float
+
+
+PutStep = Literal["none", "again", "new", "renew"]
+
+
+def next_put(last: Published | None, advert: Advert, now: float, *, republish: float,
+             reissue: float) -> PutStep:
+    """What our next put is, given what was put last and what we would advertise now.
+
+    The sequence number is the catalog version, and a DHT node that holds our item keeps its
+    value when a put brings the same sequence number with another value (libtorrent's node
+    replaces only on a higher one, and answers without an error). So a record that changes
+    needs a new catalog version: the daemon signs a new catalog (same datasets) rather than
+    leave stale URLs on the DHT.
+
+    - "new": the catalog version changed (a put below what the DHT holds is refused there);
+    - "renew": same version, other URLs (a restart on another port), or our record is
+      `reissue` seconds old (readers refuse records past their maximum age): sign a new
+      catalog version, then put a record of it;
+    - "again": nothing changed and the republish interval is up: the very same record (same
+      bytes, same signature), which refreshes it where it is held and restores it where not;
+    - "none".
+    """
+    if last is None or advert.catalog_version != last.advert.catalog_version:
+        return "new"
+    if advert.urls != last.advert.urls or now >= last.record.issued + reissue:
+        return "renew"
+    return "again" if now >= last.at + republish else "none"
+
+
 OnFound = Callable[[str, str | None], None]
 OnLost = Callable[[str], None]
 Prove = Callable[[str, str, bytes], Awaitable[None]]
@@ -242,8 +283,8 @@ class DhtDiscovery:
 
     `wanted()` gives the trusted clusters (id → pinned key) that no peer reaches now (found
     here before or not: a cluster whose URLs changed is found again here);
-    `advert()` what to publish; `prove(url, cluster_id, key)` raises PeerError unless the peer
-    there holds that key.
+    `advert(renew)` what to publish (with `renew`, after signing a new catalog version);
+    `prove(url, cluster_id, key)` raises PeerError unless the peer there holds that key.
     """
 
     source = Source.DHT
@@ -254,7 +295,7 @@ class DhtDiscovery:
         node: ItemStore,
         private_key: Ed25519PrivateKey,
         cluster_id: str,
-        advert: Callable[[], Advert],
+        advert: Callable[[bool], Advert],
         wanted: Callable[[], Mapping[str, bytes]],
         prove: Prove,
         seen: SeenStore,
@@ -263,6 +304,7 @@ class DhtDiscovery:
         interval: float = 300.0,
         republish: float = 1800.0,
         max_age: float = 2 * 24 * 3600.0,
+        reissue: float = 24 * 3600.0,
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -278,10 +320,12 @@ class DhtDiscovery:
         self.interval = interval
         self.republish = republish
         self.max_age = max_age
+        self.reissue = reissue
         self.timeout = timeout
         self._clock = clock
-        self._published: tuple[Advert, float, int] | None = None  # advert, when, seq
+        self._published: Published | None = None
         self._publish_error: str | None = None
+        self._behind: tuple[int, float] | None = None  # catalog version the DHT refused, when
         self._found: dict[str, tuple[str, ...]] = {}  # cluster id -> URLs it proved
         self._refused: dict[str, str] = {}  # cluster id -> why its item or URLs were refused
         self._missing: set[str] = set()  # looked up, and no record on the DHT
@@ -309,8 +353,9 @@ class DhtDiscovery:
         published = self._published
         return {
             "published": None if published is None else {
-                "urls": list(published[0].urls), "catalog_version": published[0].catalog_version,
-                "at": published[1], "seq": published[2],
+                "urls": list(published.advert.urls), "catalog_version": published.advert.catalog_version,
+                "at": published.at, "issued": published.record.issued,
+                "seq": published.advert.catalog_version,
             },
             "publish_error": self._publish_error,
             "found": {cluster: list(urls) for cluster, urls in self._found.items()},
@@ -334,24 +379,54 @@ class DhtDiscovery:
         await asyncio.gather(*(self.lookup(cluster, key) for cluster, key in wanted.items()))
 
     async def publish(self) -> None:
-        """Put our record if it changed or the republish interval is up."""
-        advert = self._advert()
+        """Put our record if it changed or the republish interval is up (see `next_put`)."""
         now = self._clock()
-        if self._published is not None:
-            last, when, _ = self._published
-            if last == advert and now < when + self.republish:
-                return
-        record = DhtRecord(self._cluster_id, advert.urls, advert.catalog_version,
-                           advert.catalog_digest, int(now))
+        advert = self._advert(False)
+        last = self._published
+        step = next_put(last, advert, now, republish=self.republish, reissue=self.reissue)
+        behind = self._behind
+        if step == "none" or (behind is not None and behind[0] == advert.catalog_version
+                              and now < behind[1] + self.republish):
+            return  # a refused version is tried again only after the republish interval
+        if step == "renew":
+            advert = self._advert(True)
+        record = last.record if step == "again" and last is not None else self._record(advert, now)
         try:
-            seq = await self._node.put(self._key, record.encode(), SALT, timeout=self.timeout)
+            report = await self._put(record)
+            if report.outcome == "conflict":
+                # Another record of ours holds this catalog version (put before a restart):
+                # nodes keep it, so sign a new catalog version and put a record of that.
+                advert = self._advert(True)
+                record = self._record(advert, now)
+                report = await self._put(record)
         except (P2pdataError, ValueError) as exc:
             self._publish_error = str(exc)
             log.warning("DHT: could not publish our record: %s", exc)
             return
-        self._published, self._publish_error = (advert, now, seq), None
-        log.info("DHT: published catalog version %d, %s (seq %d)",
-                 advert.catalog_version, ", ".join(advert.urls), seq)
+        if report.outcome == "stored":
+            self._published, self._publish_error, self._behind = Published(advert, record, now), None, None
+            log.info("DHT: published catalog version %d, %s (%s)",
+                     advert.catalog_version, ", ".join(advert.urls), report.detail)
+        elif report.outcome == "behind":
+            # Our catalog version went backwards (this cluster's state restored from an older
+            # copy?): the DHT rightly refuses; say so, and do not hammer it.
+            self._behind = (advert.catalog_version, now)
+            self._publish_error = (f"not published: our catalog version {advert.catalog_version} is "
+                                   f"below the sequence number the DHT holds for our key "
+                                   f"({report.detail}); was this cluster's state restored from an "
+                                   "older copy? Tried again when the catalog version changes")
+            log.error("DHT: %s", self._publish_error)
+        else:
+            self._publish_error = f"could not publish our record: {report.detail}"
+            log.warning("DHT: %s", self._publish_error)
+
+    def _record(self, advert: Advert, now: float) -> DhtRecord:
+        return DhtRecord(self._cluster_id, advert.urls, advert.catalog_version,
+                         advert.catalog_digest, int(now))
+
+    async def _put(self, record: DhtRecord) -> PutReport:
+        return await self._node.put(self._key, record.encode(), SALT, record.catalog_version,
+                                    timeout=self.timeout)
 
     async def lookup(self, cluster_id: str, public_key: bytes) -> None:
         items = await self._node.get(public_key, SALT, timeout=self.timeout)

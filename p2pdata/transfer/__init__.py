@@ -9,6 +9,7 @@ Outside clients: `Tracker` answers BEP 3 announces for public torrents;
 `with_trackers` and `magnet_link` make what a standard client needs.
 """
 
+from p2pdata.transfer.bep44 import PutResult
 from p2pdata.transfer.dht import DhtNode, DhtSettings, MutableItem
 from p2pdata.transfer.session import (
     JobCancelled,
@@ -30,6 +31,7 @@ __all__ = [
     "JobState",
     "MutableItem",
     "Progress",
+    "PutResult",
     "Seed",
     "Staging",
     "StagingLedger",

@@ -5,30 +5,32 @@ run, and so that restricted datasets, whose swarms live in the other session, ca
 announced here. The node joins only through the bootstrap nodes it is given: libtorrent's
 default routers are replaced, never added to, so a node given none talks to no one.
 
-BEP 44 mutable items are signed by libtorrent with the cluster's own Ed25519 key.
-libtorrent wants the 64-byte expanded secret key (SHA-512 of the 32-byte seed, clamped),
-not the seed: `expanded_secret_key` makes it. libtorrent's Python binding also chooses the
-sequence number itself (the highest found on the DHT, plus one), so a caller cannot set
-it; whatever must order items belongs inside the signed value too.
+Gets of BEP 44 mutable items go through libtorrent (it checks the signature and hands over
+the highest sequence number found). Puts do not: libtorrent's Python binding numbers items
+itself and binds no `dht_direct_request`, so `put` speaks KRPC from a UDP socket of its own
+(`bep44.MutablePut` decides what to send), with the sequence number the caller signed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
+import os
+import socket
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import libtorrent as lt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from p2pdata.catalog.identity import bep44_message
 from p2pdata.errors import TransferError
 from p2pdata.transfer.alerts import AlertPump
+from p2pdata.transfer.bep44 import MAX_DATAGRAM, Endpoint, MutableItem, MutablePut, PutResult, start_nodes
 
 log = logging.getLogger(__name__)
 
@@ -43,35 +45,6 @@ MAX_VALUE = 1000  # BEP 44: the bencoded value may be at most 1000 bytes
 class DhtSettings:
     listen: str = "0.0.0.0:6882"  # UDP
     bootstrap: tuple[str, ...] = ()  # "host:port" of nodes to join through; none = alone
-
-
-@dataclass(frozen=True)
-class MutableItem:
-    """A BEP 44 mutable item as a DHT node handed it over: check it before believing it."""
-
-    public_key: bytes
-    salt: bytes
-    seq: int
-    value: bytes | None  # the bencoded string's bytes; None when the value is not a string
-    signature: bytes
-
-
-def expanded_secret_key(private_key: Ed25519PrivateKey) -> bytes:
-    """The 64-byte secret key libtorrent's ed25519 signs with, made from an RFC 8032 seed."""
-    seed = private_key.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    expanded = bytearray(hashlib.sha512(seed).digest())
-    expanded[0] &= 248
-    expanded[31] &= 63
-    expanded[31] |= 64
-    return bytes(expanded)
-
-
-def _public_key(private_key: Ed25519PrivateKey) -> bytes:
-    return private_key.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
 
 
 def _endpoint(text: str) -> tuple[str, int]:
@@ -119,7 +92,6 @@ class DhtNode:
         self.settings = settings
         self._ses: lt.session | None = None
         self._alerts: AlertPump | None = None
-        self._puts: dict[bytes, list[asyncio.Future[int]]] = defaultdict(list)
         self._gets: dict[tuple[bytes, bytes], list[_Collect[MutableItem]]] = defaultdict(list)
         self._peers: dict[bytes, list[_Collect[tuple[str, int]]]] = defaultdict(list)
 
@@ -164,24 +136,42 @@ class DhtNode:
     def add_node(self, endpoint: str) -> None:
         self._session().add_dht_node(_endpoint(endpoint))
 
-    async def put(self, private_key: Ed25519PrivateKey, value: bytes, salt: bytes,
-                  timeout: float = 30.0) -> int:
-        """Store `value` under our key and `salt`; the sequence number libtorrent chose.
+    async def put(self, private_key: Ed25519PrivateKey, value: bytes, salt: bytes, seq: int,
+                  timeout: float = 30.0) -> PutResult:
+        """Store `value` under our key and `salt` at sequence number `seq`, signed here.
 
-        Raises TransferError when no node accepted it in time.
+        Never raises for what the DHT answered: the result says whether nodes stored it, hold
+        a higher sequence number (`behind`) or another value at this one (`conflict`).
         """
         if len(value) + len(str(len(value))) + 1 > MAX_VALUE:
             raise TransferError(f"a DHT item holds at most {MAX_VALUE} bytes; this one is {len(value)}")
-        public = _public_key(private_key)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._puts[public].append(future)
+        public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        item = MutableItem(public, salt, seq, value, private_key.sign(bep44_message(salt, seq, value)))
+        host = self.settings.listen.rpartition(":")[0].strip("[]")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        loop = asyncio.get_running_loop()
+        bootstrap = [await _resolve(loop, node, family) for node in self.settings.bootstrap]
+        own = ("::1" if family == socket.AF_INET6 else "127.0.0.1") if host in ("0.0.0.0", "::") else host
+        put = MutablePut(item, start_nodes((own, self.port), [b for b in bootstrap if b]),
+                         now=loop.time(), node_id=os.urandom(20), timeout=timeout,
+                         ipv6=family == socket.AF_INET6)
+        arrived = asyncio.Event()
         try:
-            self._session().dht_put_mutable_item(expanded_secret_key(private_key), public, value, salt)
-            return await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise TransferError(f"no DHT node answered our put within {timeout:g} s") from None
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Krpc(put, arrived), local_addr=(host, 0), family=family)
+        except OSError as exc:
+            raise TransferError(f"no UDP socket for a DHT put on {host}: {exc}") from exc
+        try:
+            while True:
+                for endpoint, data in put.poll(loop.time()):
+                    transport.sendto(data, endpoint)
+                if put.result is not None:
+                    return put.result
+                arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(arrived.wait(), max(0.0, put.wake_at() - loop.time()))
         finally:
-            _discard(self._puts, public, future)
+            transport.close()
 
     async def get(self, public_key: bytes, salt: bytes, timeout: float = 30.0,
                   settle: float = 3.0) -> list[MutableItem]:
@@ -231,15 +221,7 @@ class DhtNode:
         return self._ses
 
     def _dispatch(self, alert: lt.alert) -> None:
-        if isinstance(alert, lt.dht_put_alert) and len(alert.public_key) == 32:
-            for future in self._puts.get(bytes(alert.public_key), []):
-                if future.done():
-                    continue
-                if alert.num_success > 0:
-                    future.set_result(int(alert.seq))
-                else:
-                    future.set_exception(TransferError("no DHT node stored our item"))
-        elif isinstance(alert, lt.dht_mutable_item_alert):
+        if isinstance(alert, lt.dht_mutable_item_alert):
             key = (bytes(alert.key), bytes(alert.salt))
             item = _item(alert)
             for collect in self._gets.get(key, []):
@@ -253,6 +235,34 @@ class DhtNode:
                 collect.add(found)
         elif isinstance(alert, lt.listen_failed_alert):
             log.error("DHT: %s", alert.message())
+
+
+class _Krpc(asyncio.DatagramProtocol):
+    """Hands each datagram (bounded) to the put it belongs to, and wakes its loop."""
+
+    def __init__(self, put: MutablePut, arrived: asyncio.Event) -> None:
+        self._put = put
+        self._arrived = arrived
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) <= MAX_DATAGRAM:
+            self._put.on_datagram((str(addr[0]), int(addr[1])), data,
+                                  asyncio.get_running_loop().time())
+            self._arrived.set()
+
+    def error_received(self, exc: Exception) -> None:  # e.g. ICMP unreachable: that node timed out
+        log.debug("DHT put: %s", exc)
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, node: str, family: int) -> Endpoint | None:
+    """A bootstrap node as the address its answers will come from (None if it has none)."""
+    host, port = _endpoint(node)
+    try:
+        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        log.warning("DHT bootstrap node %s: %s", node, exc)
+        return None
+    return (str(infos[0][4][0]), int(infos[0][4][1])) if infos else None
 
 
 class _Collect(Generic[T]):

@@ -21,11 +21,13 @@ import libtorrent as lt
 import pytest
 
 from p2pdata.catalog import Identity
+from p2pdata.catalog.identity import bep44_message
 from p2pdata.devcluster import wait_for
 from p2pdata.discovering import DhtSeeds
 from p2pdata.errors import TransferError
-from p2pdata.peers.dht import SALT, DhtRecord, check_item, signed_message
-from p2pdata.transfer import JobState, SwarmJob
+from p2pdata.peers.dht import SALT, DhtRecord, check_item
+from p2pdata.transfer import JobState, PutResult, SwarmJob
+from p2pdata.transfer.bep44 import bdecode, bencode, target_id
 from p2pdata.transfer.dht import DhtNode, DhtSettings, MutableItem
 from tests.daemon.test_daemon import landed_files, make_dataset
 
@@ -114,19 +116,26 @@ def reconfigure(daemon: Any, **discovery: Any) -> None:
     daemon.start()
 
 
-async def put_as(identity: Identity, bootstrap: str, record: DhtRecord) -> int:
+async def put_until(node: DhtNode, identity: Identity, record: DhtRecord, seq: int | None = None,
+                    nodes: int = 3) -> PutResult:
+    """Put until `nodes` nodes stored it (a new node needs a few neighbours first), or the
+    DHT gives another answer than "not reached"."""
+    deadline = time.monotonic() + 30
+    while True:
+        result = await node.put(identity.private_key, record.encode(), SALT,
+                                record.catalog_version if seq is None else seq, timeout=5)
+        if result.outcome not in ("stored", "unreached") or result.stored >= nodes:
+            return result
+        assert time.monotonic() < deadline, result
+
+
+async def put_as(identity: Identity, bootstrap: str, record: DhtRecord) -> PutResult:
     """Put a record signed with `identity` from a DHT node of the test's own."""
     node = DhtNode(DhtSettings(listen="127.0.0.1:0", bootstrap=(bootstrap,)))
     await node.start()
     try:
         assert node.session_settings()["dht_bootstrap_nodes"] == bootstrap
-        deadline = time.monotonic() + 30
-        while True:  # the node needs a few neighbours before a put can land
-            try:
-                return await node.put(identity.private_key, record.encode(), SALT, timeout=5)
-            except TransferError:
-                if time.monotonic() > deadline:
-                    raise
+        return await put_until(node, identity, record)
     finally:
         await node.close()
 
@@ -148,6 +157,7 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     assert published["urls"] == [alpha.peer_url]
     identity = Identity.load(alpha.home)
     captured = asyncio.run(newest_item(boot, identity.public_key, published["catalog_version"]))
+    assert captured.seq == published["seq"] == published["catalog_version"]  # BEP 44 seq = version
 
     gamma = make_daemon("gamma", discovery=dht([boot]))
     gamma.cli("trust", "add", public_key(alpha))  # by key: the DHT is addressed by it
@@ -160,11 +170,17 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     assert row["source"] == "dht" and row["cluster_id"] == alpha.cluster_id
     shown = gamma.cli("status")
     assert "DHT: port" in shown and " dht " in shown, shown
+    before = wait_for(lambda: dht_status(gamma)["published"], what="gamma's record on the DHT")
     # After a restart the peer waits until the DHT finds it again, which it does.
     gamma.stop()
     gamma.start()
     assert alpha.peer_url in peer_rows(gamma)
     assert wait_for(found, timeout=60, what="gamma to find alpha after a restart")["source"] == "dht"
+    # The DHT held gamma's record (issued before the restart) at its catalog version, and
+    # nodes keep what they hold at an equal sequence number: gamma signed a new version.
+    after = wait_for(lambda: dht_status(gamma)["published"], what="gamma's record after a restart")
+    assert after["seq"] == after["catalog_version"] > before["catalog_version"], (before, after)
+    assert dht_status(gamma)["publish_error"] is None
     job = gamma.cli_json("fetch", "clicks@1", "--timeout", "60")
     assert job["state"] == "landed", job
     assert landed_files(gamma.home / "datasets", "clicks", "1") == expected
@@ -184,9 +200,9 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     # An item signed with alpha's key that points at a cluster which cannot prove that key
     # (mallory answers as itself) is refused: mallory never becomes a peer of epsilon.
     mallory = make_daemon("mallory", discovery=dht([boot]))
-    forged = DhtRecord(alpha.cluster_id, (mallory.peer_url,), published["catalog_version"],
+    forged = DhtRecord(alpha.cluster_id, (mallory.peer_url,), published["catalog_version"] + 1,
                        hashlib.sha256(b"whatever").digest(), int(time.time()))
-    asyncio.run(put_as(identity, boot, forged))
+    assert asyncio.run(put_as(identity, boot, forged)).outcome == "stored"
     epsilon = make_daemon("epsilon", discovery=dht([boot]))
     epsilon.cli("trust", "add", public_key(alpha))
     refused = wait_for(lambda: dht_status(epsilon)["refused"].get(alpha.cluster_id),
@@ -219,7 +235,7 @@ def test_a_cluster_found_only_through_the_dht(make_daemon, tmp_path: Path) -> No
     # alpha's key is never believed: alpha is not found and mallory is no peer.
     forger = Identity.generate()
     value = replace(forged, issued=int(time.time())).encode()
-    fake = MutableItem(forger.public_key, SALT, 99, value, forger.sign(signed_message(SALT, 99, value)))
+    fake = MutableItem(forger.public_key, SALT, 99, value, forger.sign(bep44_message(SALT, 99, value)))
     hostile = HostileNode(identity.public_key, fake)
     try:
         reconfigure(epsilon, dht_bootstrap=[hostile.endpoint])
@@ -247,26 +263,35 @@ async def test_dht_nodes_sign_with_the_cluster_key_and_keep_restricted_datasets_
             assert not (told["enable_lsd"] or told["enable_upnp"] or told["enable_natpmp"])
             assert not told["enable_incoming_tcp"] and not told["enable_outgoing_tcp"]
         alpha = Identity.generate()
-
-        async def put(rec: DhtRecord) -> int:
-            deadline = time.monotonic() + 30
-            while True:  # until the node has neighbours to store on
-                try:
-                    return await nodes[1].put(alpha.private_key, rec.encode(), SALT, timeout=10)
-                except TransferError:
-                    if time.monotonic() > deadline:
-                        raise
-
-        rec = DhtRecord(alpha.cluster_id, ("http://127.0.0.1:7420",), 1, b"\1" * 32, int(time.time()))
-        first_seq = await put(rec)
-        second_seq = await put(replace(rec, catalog_version=2))
-        assert second_seq == first_seq + 1
+        rec = DhtRecord(alpha.cluster_id, ("http://127.0.0.1:7420",), 5, b"\1" * 32, int(time.time()))
+        assert (await put_until(nodes[1], alpha, rec)).outcome == "stored"
         items = await nodes[3].get(alpha.public_key, SALT, timeout=10)
-        assert items and items[0].seq == second_seq
-        # libtorrent signed with the expanded form of the cluster key: the plain key verifies it.
+        assert items and items[0].seq == 5  # the sequence number is the catalog version
+        # Signed by us with the cluster key (not libtorrent): libtorrent's nodes checked it, and
+        # the reader checks it again.
         got = check_item(items[0], cluster_id=alpha.cluster_id, public_key=alpha.public_key,
                          seen=None, now=time.time(), max_age=60)
-        assert got.catalog_version == 2
+        assert got.catalog_version == 5
+        newer = replace(rec, catalog_version=7)
+        assert (await put_until(nodes[2], alpha, newer)).outcome == "stored"
+        items = await nodes[0].get(alpha.public_key, SALT, timeout=10)
+        assert items[0].seq == 7 and items[0].value == newer.encode()
+        # A lower sequence number (a catalog version gone backwards): refused by the nodes and
+        # reported; the same version with another value: reported, the nodes keep theirs.
+        behind = await nodes[3].put(alpha.private_key, rec.encode(), SALT, 5, timeout=10)
+        assert behind.outcome == "behind" and behind.highest == 7, behind
+        other = replace(newer, urls=("http://127.0.0.1:7421",))
+        assert (await nodes[3].put(alpha.private_key, other.encode(), SALT, 7, timeout=10)).outcome \
+            == "conflict"
+        # What libtorrent's nodes themselves do (our put stops before, from what its lookup
+        # saw): a lower seq is refused with 302; the same seq with another value is answered
+        # as stored, yet the node keeps its value (why a new record needs a new version).
+        lower = {n.port: await asyncio.to_thread(raw_put, n.port, alpha, rec) for n in nodes}
+        held = [port for port, code in lower.items() if code is not None]
+        assert len(held) >= 3 and all(lower[port] == 302 for port in held), lower
+        assert [await asyncio.to_thread(raw_put, port, alpha, other) for port in held] == [0] * len(held)
+        items = await nodes[1].get(alpha.public_key, SALT, timeout=10)
+        assert items[0].seq == 7 and items[0].value == newer.encode()
         assert await nodes[3].get(Identity.generate().public_key, SALT, timeout=5) == []
 
         # Seeds (and finished fetches) of public datasets are announced; restricted never.
@@ -290,6 +315,30 @@ async def test_dht_nodes_sign_with_the_cluster_key_and_keep_restricted_datasets_
     finally:
         for node in nodes:
             await node.close()
+
+
+def raw_put(port: int, who: Identity, record: DhtRecord, seq: int | None = None) -> int | None:
+    """A KRPC get then put to one node on 127.0.0.1: the put's error code (0: stored), or None
+    when that node holds no item of `who` (then nothing is put)."""
+    seq = record.catalog_version if seq is None else seq
+    value = record.encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+
+        def ask(query: bytes, args: dict[bytes, Any]) -> dict[bytes, Any]:
+            message = {b"t": b"aa", b"y": b"q", b"q": query, b"ro": 1, b"a": {b"id": b"\7" * 20, **args}}
+            sock.sendto(bencode(message), ("127.0.0.1", port))
+            return bdecode(sock.recvfrom(4096)[0])
+
+        got = ask(b"get", {b"target": target_id(who.public_key, SALT)})[b"r"]
+        if b"seq" not in got:
+            return None
+        # Sent as the node's own id, as our put does: it would add any other id to its table.
+        answer = ask(b"put", {b"id": got[b"id"], b"token": got[b"token"], b"k": who.public_key, b"seq": seq,
+                              b"salt": SALT, b"v": value,
+                              b"sig": who.sign(bep44_message(SALT, seq, value))})
+        return answer[b"e"][0] if answer[b"y"] == b"e" else 0
 
 
 class Swarms:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from p2pdata.catalog import Identity
+from p2pdata.catalog.identity import bep44_message
 from p2pdata.db import open_db
 from p2pdata.peers.dht import (
     SALT,
@@ -17,12 +18,14 @@ from p2pdata.peers.dht import (
     DhtDiscovery,
     DhtRecord,
     DhtRefused,
+    Published,
     Seen,
     SeenStore,
     check_item,
     newest,
-    signed_message,
+    next_put,
 )
+from p2pdata.transfer import PutResult
 
 NOW = 1_800_000_000
 DAY = 24 * 3600.0
@@ -42,10 +45,12 @@ def record(identity: Identity, *, urls: tuple[str, ...] = ("http://127.0.0.1:742
     return DhtRecord(identity.cluster_id, urls, version, hashlib.sha256(b"catalog").digest(), issued)
 
 
-def item(signer: Identity, rec: DhtRecord, seq: int, key: Identity | None = None) -> Item:
-    """An item as a DHT node hands it over, signed by `signer`, filed under `key`'s public key."""
+def item(signer: Identity, rec: DhtRecord, seq: int | None = None, key: Identity | None = None) -> Item:
+    """An item as a DHT node hands it over, signed by `signer`, filed under `key`'s public key;
+    its sequence number is the record's catalog version unless told otherwise."""
+    seq = rec.catalog_version if seq is None else seq
     value = rec.encode()
-    signature = signer.sign(signed_message(SALT, seq, value))
+    signature = signer.sign(bep44_message(SALT, seq, value))
     return Item((key or signer).public_key, SALT, seq, value, signature)
 
 
@@ -67,7 +72,7 @@ def refused(alpha: Identity, it: Item, seen: Seen | None = None, now: float = NO
 
 def test_a_good_item_is_believed(alpha: Identity) -> None:
     rec = record(alpha, urls=("http://A.example:7420/", "https://10.0.0.1:443"))
-    got = check(alpha, item(alpha, rec, seq=5))
+    got = check(alpha, item(alpha, rec))
     assert got.urls == ("http://a.example:7420", "https://10.0.0.1:443")  # normalised
     assert got.catalog_version == 3 and got.cluster == alpha.cluster_id
 
@@ -76,40 +81,39 @@ def test_forged_items_are_refused(alpha: Identity) -> None:
     mallory = Identity.generate()
     rec = record(alpha)
     # Signed by another key, under that key: not the pinned one.
-    assert refused(alpha, item(mallory, rec, seq=9)) == "wrong-key"
+    assert refused(alpha, item(mallory, rec)) == "wrong-key"
     # Signed by another key, filed under alpha's key: the signature does not hold.
-    assert refused(alpha, item(mallory, rec, seq=9, key=alpha)) == "bad-signature"
+    assert refused(alpha, item(mallory, rec, key=alpha)) == "bad-signature"
     # A good signature over other bytes (the value changed after signing).
-    good = item(alpha, rec, seq=9)
+    good = item(alpha, rec)
     tampered = replace(good, value=record(alpha, urls=("http://evil:1",)).encode())
     assert refused(alpha, tampered) == "bad-signature"
     # Alpha's key, but another cluster named inside.
     other = replace(rec, cluster=mallory.cluster_id)
-    assert refused(alpha, item(alpha, other, seq=9)) == "wrong-cluster"
+    assert refused(alpha, item(alpha, other)) == "wrong-cluster"
     # Not a p2pdata record at all, or not a string value.
     assert refused(alpha, replace(good, value=None)) == "malformed"
     junk = b"not msgpack \xc1"
     assert refused(alpha, Item(alpha.public_key, SALT, 9, junk,
-                               alpha.sign(signed_message(SALT, 9, junk)))) == "malformed"
+                               alpha.sign(bep44_message(SALT, 9, junk)))) == "malformed"
     assert refused(alpha, replace(good, salt=b"other")) == "malformed"
+    # Genuinely signed, but its sequence number is not the catalog version it names.
+    assert refused(alpha, item(alpha, rec, seq=9)) == "seq-mismatch"
 
 
 def test_replayed_and_rolled_back_items_are_refused(alpha: Identity) -> None:
-    old = item(alpha, record(alpha, version=3, issued=NOW - 600), seq=4)
-    new = item(alpha, record(alpha, version=4, issued=NOW), seq=5)
+    old = item(alpha, record(alpha, version=3, issued=NOW - 600))
+    new = item(alpha, record(alpha, version=4, issued=NOW))
     seen = newest(None, new, check(alpha, new))
-    assert seen == Seen(5, 4, NOW)
-    assert refused(alpha, old, seen) == "rollback"  # lower sequence number, older
-    # The same catalog version, an older issue: still a replay by its lower sequence number.
-    older_same = item(alpha, record(alpha, version=4, issued=NOW - 60), seq=4)
-    assert refused(alpha, older_same, seen) == "rollback"
-    # A lower catalog version is refused even at a higher sequence number.
-    assert refused(alpha, item(alpha, record(alpha, version=3, issued=NOW + 1), seq=9), seen) == "rollback"
-    # The same item again is fine (the DHT hands it over on every lookup).
+    assert seen == Seen(4, 4, NOW)
+    assert refused(alpha, old, seen) == "rollback"  # lower sequence number: a replay
+    # Issued later makes no difference: the sequence number (catalog version) decides.
+    assert refused(alpha, item(alpha, record(alpha, version=3, issued=NOW + 1)), seen) == "rollback"
+    # The same item again is fine (the DHT hands it over on every lookup), a newer one too.
     assert check(alpha, new, seen).catalog_version == 4
-    # The DHT forgot every item and libtorrent numbered from 1 again: newly issued, believed.
-    restarted = item(alpha, record(alpha, version=4, issued=NOW + 3600), seq=1)
-    assert check(alpha, restarted, seen, now=NOW + 3600).issued == NOW + 3600
+    assert check(alpha, item(alpha, record(alpha, version=5)), seen).catalog_version == 5
+    # A row kept from libtorrent's own numbering (seq above the version): the version decides.
+    assert check(alpha, new, Seen(40, 4, NOW - 60)).catalog_version == 4
 
 
 def test_stale_and_future_items_are_refused(alpha: Identity) -> None:
@@ -133,20 +137,25 @@ def test_seen_survives_a_restart(tmp_path) -> None:
 
 
 class FakeDht:
-    """Items by (key, salt); puts sign and number like libtorrent (highest + 1)."""
+    """Items by (key, salt), every version kept (what nodes could replay); a put answers as
+    BEP 44 nodes do: refused below the highest seq, kept silently at an equal one."""
 
     def __init__(self) -> None:
         self.items: dict[tuple[bytes, bytes], list[Item]] = {}
-        self.puts = 0
+        self.puts: list[tuple[int, bytes]] = []
 
-    async def put(self, private_key, value, salt, timeout=30.0) -> int:
+    async def put(self, private_key, value, salt, seq, timeout=30.0) -> PutResult:
         identity = Identity(private_key)
         held = self.items.setdefault((identity.public_key, salt), [])
-        seq = max((i.seq for i in held), default=0) + 1
+        top = max(held, key=lambda i: i.seq, default=None)
+        if top is not None and top.seq > seq:
+            return PutResult("behind", 0, "3 refused: 302 old sequence number", None)
+        if top is not None and top.seq == seq and top.value != value:
+            return PutResult("conflict", 0, f"another value at {seq}")
         held.append(Item(identity.public_key, salt, seq, value,
-                         identity.sign(signed_message(salt, seq, value))))
-        self.puts += 1
-        return seq
+                         identity.sign(bep44_message(salt, seq, value))))
+        self.puts.append((seq, value))
+        return PutResult("stored", 3, "3 of 3 DHT nodes stored it")
 
     async def get(self, public_key, salt, timeout=30.0) -> list[Item]:
         return list(self.items.get((public_key, salt), []))
@@ -160,12 +169,33 @@ class Clock:
         return self.now
 
 
-def test_discovery_publishes_on_change_and_before_ageing_out(tmp_path) -> None:
+def test_next_put_needs_a_new_catalog_version_for_a_new_record() -> None:
+    advert = Advert(("http://127.0.0.1:1",), 5, b"\0" * 32)
+    last = Published(advert, DhtRecord("c" * 16, advert.urls, 5, b"\0" * 32, NOW), at=NOW)
+
+    def step(now: float = NOW + 10, **changes: object) -> str:
+        return next_put(last, replace(advert, **changes), now, republish=1800, reissue=DAY)
+
+    assert next_put(None, advert, NOW, republish=1800, reissue=DAY) == "new"
+    assert step() == "none"
+    assert step(now=NOW + 1800) == "again"  # the very same record, refreshed
+    assert step(catalog_version=6) == "new"
+    assert step(urls=("http://127.0.0.1:2",)) == "renew"  # same version, other URLs
+    assert step(now=NOW + DAY) == "renew"  # before readers find it too old
+
+
+def test_discovery_puts_the_catalog_version_as_sequence_number(tmp_path) -> None:
     me, dht, clock = Identity.generate(), FakeDht(), Clock()
     advert = Advert(("http://127.0.0.1:1",), 1, b"\0" * 32)
     current = [advert]
+
+    def adverts(renew: bool) -> Advert:
+        if renew:  # what the daemon does: sign a new catalog version
+            current[0] = replace(current[0], catalog_version=current[0].catalog_version + 1)
+        return current[0]
+
     discovery = DhtDiscovery(
-        node=dht, private_key=me.private_key, cluster_id=me.cluster_id, advert=lambda: current[0],
+        node=dht, private_key=me.private_key, cluster_id=me.cluster_id, advert=adverts,
         wanted=dict, prove=None, seen=SeenStore(open_db(tmp_path / "s.db")),  # type: ignore[arg-type]
         on_found=lambda url, cid: None, on_lost=lambda url: None, republish=1800, clock=clock,
     )
@@ -173,14 +203,53 @@ def test_discovery_publishes_on_change_and_before_ageing_out(tmp_path) -> None:
     async def run() -> None:
         await discovery.publish()
         await discovery.publish()  # unchanged, not due
-        assert dht.puts == 1
-        current[0] = replace(advert, catalog_version=2)
+        assert [seq for seq, _ in dht.puts] == [1]
+        current[0] = replace(current[0], catalog_version=2)
         await discovery.publish()
-        assert dht.puts == 2
         clock.now += 1800
+        await discovery.publish()  # republish: the same bytes at the same seq
+        assert [seq for seq, _ in dht.puts] == [1, 2, 2] and dht.puts[1] == dht.puts[2]
+        # Restarted on another port, same catalog version: a new version is signed first.
+        current[0] = replace(current[0], urls=("http://127.0.0.1:9",))
         await discovery.publish()
-        assert dht.puts == 3
+        assert dht.puts[-1][0] == 3 and current[0].catalog_version == 3
         assert discovery.status()["published"]["seq"] == 3
+
+        # A daemon restarted with the same URLs and version: the DHT holds another record of
+        # ours at that version (issued earlier), so a new version is signed and put.
+        clock.now += 60
+        again = DhtDiscovery(
+            node=dht, private_key=me.private_key, cluster_id=me.cluster_id, advert=adverts,
+            wanted=dict, prove=None, seen=SeenStore(open_db(tmp_path / "t.db")),  # type: ignore[arg-type]
+            on_found=lambda url, cid: None, on_lost=lambda url: None, clock=clock,
+        )
+        await again.publish()
+        assert dht.puts[-1][0] == 4 and again.status()["published"]["catalog_version"] == 4
+
+        # Our catalog version went backwards (state restored from a backup): refused by the
+        # DHT, reported, and not tried again until the version changes or republish is due.
+        current[0] = replace(current[0], catalog_version=2)
+        restored = DhtDiscovery(
+            node=dht, private_key=me.private_key, cluster_id=me.cluster_id, advert=adverts,
+            wanted=dict, prove=None, seen=SeenStore(open_db(tmp_path / "u.db")),  # type: ignore[arg-type]
+            on_found=lambda url, cid: None, on_lost=lambda url: None, clock=clock,
+        )
+        calls = []
+        put = dht.put
+
+        async def counted(*args, **kwargs):
+            calls.append(args[3])
+            return await put(*args, **kwargs)
+
+        dht.put = counted  # type: ignore[method-assign]
+        await restored.publish()
+        await restored.publish()
+        error = restored.status()["publish_error"]
+        assert "catalog version 2 is below" in error and "restored" in error, error
+        assert calls == [2] and restored.status()["published"] is None
+        current[0] = replace(current[0], catalog_version=5)
+        await restored.publish()
+        assert calls == [2, 5] and restored.status()["publish_error"] is None
 
     asyncio.run(run())
 
@@ -199,14 +268,14 @@ def test_discovery_adds_proved_urls_and_drops_those_that_fail(tmp_path) -> None:
     seen = SeenStore(open_db(tmp_path / "s.db"))
     discovery = DhtDiscovery(
         node=dht, private_key=me.private_key, cluster_id=me.cluster_id,
-        advert=lambda: Advert(("http://me:1",), 1, b"\0" * 32),
+        advert=lambda renew: Advert(("http://me:1",), 1, b"\0" * 32),
         wanted=lambda: {alpha.cluster_id: alpha.public_key}, prove=prove, seen=seen,
         on_found=lambda url, cid: found.append((url, cid)), on_lost=lost.append, clock=clock,
     )
 
     async def put(urls: tuple[str, ...], version: int) -> None:
         await dht.put(alpha.private_key, record(alpha, urls=urls, version=version,
-                                                issued=int(clock.now)).encode(), SALT)
+                                                issued=int(clock.now)).encode(), SALT, version)
 
     async def run() -> None:
         await discovery.step()  # nothing published yet
@@ -216,7 +285,7 @@ def test_discovery_adds_proved_urls_and_drops_those_that_fail(tmp_path) -> None:
         assert found == [("http://a1:1", alpha.cluster_id)]
         assert "mallory" in discovery.status()["refused"][alpha.cluster_id]
         assert discovery.status()["not_found"] == []
-        assert seen.get(alpha.cluster_id) == Seen(1, 3, NOW)
+        assert seen.get(alpha.cluster_id) == Seen(3, 3, NOW)
         clock.now += 10
         await put(("http://a2:1",), 4)  # alpha moved
         await discovery.step()
@@ -225,7 +294,7 @@ def test_discovery_adds_proved_urls_and_drops_those_that_fail(tmp_path) -> None:
         # Every node now hands over an older item only (a replay): refused, nothing changes.
         dht.items[(alpha.public_key, SALT)] = dht.items[(alpha.public_key, SALT)][:1]
         await discovery.step()
-        assert "version 3, below 4 seen" in discovery.status()["refused"][alpha.cluster_id]
+        assert "version) 3, below 4 seen" in discovery.status()["refused"][alpha.cluster_id]
         assert found[-1] == ("http://a2:1", alpha.cluster_id) and lost == ["http://a1:1"]
 
     asyncio.run(run())
