@@ -27,6 +27,7 @@ from p2pdata.display import (
     parse_size,
     plain,
     print_table,
+    printable,
     publisher,
     transfer_columns,
 )
@@ -148,7 +149,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except P2pdataError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(printable(f"error: {exc}"), err=True)  # may hold a peer's words
             sys.exit(1)
 
 
@@ -488,8 +489,8 @@ def _job_outcome(job: dict[str, Any], as_json: bool) -> None:
         hint = f"; retry with `p2pdata jobs retry {job['id']}`" if job.get("retryable") else ""
         raise P2pdataError(f"fetch of {job['ref']} {job['state']}: {job.get('error') or ''}{hint}")
     else:
-        click.echo(f"fetch job {job['id']} for {job['ref']}: {job['state']}"
-                   + (f" ({job['waiting']})" if job.get("waiting") else ""))
+        click.echo(printable(f"fetch job {job['id']} for {job['ref']}: {job['state']}"
+                             + (f" ({job['waiting']})" if job.get("waiting") else "")))
 
 
 async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
@@ -541,7 +542,7 @@ async def _follow_fetch(client: Any, job: dict[str, Any], quiet: bool) -> dict[s
 
     def describe(peers: int | None = None) -> str:
         what = f"{job['ref']} [{job['state']}]" if peers is None else f"{job['ref']} ({peers} peers)"
-        return f"{what}: {job['waiting']}" if job.get("waiting") else what
+        return printable(f"{what}: {job['waiting']}" if job.get("waiting") else what)
 
     with Progress(*columns, console=console, disable=quiet) as progress:
         task = progress.add_task(job["ref"], total=job.get("total_bytes") or None)
@@ -831,7 +832,7 @@ def jobs_show(ctx: Context, job_id: str, as_json: bool) -> None:
             ("runs", ", ".join(job.get("runs") or []))]
     for name, value in rows:
         if value:
-            click.echo(f"{name:>9}: {value}")
+            click.echo(printable(f"{name:>9}: {value}"))
     if job.get("retryable"):
         click.echo(f"retry with `p2pdata jobs retry {job['id']}`")
 
