@@ -331,7 +331,7 @@ class Daemon:
         )
 
         app = control_app(self, self.token, open_paths=("/login", "/static/"), host=config.control.host)
-        status_routes(app, self)
+        status_routes(app, self, token=self.token)
         control_runner = guarded_runner(app, limits)
         await control_runner.setup()
         self._runners.append(control_runner)

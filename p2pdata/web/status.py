@@ -61,13 +61,10 @@ class LoginCodes:
         return expiry is not None and expiry > self.clock()
 
 
-def status_routes(app: web.Application, service: ControlService, *, token: str | None = None,
+def status_routes(app: web.Application, service: ControlService, *, token: str,
                   codes: LoginCodes | None = None) -> None:
-    """Add the page, login, metrics and static routes to a control app not yet started.
-
-    `token` defaults to `service.token` (the daemon keeps it there).
-    """
-    token = token if token is not None else service.token  # type: ignore[attr-defined]
+    """Add the page, login, metrics and static routes to a control app not yet started;
+    `token` is the control token the login form and links stand in for."""
     codes = codes or LoginCodes()
     telemetry = Telemetry(service.status)
     templates = jinja2.Environment(
