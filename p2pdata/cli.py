@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -32,6 +32,9 @@ from p2pdata.display import (
     transfer_columns,
 )
 from p2pdata.errors import P2pdataError
+
+if TYPE_CHECKING:  # imported where used: aiohttp would slow every command
+    from p2pdata.web.client import ControlClient
 
 console = Console()
 # catalog.FORMATS, spelt out: importing the catalog package (pyarrow) would slow every command.
@@ -537,7 +540,7 @@ async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
     return await client.call("GET", f"/v1/jobs/{job['id']}")
 
 
-async def _follow_fetch(client: Any, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
+async def _follow_fetch(client: ControlClient, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
     columns = transfer_columns()
 
     def describe(peers: int | None = None) -> str:

@@ -16,7 +16,9 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -131,7 +133,7 @@ def ensure_token(path: Path) -> str:
 class _Table:
     """Small key → JSON record tables of the daemon's own (published sources, landed, peers)."""
 
-    def __init__(self, conn: Any, name: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
         self.conn, self.name = conn, name
         conn.execute(f"CREATE TABLE IF NOT EXISTS {name} (key TEXT PRIMARY KEY, data TEXT NOT NULL)")
 
@@ -285,7 +287,7 @@ class Daemon:
         self.conn.close()
         self._lock.release()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
