@@ -45,6 +45,11 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
+def _result(result: dict[str, Any], as_json: bool, line: str) -> None:
+    """What a command changed: the daemon's answer with --json, else one line for a person."""
+    _emit_json(result) if as_json else plain(console, line)
+
+
 def _table(rows: list[dict[str, Any]], columns: list[Column], title: str | None = None) -> None:
     print_table(console, rows, columns, title)
 
@@ -637,36 +642,49 @@ def peers(click_ctx: click.Context, as_json: bool) -> None:
 
 @peers.command("add")
 @click.argument("url")
+@json_option
 @pass_context
-def peers_add(ctx: Context, url: str) -> None:
+def peers_add(ctx: Context, url: str, as_json: bool) -> None:
     """Add a peer by the URL of its peer API (kept across restarts)."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/peers", {"url": url})))
+    result = ctx.call("POST", "/v1/peers", {"url": url})
+    _result(result, as_json, f"added peer {result['url']}")
 
 
 @peers.command("remove")
 @click.argument("url")
+@json_option
 @pass_context
-def peers_remove(ctx: Context, url: str) -> None:
+def peers_remove(ctx: Context, url: str, as_json: bool) -> None:
     """Forget a peer added by URL."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/peers/remove", {"url": url})))
+    result = ctx.call("POST", "/v1/peers/remove", {"url": url})
+    _result(result, as_json, f"removed peer {result['url']}" if result["removed"]
+            else f"{result['url']} was not a known peer")
 
 
 @main.command()
 @click.argument("name")
 @click.argument("cluster")
+@json_option
 @pass_context
-def grant(ctx: Context, name: str, cluster: str) -> None:
+def grant(ctx: Context, name: str, cluster: str, as_json: bool) -> None:
     """Let CLUSTER fetch the restricted dataset NAME (every version)."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/grants", {"name": name, "cluster": cluster})))
+    result = ctx.call("POST", "/v1/grants", {"name": name, "cluster": cluster})
+    _result(result, as_json, f"granted {cluster} access to {name}"
+            + ("" if result.get("new", True) else " (it had it already)"))
 
 
 @main.command()
 @click.argument("name")
 @click.argument("cluster")
+@json_option
 @pass_context
-def revoke(ctx: Context, name: str, cluster: str) -> None:
+def revoke(ctx: Context, name: str, cluster: str, as_json: bool) -> None:
     """Stop CLUSTER's new access to NAME; copies it already fetched stay with it."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/grants/revoke", {"name": name, "cluster": cluster})))
+    result = ctx.call("POST", "/v1/grants/revoke", {"name": name, "cluster": cluster})
+    expire = result.get("certificates_expire_within")
+    _result(result, as_json, (f"revoked {cluster}'s access to {name}"
+                              + (f"; certificates it holds expire within {expire} s" if expire else ""))
+            if result.get("revoked") else f"{cluster} had no grant for {name}")
 
 
 @main.group()
@@ -677,12 +695,14 @@ def trust() -> None:
 @trust.command("add")
 @click.argument("cluster_or_key_file")
 @click.option("--name", help="A label for this publisher.")
+@json_option
 @pass_context
-def trust_add(ctx: Context, cluster_or_key_file: str, name: str | None) -> None:
+def trust_add(ctx: Context, cluster_or_key_file: str, name: str | None, as_json: bool) -> None:
     """Trust a cluster id (pins its key fingerprint) or the key in PUBLIC_KEY_FILE."""
     path = Path(cluster_or_key_file)
     key = path.read_text().strip() if path.is_file() else cluster_or_key_file
-    click.echo(json.dumps(ctx.call("POST", "/v1/trust", {"key": key, "name": name})))
+    result = ctx.call("POST", "/v1/trust", {"key": key, "name": name})
+    _result(result, as_json, f"trusting {result['cluster_id']}" + (f" as {name}" if name else ""))
 
 
 @trust.command("list")
@@ -702,10 +722,12 @@ def trust_list(ctx: Context, as_json: bool) -> None:
 
 @trust.command("remove")
 @click.argument("cluster_id")
+@json_option
 @pass_context
-def trust_remove(ctx: Context, cluster_id: str) -> None:
+def trust_remove(ctx: Context, cluster_id: str, as_json: bool) -> None:
     """Stop trusting CLUSTER_ID's catalogs."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/trust/remove", {"cluster_id": cluster_id})))
+    result = ctx.call("POST", "/v1/trust/remove", {"cluster_id": cluster_id})
+    _result(result, as_json, f"no longer trusting {result['cluster_id']}")
 
 
 @main.group()
@@ -854,10 +876,12 @@ def jobs_watch(ctx: Context, job_id: str, timeout: float | None, as_json: bool) 
 
 @jobs.command("cancel")
 @click.argument("job_id")
+@json_option
 @pass_context
-def jobs_cancel(ctx: Context, job_id: str) -> None:
+def jobs_cancel(ctx: Context, job_id: str, as_json: bool) -> None:
     """Cancel fetch job JOB_ID and delete what it staged."""
-    _emit_json(ctx.call("POST", f"/v1/jobs/{job_id}/cancel", {}))
+    job = ctx.call("POST", f"/v1/jobs/{job_id}/cancel", {})
+    _result(job, as_json, f"fetch job {job['id']} for {job['ref']}: {job['state']}")
 
 
 @jobs.command("retry")
@@ -875,8 +899,9 @@ def jobs_retry(ctx: Context, job_id: str, detach: bool, as_json: bool) -> None:
 
 @jobs.command("add")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@json_option
 @pass_context
-def jobs_add(ctx: Context, spec: str) -> None:
+def jobs_add(ctx: Context, spec: str, as_json: bool) -> None:
     """Add a training job spec (TOML); a spec with the same name is replaced."""
     import tomllib
 
@@ -889,7 +914,8 @@ def jobs_add(ctx: Context, spec: str) -> None:
         if isinstance(script, str) and not (Path(data.get("base_dir") or base_dir) / script).is_file():
             raise P2pdataError(f"{spec}: entry.script {script} does not exist (relative to {base_dir})")
     payload = {"spec": text, "filename": path.name, "base_dir": str(base_dir)}
-    _emit_json(ctx.call("POST", "/v1/training/jobs", payload))
+    added = ctx.call("POST", "/v1/training/jobs", payload)
+    _result(added, as_json, f"added training job {added['name']}")
 
 
 @jobs.command("specs")
@@ -946,7 +972,9 @@ def runs(click_ctx: click.Context, as_json: bool) -> None:
 
 @runs.command("cancel")
 @click.argument("run_id")
+@json_option
 @pass_context
-def runs_cancel(ctx: Context, run_id: str) -> None:
+def runs_cancel(ctx: Context, run_id: str, as_json: bool) -> None:
     """Cancel training run RUN_ID (its workers are stopped)."""
-    _emit_json(ctx.call("POST", f"/v1/runs/{run_id}/cancel", {}))
+    run = ctx.call("POST", f"/v1/runs/{run_id}/cancel", {})
+    _result(run, as_json, f"run {run['id']} of {run['job']}: {run['state']}")
