@@ -590,11 +590,10 @@ async def _follow_fetch(client: ControlClient, job: dict[str, Any], quiet: bool)
 @pass_context
 def status(ctx: Context, web: bool, as_json: bool) -> None:
     """Show this cluster, its peers, transfers, landed datasets and training runs."""
-    data = ctx.call("GET", "/v1/status")
     if web:
-        link = ctx.call("POST", "/v1/login-link", {})
-        click.echo(link["url"])
+        click.echo(ctx.call("POST", "/v1/login-link", {})["url"])
         return
+    data = ctx.call("GET", "/v1/status")
     if as_json:
         _emit_json(data)
         return
