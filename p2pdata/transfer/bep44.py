@@ -31,8 +31,7 @@ MAX_NODES_PER_REPLY = 16
 MAX_TOKEN = 64
 MAX_DEPTH = 4  # {"r": {"nodes": ...}} is depth 2; a value of ours is a string
 
-# BEP 44 / libtorrent error codes a put may get back.
-OLD_SEQ, CAS_MISMATCH, BAD_SIGNATURE, TOO_BIG = 302, 301, 206, 205
+OLD_SEQ = 302  # the BEP 44 error a put gets where the node holds a higher sequence number
 
 
 @dataclass(frozen=True)

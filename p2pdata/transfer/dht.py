@@ -133,9 +133,6 @@ class DhtNode:
             warnings.simplefilter("ignore", DeprecationWarning)
             return int(self._session().status().dht_nodes)
 
-    def add_node(self, endpoint: str) -> None:
-        self._session().add_dht_node(_endpoint(endpoint))
-
     async def put(self, private_key: Ed25519PrivateKey, value: bytes, salt: bytes, seq: int,
                   timeout: float = 30.0) -> PutResult:
         """Store `value` under our key and `salt` at sequence number `seq`, signed here.
