@@ -231,3 +231,18 @@ def test_what_strangers_say_cannot_aim_datagrams_or_reach_a_terminal() -> None:
     assert result.outcome == "unreached" and "206 bad?[2J?signature?" in result.detail
     # Transaction ids do not start where a forger would guess.
     assert len({bdecode(start(signed(4), 1).poll(0.0)[0][1])[b"t"] for _ in range(8)}) > 1
+
+
+async def test_a_resolver_that_never_answers_does_not_hold_a_put() -> None:
+    import asyncio
+    import socket
+
+    from p2pdata.transfer.dht import _resolve
+
+    class Hung:
+        async def getaddrinfo(self, *args: Any, **kwargs: Any) -> list[Any]:
+            await asyncio.Event().wait()
+            return []
+
+    assert await asyncio.wait_for(_resolve(Hung(), "dht.example:6881", socket.AF_INET, 0.05),  # type: ignore[arg-type]
+                                  timeout=10) is None
