@@ -433,7 +433,8 @@ def sync(ctx: Context, as_json: bool) -> None:
 @click.option("--train", "train", help="A training job to start once the data has landed.")
 @click.option("--files", "files", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs watch ID`.")
-@click.option("--timeout", type=float, help="Stop waiting after this many seconds (the fetch goes on).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Stop waiting after this many seconds (the fetch goes on).")
 @click.option("--peer", "peers", multiple=True, metavar="HOST:PORT",
               help="Also fetch from this seed, any BitTorrent client (repeatable).")
 @click.option("--verify", type=click.Choice(["v2", "sha256"]), default="v2", show_default=True,
@@ -863,7 +864,8 @@ def jobs_show(ctx: Context, job_id: str, as_json: bool) -> None:
 
 @jobs.command("watch")
 @click.argument("job_id")
-@click.option("--timeout", type=float, help="Stop watching after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Stop watching after this many seconds.")
 @json_option
 @pass_context
 def jobs_watch(ctx: Context, job_id: str, timeout: float | None, as_json: bool) -> None:

@@ -127,6 +127,9 @@ def test_size_and_format_options_are_checked(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "'parquett' is not one of" in result.output
     result = CliRunner().invoke(main, ["--home", str(tmp_path), "search", "--min-size", "ten"])
     assert result.exit_code == 2 and "not a size" in result.output
+    for command in (["fetch", "x@1"], ["jobs", "watch", "abc"]):
+        result = CliRunner().invoke(main, ["--home", str(tmp_path), *command, "--timeout", "-5"])
+        assert result.exit_code == 2 and "--timeout" in result.output and "-5" in result.output
 
 
 def test_search_size_options_take_units(make_daemon: Any, tmp_path: Path) -> None:
