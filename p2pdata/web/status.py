@@ -15,7 +15,7 @@ import hmac
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,8 @@ def _logged_in(token: str) -> web.Response:
     return response
 
 
-async def _view(service: ControlService, telemetry: Telemetry, query: Any) -> dict[str, Any]:
+async def _view(service: ControlService, telemetry: Telemetry,
+                query: Mapping[str, str]) -> dict[str, Any]:
     """Everything the page shows, as plain data for the templates."""
     status = service.status()
     filters = {key: query[key] for key in ("format", "publisher") if query.get(key)}
