@@ -54,6 +54,7 @@ from p2pdata.catalog.access import (
     sign_request,
 )
 from p2pdata.catalog.fields import field, require_map
+from p2pdata.catalog.identity import write_private
 from p2pdata.catalog.store import CatalogStore
 from p2pdata.catalog.trust import TrustStore
 from p2pdata.errors import NotFound, P2pdataError, PeerError
@@ -163,9 +164,7 @@ class Restricted:
         """One TLS key per cluster for all its swarm certificates; 0600, never sent anywhere."""
         path = self.dir / "tls.key"
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(private_key_pem(new_tls_key()))
+            write_private(path, private_key_pem(new_tls_key()))
         return path
 
     # ---- the owner's side -----------------------------------------------------------------

@@ -10,7 +10,6 @@ to new connections.
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from p2pdata.catalog.identity import write_private
 from p2pdata.errors import P2pdataError
 
 ROOT_KEY_FILE = "ca.key"
@@ -48,16 +48,6 @@ class CertificateError(P2pdataError):
 
 def _utc(seconds: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """0600 from creation, replaced atomically: the key is never readable by others."""
-    temporary = path.with_suffix(".tmp")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
 
 
 def new_tls_key() -> ec.EllipticCurvePrivateKey:
@@ -158,7 +148,7 @@ class ClusterCA:
             )
             .sign(key, hashes.SHA256())
         )
-        _write_private(key_path, private_key_pem(key))
+        write_private(key_path, private_key_pem(key))
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cls(key, cert)
 

@@ -48,3 +48,14 @@ def test_a_staging_directory_outside_the_home_is_private(tmp_path) -> None:
     staging = Staging(tmp_path / "scratch" / "staging", 1 << 20)
     staging.open(0.0)
     assert _mode(staging.dir) == 0o700  # restricted datasets are staged there too
+
+
+def test_secrets_are_written_private_and_whole(tmp_path) -> None:
+    from p2pdata.catalog import Identity
+
+    key = tmp_path / "cluster.key"
+    (tmp_path / "cluster.tmp").write_text("half a key from a crash")  # what an interrupted write left
+    identity = Identity.generate()
+    identity.save(tmp_path)
+    assert _mode(key) == 0o600 and not (tmp_path / "cluster.tmp").exists()
+    assert Identity.load(tmp_path).cluster_id == identity.cluster_id
