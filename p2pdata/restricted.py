@@ -48,7 +48,6 @@ from p2pdata.catalog import (
 )
 from p2pdata.catalog.access import (
     AccessDenied,
-    BadRequestSignature,
     GrantTable,
     RequestVerifier,
     sign_request,
@@ -63,6 +62,7 @@ from p2pdata.peers.directory import PeerDirectory
 from p2pdata.transfer import TransferSession
 from p2pdata.transfer.certs import (
     FFDHE2048_PEM,
+    CertificateError,
     ClusterCA,
     Leaf,
     new_tls_key,
@@ -280,7 +280,7 @@ class Restricted:
         try:
             der = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
         except (binascii.Error, ValueError):
-            raise BadRequestSignature("key: not base64url") from None
+            raise CertificateError("key: not base64url") from None  # bad input (400), signed properly
         return self.ca.issue(cluster, der, torrent_name(manifest), now=int(self.clock()),
                              lifetime=self.certificate_lifetime)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -72,7 +73,7 @@ def load_tls_public_key(der: bytes) -> ec.EllipticCurvePublicKey:
         raise CertificateError(f"TLS public key is {len(der)} bytes, over {MAX_PUBLIC_KEY_DER}")
     try:
         key = serialization.load_der_public_key(der)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # a key type OpenSSL does not know: 400, not 500
         raise CertificateError(f"TLS public key is not a DER public key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise CertificateError("TLS public key must be EC P-256")
