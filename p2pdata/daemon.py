@@ -776,6 +776,7 @@ class Daemon:
             for status in self.health.peers():
                 if status.cluster_id == cluster_id:
                     self.directory.catalog_dropped(status.url)
+            discovering.wake(self.sources)  # what the DHT found of it goes now
         return {"cluster_id": cluster_id, "removed": True}
 
     def status(self) -> dict[str, Any]:
