@@ -938,11 +938,12 @@ def jobs_specs(ctx: Context, as_json: bool) -> None:
 
 @jobs.command("remove")
 @click.argument("name")
+@json_option
 @pass_context
-def jobs_remove(ctx: Context, name: str) -> None:
+def jobs_remove(ctx: Context, name: str, as_json: bool) -> None:
     """Remove the training job spec NAME (its past runs stay listed)."""
-    ctx.call("POST", "/v1/training/jobs/remove", {"name": name})
-    click.echo(f"removed training job {name}")
+    result = ctx.call("POST", "/v1/training/jobs/remove", {"name": name})
+    _result(result, as_json, f"removed training job {name}")
 
 
 @jobs.command("logs")
