@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -27,10 +27,14 @@ from p2pdata.display import (
     parse_size,
     plain,
     print_table,
+    printable,
     publisher,
     transfer_columns,
 )
 from p2pdata.errors import P2pdataError
+
+if TYPE_CHECKING:  # imported where used: aiohttp would slow every command
+    from p2pdata.web.client import ControlClient
 
 console = Console()
 # catalog.FORMATS, spelt out: importing the catalog package (pyarrow) would slow every command.
@@ -39,6 +43,11 @@ FORMATS = ("parquet", "tfrecord", "csv", "files")
 
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _result(result: dict[str, Any], as_json: bool, line: str) -> None:
+    """What a command changed: the daemon's answer with --json, else one line for a person."""
+    _emit_json(result) if as_json else plain(console, line)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[Column], title: str | None = None) -> None:
@@ -148,7 +157,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except P2pdataError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(printable(f"error: {exc}"), err=True)  # may hold a peer's words
             sys.exit(1)
 
 
@@ -424,7 +433,8 @@ def sync(ctx: Context, as_json: bool) -> None:
 @click.option("--train", "train", help="A training job to start once the data has landed.")
 @click.option("--files", "files", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs watch ID`.")
-@click.option("--timeout", type=float, help="Stop waiting after this many seconds (the fetch goes on).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Stop waiting after this many seconds (the fetch goes on).")
 @click.option("--peer", "peers", multiple=True, metavar="HOST:PORT",
               help="Also fetch from this seed, any BitTorrent client (repeatable).")
 @click.option("--verify", type=click.Choice(["v2", "sha256"]), default="v2", show_default=True,
@@ -488,8 +498,8 @@ def _job_outcome(job: dict[str, Any], as_json: bool) -> None:
         hint = f"; retry with `p2pdata jobs retry {job['id']}`" if job.get("retryable") else ""
         raise P2pdataError(f"fetch of {job['ref']} {job['state']}: {job.get('error') or ''}{hint}")
     else:
-        click.echo(f"fetch job {job['id']} for {job['ref']}: {job['state']}"
-                   + (f" ({job['waiting']})" if job.get("waiting") else ""))
+        click.echo(printable(f"fetch job {job['id']} for {job['ref']}: {job['state']}"
+                             + (f" ({job['waiting']})" if job.get("waiting") else "")))
 
 
 async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
@@ -536,12 +546,12 @@ async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
     return await client.call("GET", f"/v1/jobs/{job['id']}")
 
 
-async def _follow_fetch(client: Any, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
+async def _follow_fetch(client: ControlClient, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
     columns = transfer_columns()
 
     def describe(peers: int | None = None) -> str:
         what = f"{job['ref']} [{job['state']}]" if peers is None else f"{job['ref']} ({peers} peers)"
-        return f"{what}: {job['waiting']}" if job.get("waiting") else what
+        return printable(f"{what}: {job['waiting']}" if job.get("waiting") else what)
 
     with Progress(*columns, console=console, disable=quiet) as progress:
         task = progress.add_task(job["ref"], total=job.get("total_bytes") or None)
@@ -581,11 +591,10 @@ async def _follow_fetch(client: Any, job: dict[str, Any], quiet: bool) -> dict[s
 @pass_context
 def status(ctx: Context, web: bool, as_json: bool) -> None:
     """Show this cluster, its peers, transfers, landed datasets and training runs."""
-    data = ctx.call("GET", "/v1/status")
     if web:
-        link = ctx.call("POST", "/v1/login-link", {})
-        click.echo(link["url"])
+        click.echo(ctx.call("POST", "/v1/login-link", {})["url"])
         return
+    data = ctx.call("GET", "/v1/status")
     if as_json:
         _emit_json(data)
         return
@@ -633,36 +642,49 @@ def peers(click_ctx: click.Context, as_json: bool) -> None:
 
 @peers.command("add")
 @click.argument("url")
+@json_option
 @pass_context
-def peers_add(ctx: Context, url: str) -> None:
+def peers_add(ctx: Context, url: str, as_json: bool) -> None:
     """Add a peer by the URL of its peer API (kept across restarts)."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/peers", {"url": url})))
+    result = ctx.call("POST", "/v1/peers", {"url": url})
+    _result(result, as_json, f"added peer {result['url']}")
 
 
 @peers.command("remove")
 @click.argument("url")
+@json_option
 @pass_context
-def peers_remove(ctx: Context, url: str) -> None:
+def peers_remove(ctx: Context, url: str, as_json: bool) -> None:
     """Forget a peer added by URL."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/peers/remove", {"url": url})))
+    result = ctx.call("POST", "/v1/peers/remove", {"url": url})
+    _result(result, as_json, f"removed peer {result['url']}" if result["removed"]
+            else f"{result['url']} was not a known peer")
 
 
 @main.command()
 @click.argument("name")
 @click.argument("cluster")
+@json_option
 @pass_context
-def grant(ctx: Context, name: str, cluster: str) -> None:
+def grant(ctx: Context, name: str, cluster: str, as_json: bool) -> None:
     """Let CLUSTER fetch the restricted dataset NAME (every version)."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/grants", {"name": name, "cluster": cluster})))
+    result = ctx.call("POST", "/v1/grants", {"name": name, "cluster": cluster})
+    _result(result, as_json, f"granted {cluster} access to {name}"
+            + ("" if result.get("new", True) else " (it had it already)"))
 
 
 @main.command()
 @click.argument("name")
 @click.argument("cluster")
+@json_option
 @pass_context
-def revoke(ctx: Context, name: str, cluster: str) -> None:
+def revoke(ctx: Context, name: str, cluster: str, as_json: bool) -> None:
     """Stop CLUSTER's new access to NAME; copies it already fetched stay with it."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/grants/revoke", {"name": name, "cluster": cluster})))
+    result = ctx.call("POST", "/v1/grants/revoke", {"name": name, "cluster": cluster})
+    expire = result.get("certificates_expire_within")
+    _result(result, as_json, (f"revoked {cluster}'s access to {name}"
+                              + (f"; certificates it holds expire within {expire} s" if expire else ""))
+            if result.get("revoked") else f"{cluster} had no grant for {name}")
 
 
 @main.group()
@@ -673,12 +695,14 @@ def trust() -> None:
 @trust.command("add")
 @click.argument("cluster_or_key_file")
 @click.option("--name", help="A label for this publisher.")
+@json_option
 @pass_context
-def trust_add(ctx: Context, cluster_or_key_file: str, name: str | None) -> None:
+def trust_add(ctx: Context, cluster_or_key_file: str, name: str | None, as_json: bool) -> None:
     """Trust a cluster id (pins its key fingerprint) or the key in PUBLIC_KEY_FILE."""
     path = Path(cluster_or_key_file)
     key = path.read_text().strip() if path.is_file() else cluster_or_key_file
-    click.echo(json.dumps(ctx.call("POST", "/v1/trust", {"key": key, "name": name})))
+    result = ctx.call("POST", "/v1/trust", {"key": key, "name": name})
+    _result(result, as_json, f"trusting {result['cluster_id']}" + (f" as {name}" if name else ""))
 
 
 @trust.command("list")
@@ -698,10 +722,12 @@ def trust_list(ctx: Context, as_json: bool) -> None:
 
 @trust.command("remove")
 @click.argument("cluster_id")
+@json_option
 @pass_context
-def trust_remove(ctx: Context, cluster_id: str) -> None:
+def trust_remove(ctx: Context, cluster_id: str, as_json: bool) -> None:
     """Stop trusting CLUSTER_ID's catalogs."""
-    click.echo(json.dumps(ctx.call("POST", "/v1/trust/remove", {"cluster_id": cluster_id})))
+    result = ctx.call("POST", "/v1/trust/remove", {"cluster_id": cluster_id})
+    _result(result, as_json, f"no longer trusting {result['cluster_id']}")
 
 
 @main.group()
@@ -831,14 +857,15 @@ def jobs_show(ctx: Context, job_id: str, as_json: bool) -> None:
             ("runs", ", ".join(job.get("runs") or []))]
     for name, value in rows:
         if value:
-            click.echo(f"{name:>9}: {value}")
+            click.echo(printable(f"{name:>9}: {value}"))
     if job.get("retryable"):
         click.echo(f"retry with `p2pdata jobs retry {job['id']}`")
 
 
 @jobs.command("watch")
 @click.argument("job_id")
-@click.option("--timeout", type=float, help="Stop watching after this many seconds.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Stop watching after this many seconds.")
 @json_option
 @pass_context
 def jobs_watch(ctx: Context, job_id: str, timeout: float | None, as_json: bool) -> None:
@@ -850,10 +877,12 @@ def jobs_watch(ctx: Context, job_id: str, timeout: float | None, as_json: bool) 
 
 @jobs.command("cancel")
 @click.argument("job_id")
+@json_option
 @pass_context
-def jobs_cancel(ctx: Context, job_id: str) -> None:
+def jobs_cancel(ctx: Context, job_id: str, as_json: bool) -> None:
     """Cancel fetch job JOB_ID and delete what it staged."""
-    _emit_json(ctx.call("POST", f"/v1/jobs/{job_id}/cancel", {}))
+    job = ctx.call("POST", f"/v1/jobs/{job_id}/cancel", {})
+    _result(job, as_json, f"fetch job {job['id']} for {job['ref']}: {job['state']}")
 
 
 @jobs.command("retry")
@@ -871,8 +900,9 @@ def jobs_retry(ctx: Context, job_id: str, detach: bool, as_json: bool) -> None:
 
 @jobs.command("add")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False))
+@json_option
 @pass_context
-def jobs_add(ctx: Context, spec: str) -> None:
+def jobs_add(ctx: Context, spec: str, as_json: bool) -> None:
     """Add a training job spec (TOML); a spec with the same name is replaced."""
     import tomllib
 
@@ -885,7 +915,8 @@ def jobs_add(ctx: Context, spec: str) -> None:
         if isinstance(script, str) and not (Path(data.get("base_dir") or base_dir) / script).is_file():
             raise P2pdataError(f"{spec}: entry.script {script} does not exist (relative to {base_dir})")
     payload = {"spec": text, "filename": path.name, "base_dir": str(base_dir)}
-    _emit_json(ctx.call("POST", "/v1/training/jobs", payload))
+    added = ctx.call("POST", "/v1/training/jobs", payload)
+    _result(added, as_json, f"added training job {added['name']}")
 
 
 @jobs.command("specs")
@@ -907,11 +938,12 @@ def jobs_specs(ctx: Context, as_json: bool) -> None:
 
 @jobs.command("remove")
 @click.argument("name")
+@json_option
 @pass_context
-def jobs_remove(ctx: Context, name: str) -> None:
+def jobs_remove(ctx: Context, name: str, as_json: bool) -> None:
     """Remove the training job spec NAME (its past runs stay listed)."""
-    ctx.call("POST", "/v1/training/jobs/remove", {"name": name})
-    click.echo(f"removed training job {name}")
+    result = ctx.call("POST", "/v1/training/jobs/remove", {"name": name})
+    _result(result, as_json, f"removed training job {name}")
 
 
 @jobs.command("logs")
@@ -942,7 +974,9 @@ def runs(click_ctx: click.Context, as_json: bool) -> None:
 
 @runs.command("cancel")
 @click.argument("run_id")
+@json_option
 @pass_context
-def runs_cancel(ctx: Context, run_id: str) -> None:
+def runs_cancel(ctx: Context, run_id: str, as_json: bool) -> None:
     """Cancel training run RUN_ID (its workers are stopped)."""
-    _emit_json(ctx.call("POST", f"/v1/runs/{run_id}/cancel", {}))
+    run = ctx.call("POST", f"/v1/runs/{run_id}/cancel", {})
+    _result(run, as_json, f"run {run['id']} of {run['job']}: {run['state']}")

@@ -16,7 +16,9 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -131,7 +133,7 @@ def ensure_token(path: Path) -> str:
 class _Table:
     """Small key → JSON record tables of the daemon's own (published sources, landed, peers)."""
 
-    def __init__(self, conn: Any, name: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, name: str) -> None:
         self.conn, self.name = conn, name
         conn.execute(f"CREATE TABLE IF NOT EXISTS {name} (key TEXT PRIMARY KEY, data TEXT NOT NULL)")
 
@@ -285,7 +287,7 @@ class Daemon:
         self.conn.close()
         self._lock.release()
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -331,7 +333,7 @@ class Daemon:
         )
 
         app = control_app(self, self.token, open_paths=("/login", "/static/"), host=config.control.host)
-        status_routes(app, self)
+        status_routes(app, self, token=self.token)
         control_runner = guarded_runner(app, limits)
         await control_runner.setup()
         self._runners.append(control_runner)
@@ -774,6 +776,7 @@ class Daemon:
             for status in self.health.peers():
                 if status.cluster_id == cluster_id:
                     self.directory.catalog_dropped(status.url)
+            discovering.wake(self.sources)  # what the DHT found of it goes now
         return {"cluster_id": cluster_id, "removed": True}
 
     def status(self) -> dict[str, Any]:

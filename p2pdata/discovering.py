@@ -132,7 +132,7 @@ def _dht_discovery(host: DiscoveryHost, node: DhtNode) -> DhtDiscovery:
     config = host.config.discovery
     return DhtDiscovery(
         node=node, private_key=host.identity.private_key, cluster_id=own, advert=advert,
-        wanted=wanted, prove=prove, seen=SeenStore(host.conn), on_found=found, on_lost=lost,
+        wanted=wanted, trusted=lambda: {t.cluster_id for t in host.trust.list()}, prove=prove, seen=SeenStore(host.conn), on_found=found, on_lost=lost,
         interval=config.dht_interval, republish=config.dht_republish,
     )
 

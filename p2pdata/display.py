@@ -2,7 +2,8 @@
 
 Every value may come from outside (a peer's description, an error a peer answered with),
 so cells are `rich.text.Text`, never markup: `[/]` or `[link=…]` in a value is shown as
-typed, not interpreted. `--json` output bypasses all of this and keeps the raw values.
+typed, not interpreted, and terminal control characters (Rich passes ESC through) are shown as
+escapes (`printable`). `--json` output bypasses all of this and keeps the raw values.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ for _power, _unit in enumerate(UNITS[1:], start=1):
     _MULTIPLIERS[_unit[0].lower()] = 1024**_power  # 10M means 10 MiB, as in `du -h`
     _MULTIPLIERS[_unit.lower()] = 1024**_power
     _MULTIPLIERS[f"{_unit[0]}b".lower()] = 1000**_power
+
+
+# C0/C1 controls but tab and newline (ESC starts every terminal sequence; CR rewrites a line)
+# and the bidi controls that make a name read as another.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with every control character shown as its escape (`\\x1b`), for a terminal."""
+    return _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def human_size(n: int | float | None) -> str:
@@ -106,7 +117,8 @@ def table(rows: Iterable[Mapping[str, Any]], columns: list[Column], title: str |
         result.add_column(column.header or column.key, overflow="fold" if folds else "ellipsis",
                           no_wrap=not folds, max_width=None if folds else column.max_width)
     for row in rows:
-        result.add_row(*(Text((column.show or cell)(row.get(column.key))) for column in columns))
+        result.add_row(*(Text(printable((column.show or cell)(row.get(column.key))))
+                         for column in columns))
     return result
 
 
@@ -123,7 +135,7 @@ def print_table(
 def plain(console: Console, text: str) -> None:
     """Print a line that may hold outside text, without interpreting markup or highlighting."""
     # soft_wrap: the terminal wraps a long line, so a command in it copies whole.
-    console.print(Text(text), highlight=False, soft_wrap=True)
+    console.print(Text(printable(text)), highlight=False, soft_wrap=True)
 
 
 class SpeedColumn(ProgressColumn):

@@ -48,12 +48,12 @@ from p2pdata.catalog import (
 )
 from p2pdata.catalog.access import (
     AccessDenied,
-    BadRequestSignature,
     GrantTable,
     RequestVerifier,
     sign_request,
 )
 from p2pdata.catalog.fields import field, require_map
+from p2pdata.catalog.identity import write_private
 from p2pdata.catalog.store import CatalogStore
 from p2pdata.catalog.trust import TrustStore
 from p2pdata.errors import NotFound, P2pdataError, PeerError
@@ -62,6 +62,7 @@ from p2pdata.peers.directory import PeerDirectory
 from p2pdata.transfer import TransferSession
 from p2pdata.transfer.certs import (
     FFDHE2048_PEM,
+    CertificateError,
     ClusterCA,
     Leaf,
     new_tls_key,
@@ -163,9 +164,7 @@ class Restricted:
         """One TLS key per cluster for all its swarm certificates; 0600, never sent anywhere."""
         path = self.dir / "tls.key"
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(private_key_pem(new_tls_key()))
+            write_private(path, private_key_pem(new_tls_key()))
         return path
 
     # ---- the owner's side -----------------------------------------------------------------
@@ -281,7 +280,7 @@ class Restricted:
         try:
             der = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
         except (binascii.Error, ValueError):
-            raise BadRequestSignature("key: not base64url") from None
+            raise CertificateError("key: not base64url") from None  # bad input (400), signed properly
         return self.ca.issue(cluster, der, torrent_name(manifest), now=int(self.clock()),
                              lifetime=self.certificate_lifetime)
 

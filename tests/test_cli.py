@@ -65,7 +65,11 @@ def test_catalog_export_and_verify_against_the_trust_store(make_daemon, tmp_path
     code, output = run(reader.home, "catalog", "verify", str(exported))
     assert code == 1 and "not in the trust store" in output
 
-    reader.cli("trust", "add", publisher.cluster_id, "--name", "publisher")
+    # What a command changed: one line for a person, the daemon's answer with --json.
+    assert reader.cli("trust", "add", publisher.cluster_id, "--name", "publisher").strip() == \
+        f"trusting {publisher.cluster_id} as publisher"
+    assert json.loads(reader.cli("trust", "add", publisher.cluster_id, "--name", "publisher", "--json")) \
+        == {"cluster_id": publisher.cluster_id, "trusted": True}
     assert [t["cluster_id"] for t in json.loads(reader.cli("trust", "list", "--json"))] == [publisher.cluster_id]
     code, output = run(reader.home, "catalog", "verify", str(exported))
     assert code == 0 and f"cluster {publisher.cluster_id}" in output
@@ -77,7 +81,7 @@ def test_catalog_export_and_verify_against_the_trust_store(make_daemon, tmp_path
     code, output = run(reader.home, "catalog", "verify", str(tampered))
     assert code == 1 and "signature" in output
 
-    reader.cli("trust", "remove", publisher.cluster_id)
+    assert reader.cli("trust", "remove", publisher.cluster_id).strip() == f"no longer trusting {publisher.cluster_id}"
     assert json.loads(reader.cli("trust", "list", "--json")) == []
 
 

@@ -127,6 +127,9 @@ def test_size_and_format_options_are_checked(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "'parquett' is not one of" in result.output
     result = CliRunner().invoke(main, ["--home", str(tmp_path), "search", "--min-size", "ten"])
     assert result.exit_code == 2 and "not a size" in result.output
+    for command in (["fetch", "x@1"], ["jobs", "watch", "abc"]):
+        result = CliRunner().invoke(main, ["--home", str(tmp_path), *command, "--timeout", "-5"])
+        assert result.exit_code == 2 and "--timeout" in result.output and "-5" in result.output
 
 
 def test_search_size_options_take_units(make_daemon: Any, tmp_path: Path) -> None:
@@ -172,3 +175,18 @@ def test_transfer_bars_use_the_units_of_every_table_and_show_refs_as_typed() -> 
     text = console.export_text()
     assert "lab/x@1 [landing] [/]" in text
     assert "5.0/10.0 MiB" in text and " MB" not in text
+
+
+def test_terminal_control_characters_from_peers_are_shown_as_escapes() -> None:
+    """Rich passes ESC through: a peer's name or error must not retitle or clear the terminal."""
+    from p2pdata.display import plain, printable
+
+    hostile = "lab\x1b]0;owned\x07\x1b[2J\x9b31m\u202eexe.txt\rfake"
+    assert printable(hostile) == "lab\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202eexe.txt\\rfake"
+    assert printable("tab\there\nnext é 日本") == "tab\there\nnext é 日本"
+    out = io.StringIO()
+    console = Console(width=80, file=out, force_terminal=True)
+    console.print(table([{"error": hostile}], [Column("error", wraps=True)]))
+    plain(console, hostile)
+    assert not any(c in out.getvalue() for c in "\x07\x9b\u202e\r")
+    assert "\x1b]" not in out.getvalue() and "\x1b[2J" not in out.getvalue()

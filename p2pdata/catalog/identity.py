@@ -55,6 +55,17 @@ def decode_public_key(text: str) -> bytes:
     return key
 
 
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret: 0600 from creation (O_EXCL), so never readable by others, not even
+    briefly; replaced atomically, so a crash never leaves half a key."""
+    temporary = path.with_suffix(".tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
+
+
 @dataclass(frozen=True)
 class Identity:
     private_key: Ed25519PrivateKey
@@ -87,13 +98,7 @@ class Identity:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        temporary = private_path.with_suffix(".tmp")
-        # O_EXCL plus mode 0600 at creation: the key is never readable by others, not even briefly.
-        temporary.unlink(missing_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-        os.replace(temporary, private_path)
+        write_private(private_path, pem)
         (directory / PUBLIC_KEY_FILE).write_text(encode_public_key(self.public_key) + "\n")
 
     @classmethod

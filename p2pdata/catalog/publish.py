@@ -255,16 +255,12 @@ def hash_file(path: Path, v2: V2Hasher | None = None,
     return size, digest.digest()
 
 
-def hash_files(root: Path, paths: list[str], *, workers: int | None = None) -> tuple[FileEntry, ...]:
-    """Hash all files in parallel threads, biggest first so the cores finish together."""
-    return hash_files_v2(root, paths, workers=workers)[0]
-
-
 def hash_files_v2(
     root: Path, paths: list[str], *, workers: int | None = None,
     piece_size_for: Callable[[int], int] | None = None, v1: bool = False,
 ) -> tuple[tuple[FileEntry, ...], dict[str, V2Hashes]]:
-    """hash_files, plus each file's v2 hashes at `piece_size_for(total size)` from the same read.
+    """Each file's entry (size, SHA-256), hashed in parallel threads, biggest first so the
+    cores finish together; plus its v2 hashes at `piece_size_for(total size)` from the same read.
 
     `v1`: the v1 piece hashes of a hybrid torrent too (a third hash per byte).
     """

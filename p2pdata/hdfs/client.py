@@ -490,7 +490,16 @@ class WebHdfsClient:
                 "-policy", policy]
         proc = await asyncio.create_subprocess_exec(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate()
+        try:  # a JVM retrying a NameNode that is down must not hold the landing forever
+            out, err = await asyncio.wait_for(proc.communicate(), self._timeout.total)
+        except BaseException as exc:  # the timeout or the caller's cancellation: never outlive it
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            if isinstance(exc, TimeoutError):
+                raise HdfsRemoteError("StoragePolicyAdmin", f"{' '.join(argv[-6:])} did not finish "
+                                      f"within {self._timeout.total:.0f} s", 504) from None
+            raise
         if proc.returncode != 0:
             raise HdfsRemoteError(
                 "StoragePolicyAdmin",

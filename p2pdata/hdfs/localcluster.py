@@ -638,11 +638,6 @@ esac
         return self.tool_command("org.apache.hadoop.hdfs.tools.CacheAdmin")
 
     @property
-    def ecadmin_command(self) -> list[str]:
-        """``hdfs ec``."""
-        return self.tool_command("org.apache.hadoop.hdfs.tools.ECAdmin")
-
-    @property
     def fsshell_command(self) -> list[str]:
         """``hdfs dfs``."""
         return self.tool_command("org.apache.hadoop.fs.FsShell")

@@ -70,11 +70,6 @@ def resolve_ec(name: str | None) -> str | None:
     return spec[1] if spec else None
 
 
-def storage_types(policy: str) -> tuple[str, ...]:
-    """The storage types a policy needs DataNodes to offer (RAM_DISK for LAZY_PERSIST)."""
-    return POLICY_TYPES[resolve_tier(policy)]
-
-
 def policy_name(policy_id: int | None) -> str | None:
     """GETFILESTATUS's numeric storagePolicy -> name; None when unset (0) or unknown."""
     return POLICY_NAMES.get(policy_id or 0)

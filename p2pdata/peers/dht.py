@@ -26,7 +26,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -282,7 +282,8 @@ class DhtDiscovery:
     """The DHT as a source of peers: publishes our record, looks up the clusters we want.
 
     `wanted()` gives the trusted clusters (id → pinned key) that no peer reaches now (found
-    here before or not: a cluster whose URLs changed is found again here);
+    here before or not: a cluster whose URLs changed is found again here); `trusted()` the ids
+    of all trusted clusters (what was found of any other is dropped: trust was removed);
     `advert(renew)` what to publish (with `renew`, after signing a new catalog version);
     `prove(url, cluster_id, key)` raises PeerError unless the peer there holds that key.
     """
@@ -297,6 +298,7 @@ class DhtDiscovery:
         cluster_id: str,
         advert: Callable[[bool], Advert],
         wanted: Callable[[], Mapping[str, bytes]],
+        trusted: Callable[[], Collection[str]],
         prove: Prove,
         seen: SeenStore,
         on_found: OnFound,
@@ -313,6 +315,7 @@ class DhtDiscovery:
         self._cluster_id = cluster_id
         self._advert = advert
         self._wanted = wanted
+        self._trusted = trusted
         self._prove = prove
         self._seen = seen
         self._on_found = on_found
@@ -375,8 +378,16 @@ class DhtDiscovery:
 
     async def step(self) -> None:
         """One lookup round: every wanted cluster, at once."""
+        self._forget_untrusted(set(self._trusted()))
         wanted = dict(self._wanted())
         await asyncio.gather(*(self.lookup(cluster, key) for cluster, key in wanted.items()))
+
+    def _forget_untrusted(self, trusted: set[str]) -> None:
+        for cluster in [c for c in self._found if c not in trusted]:
+            for url in self._found.pop(cluster):
+                self._on_lost(url)
+        self._refused = {c: why for c, why in self._refused.items() if c in trusted}
+        self._missing &= trusted
 
     async def publish(self) -> None:
         """Put our record if it changed or the republish interval is up (see `next_put`)."""

@@ -77,8 +77,10 @@ class ZeroconfDiscovery:
         on_lost: OnLost,
         scheme: str = "http",
         properties: Mapping[str, str] | None = None,
+        max_found: int = 256,
     ) -> None:
-        """`interfaces`: IPv4 addresses to listen and advertise on; there is no "all" default."""
+        """`interfaces`: IPv4 addresses to listen and advertise on; there is no "all" default.
+        `max_found`: adverts followed at once (anyone on the LAN may advertise thousands)."""
         if not interfaces:
             raise ValueError("zeroconf needs at least one interface address")
         for address in interfaces:
@@ -105,6 +107,8 @@ class ZeroconfDiscovery:
         self._browser: AsyncServiceBrowser | None = None
         self._found: dict[str, str] = {}  # service instance name -> peer URL
         self._resolving: dict[str, asyncio.Task[None]] = {}
+        self._max_found = max_found
+        self._full = False  # over max_found: said once in the log, until there is room again
 
     @property
     def found(self) -> dict[str, str]:
@@ -148,6 +152,8 @@ class ZeroconfDiscovery:
             pending.cancel()
         if state_change is ServiceStateChange.Removed:
             self._drop(name)
+        elif name not in self._found and not self._room(len(self._found) + len(self._resolving)):
+            return
         else:
             task = asyncio.get_running_loop().create_task(self._resolve(name))
             self._resolving[name] = task
@@ -179,8 +185,19 @@ class ZeroconfDiscovery:
             return
         if old is not None:
             self._drop(name)
+        elif not self._room(len(self._found)):
+            return
         self._found[name] = url
         _call(self._on_found, url, cluster_id)
+
+    def _room(self, followed: int) -> bool:
+        """Whether one more advert may be followed; a flood is logged once, not per advert."""
+        full = followed >= self._max_found
+        if full and not self._full:
+            log.warning("zeroconf: %d adverts followed already: ignoring more (a flood on the LAN?)",
+                        self._max_found)
+        self._full = full
+        return not full
 
     def _drop(self, name: str) -> None:
         url = self._found.pop(name, None)

@@ -34,6 +34,10 @@ class LocalEngine:
         self.host: str = settings.get("host", "localhost")
         self._live: set[LocalWorkers] = set()
 
+    def released(self, workers: LocalWorkers) -> None:
+        """`workers` are reaped: their ports are free for the next launch."""
+        self._live.discard(workers)
+
     async def launch(self, attempt: Attempt) -> LocalWorkers:
         busy = {port for other in self._live for port in other.ports}
         workers = LocalWorkers(self, attempt, busy)
@@ -124,4 +128,4 @@ class LocalWorkers:
         self._signal(signal.SIGKILL)
         for popen in self.popens:
             popen.wait()
-        self.engine._live.discard(self)
+        self.engine.released(self)

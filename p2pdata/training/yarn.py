@@ -168,7 +168,8 @@ class YarnEngine:
                       self.resourcemanager)
         return str(target)
 
-    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """`method` of the YARN client, bounded as `blocking` is (for the engine's runs)."""
         def call() -> Any:
             return getattr(self.client(), method)(*args, **kwargs)
         return await self.blocking(call)
@@ -404,7 +405,7 @@ class YarnWorkers:
         self._stopping = True
         if self.app_id is not None and not self._seen.over:
             with contextlib.suppress(Exception):
-                await self.engine._call("kill_application", self.app_id)
+                await self.engine.call("kill_application", self.app_id)
 
     async def kill(self) -> None:
         await self.terminate()  # YARN's kill is already final: the NodeManager escalates
@@ -437,7 +438,7 @@ class YarnWorkers:
                     return
                 self._stopping = killed = True
                 with contextlib.suppress(Exception):
-                    await self.engine._call("kill_application", self.app_id)
+                    await self.engine.call("kill_application", self.app_id)
                 deadline = loop.time() + grace  # YARN's kill takes effect within seconds
             await asyncio.sleep(0.25)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,8 +31,7 @@ MAX_NODES_PER_REPLY = 16
 MAX_TOKEN = 64
 MAX_DEPTH = 4  # {"r": {"nodes": ...}} is depth 2; a value of ours is a string
 
-# BEP 44 / libtorrent error codes a put may get back.
-OLD_SEQ, CAS_MISMATCH, BAD_SIGNATURE, TOO_BIG = 302, 301, 206, 205
+OLD_SEQ = 302  # the BEP 44 error a put gets where the node holds a higher sequence number
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,11 @@ def compact_nodes(data: bytes, ipv6: bool) -> list[tuple[bytes, Endpoint]]:
     found = []
     for at in range(0, min(len(data) // size, MAX_NODES_PER_REPLY) * size, size):
         node_id, ip, port = data[at:at + 20], data[at + 20:at + size - 2], data[at + size - 2:at + size]
-        if int.from_bytes(port, "big"):  # the address as the socket will name its sender
-            found.append((node_id, (str(ipaddress.ip_address(ip)), int.from_bytes(port, "big"))))
+        address, number = ipaddress.ip_address(ip), int.from_bytes(port, "big")
+        # Port 0, 0.0.0.0, a multicast group or broadcast is no node: strangers must not aim
+        # our datagrams there. The address is kept as the socket will name its sender.
+        if number and not (address.is_unspecified or address.is_multicast or address.is_reserved):
+            found.append((node_id, (str(address), number)))
     return found
 
 
@@ -182,7 +185,7 @@ class MutablePut:
         for endpoint in start:
             self._nodes.setdefault(endpoint, _Node(endpoint))
         self._pending: dict[bytes, _Pending] = {}
-        self._tid = 0
+        self._tid = secrets.randbelow(65536)  # not guessable: an off-path forger must also guess it
         self._queries = 0
         self._phase: Literal["lookup", "put", "done"] = "lookup"
         self._stored = _Stored()
@@ -352,7 +355,9 @@ class MutablePut:
 def _error(raw: Any) -> tuple[int, str]:
     """(code, message) of a KRPC error, whatever shape a stranger sent."""
     if isinstance(raw, list) and len(raw) >= 2 and type(raw[0]) is int and isinstance(raw[1], bytes):
-        return raw[0], raw[1][:120].decode("utf-8", "replace")
+        text = raw[1][:120].decode("utf-8", "replace")
+        # It goes to our logs and `p2pdata status`: no terminal control characters or newlines.
+        return raw[0], "".join(c if c.isprintable() else "?" for c in text)
     return 0, "malformed error"
 
 

@@ -10,15 +10,16 @@ to new connections.
 from __future__ import annotations
 
 import datetime
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from p2pdata.catalog.identity import write_private
 from p2pdata.errors import P2pdataError
 
 ROOT_KEY_FILE = "ca.key"
@@ -50,16 +51,6 @@ def _utc(seconds: int) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, datetime.UTC)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """0600 from creation, replaced atomically: the key is never readable by others."""
-    temporary = path.with_suffix(".tmp")
-    temporary.unlink(missing_ok=True)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
-
-
 def new_tls_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
@@ -82,7 +73,7 @@ def load_tls_public_key(der: bytes) -> ec.EllipticCurvePublicKey:
         raise CertificateError(f"TLS public key is {len(der)} bytes, over {MAX_PUBLIC_KEY_DER}")
     try:
         key = serialization.load_der_public_key(der)
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:  # a key type OpenSSL does not know: 400, not 500
         raise CertificateError(f"TLS public key is not a DER public key: {exc}") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise CertificateError("TLS public key must be EC P-256")
@@ -158,7 +149,7 @@ class ClusterCA:
             )
             .sign(key, hashes.SHA256())
         )
-        _write_private(key_path, private_key_pem(key))
+        write_private(key_path, private_key_pem(key))
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cls(key, cert)
 

@@ -133,9 +133,6 @@ class DhtNode:
             warnings.simplefilter("ignore", DeprecationWarning)
             return int(self._session().status().dht_nodes)
 
-    def add_node(self, endpoint: str) -> None:
-        self._session().add_dht_node(_endpoint(endpoint))
-
     async def put(self, private_key: Ed25519PrivateKey, value: bytes, salt: bytes, seq: int,
                   timeout: float = 30.0) -> PutResult:
         """Store `value` under our key and `salt` at sequence number `seq`, signed here.
@@ -150,7 +147,8 @@ class DhtNode:
         host = self.settings.listen.rpartition(":")[0].strip("[]")
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         loop = asyncio.get_running_loop()
-        bootstrap = [await _resolve(loop, node, family) for node in self.settings.bootstrap]
+        bootstrap = await asyncio.gather(*(_resolve(loop, node, family, timeout / 4)
+                                           for node in self.settings.bootstrap))
         own = ("::1" if family == socket.AF_INET6 else "127.0.0.1") if host in ("0.0.0.0", "::") else host
         put = MutablePut(item, start_nodes((own, self.port), [b for b in bootstrap if b]),
                          now=loop.time(), node_id=os.urandom(20), timeout=timeout,
@@ -254,13 +252,16 @@ class _Krpc(asyncio.DatagramProtocol):
         log.debug("DHT put: %s", exc)
 
 
-async def _resolve(loop: asyncio.AbstractEventLoop, node: str, family: int) -> Endpoint | None:
-    """A bootstrap node as the address its answers will come from (None if it has none)."""
+async def _resolve(loop: asyncio.AbstractEventLoop, node: str, family: int,
+                   timeout: float) -> Endpoint | None:
+    """A bootstrap node as the address its answers will come from (None if it has none, or
+    if the resolver does not answer within `timeout`: a put never waits on it for long)."""
     host, port = _endpoint(node)
     try:
-        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
-    except OSError as exc:
-        log.warning("DHT bootstrap node %s: %s", node, exc)
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM), timeout)
+    except (OSError, TimeoutError) as exc:
+        log.warning("DHT bootstrap node %s: %s", node, str(exc) or "no address in time")
         return None
     return (str(infos[0][4][0]), int(infos[0][4][1])) if infos else None
 

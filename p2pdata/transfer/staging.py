@@ -112,7 +112,8 @@ class Staging:
 
     def open(self, now: float) -> None:
         """Create the directory and register what an earlier run left as idle seeds."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # 0700: restricted datasets are staged here too, outside the home when configured so.
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for child in self.dir.iterdir():
             if child.is_dir() and len(child.name) == 64 and not child.name.startswith("."):
                 self.ledger.add_seed(child.name, _du(child), child.stat().st_mtime)

@@ -58,14 +58,22 @@ class ControlClient:
                 self._session(600) as session,
                 session.request(method, self.base + path, json=payload, params=params) as response,
             ):
-                data = await response.json(content_type=None)
+                text = await response.text(errors="replace")
         except aiohttp.ClientConnectionError:
             raise DaemonNotRunning(
                 f"no daemon is answering at {self.base} for {self.config.home}; start one with `p2pdata daemon`"
             ) from None
+        try:
+            data = json.loads(text)
+        except ValueError:  # aiohttp's own plain-text errors (500, 413, 404 of a route): no traceback
+            data = None
         if response.status >= 400:
-            message = data.get("message") if isinstance(data, dict) else str(data)
-            raise P2pdataError(message or f"control API answered HTTP {response.status}")
+            if isinstance(data, dict) and data.get("message"):
+                raise P2pdataError(data["message"])
+            detail = text.strip()[:500] or response.reason or ""
+            raise P2pdataError(f"control API {method} {path}: HTTP {response.status} {detail}".rstrip())
+        if data is None:
+            raise P2pdataError(f"control API {method} {path}: not JSON (HTTP {response.status})")
         return data
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:

@@ -19,6 +19,13 @@ from p2pdata.errors import Ambiguous, NotFound, P2pdataError
 from p2pdata.events import EventHub
 
 _MAX_REQUEST_BYTES = 1024 * 1024
+# The fields of the calls whose body or query is passed on whole: a misspelt one is refused
+# by name (not a TypeError's 500, nor a filter silently ignored).
+_PUBLISH_FIELDS = frozenset({"directory", "name", "version", "description", "tags", "license",
+                             "access", "allow", "format"})
+_PUBLISH_REQUIRED = ("directory", "name", "version")
+_FETCH_FIELDS = frozenset({"ref", "tier", "to", "train", "files", "verify", "peers"})
+_SEARCH_FIELDS = frozenset({"q", "format", "publisher", "tag", "min_size", "max_size"})
 TOKEN_COOKIE = "p2pdata_token"
 
 
@@ -180,6 +187,15 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
             raise web.HTTPBadRequest(text="request body must be a JSON object")
         return data
 
+    def known(fields: dict[str, Any], allowed: frozenset[str], required: tuple[str, ...] = ()) -> None:
+        problems = []
+        if unknown := sorted(set(fields) - allowed):
+            problems.append(f"unknown field(s) {', '.join(unknown)}")
+        if missing := [name for name in required if name not in fields]:
+            problems.append(f"missing {', '.join(missing)}")
+        if problems:
+            raise P2pdataError(f"{'; '.join(problems)} (fields: {', '.join(sorted(allowed))})")
+
     def reply(result: Any) -> web.Response:
         return web.json_response(result)
 
@@ -187,11 +203,14 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
 
     @routes.post("/v1/publish")
     async def publish(request: web.Request) -> web.Response:
-        return reply(await service.publish(**await body(request)))
+        options = await body(request)
+        known(options, _PUBLISH_FIELDS, _PUBLISH_REQUIRED)
+        return reply(await service.publish(**options))
 
     @routes.get("/v1/search")
     async def search(request: web.Request) -> web.Response:
         query = dict(request.query)
+        known(query, _SEARCH_FIELDS)
         return reply(await service.search(query.pop("q", ""), **query))
 
     @routes.get("/v1/torrent")
@@ -201,6 +220,7 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
     @routes.post("/v1/fetch")
     async def fetch(request: web.Request) -> web.Response:
         options = await body(request)
+        known(options, _FETCH_FIELDS)
         return reply(await service.fetch(options.pop("ref", ""), **options))
 
     @routes.get("/v1/jobs")

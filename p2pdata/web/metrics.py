@@ -165,15 +165,7 @@ def _by_state(name: str, doc: str, states: list[str], known: list[str]) -> Gauge
     return family
 
 
-def staging_usage(staging: Any) -> dict[str, Any]:
-    """The daemon reports staging as bytes used or as a dict; normalise to used/budget/path."""
-    if isinstance(staging, int | float):
-        return {"used": int(staging), "budget": None, "path": None}
-    staging = staging if isinstance(staging, dict) else {}
-    used = staging.get("used", staging.get("used_bytes"))
-    budget = staging.get("budget", staging.get("budget_bytes"))
-    return {
-        "used": int(used) if used is not None else None,
-        "budget": int(budget) if budget is not None else None,
-        "path": staging.get("path") or staging.get("directory") or staging.get("dir"),
-    }
+def staging_usage(staging: dict[str, Any] | None) -> dict[str, Any]:
+    """Staging as the daemon's status reports it: `used`, `budget` and `path`, None when absent."""
+    staging = staging or {}
+    return {key: staging.get(key) for key in ("used", "budget", "path")}

@@ -6,13 +6,16 @@ import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from p2pdata.catalog.access import AccessDenied, BadRequestSignature
 from p2pdata.errors import NotFound, P2pdataError
 from p2pdata.web.ratelimit import RateLimiter, SignedCallers
+
+if TYPE_CHECKING:
+    from p2pdata.web.control_api import Handler
 
 _MANIFEST_ID = re.compile(r"[0-9a-f]{64}")
 _NONCE = re.compile(r"[0-9a-f]{32}")
@@ -64,7 +67,7 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
     limiter = RateLimiter(requests_per_minute)
 
     @web.middleware
-    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
         if request.content_length or request.can_read_body or len(request.raw_path) > 1024:

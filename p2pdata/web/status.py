@@ -15,7 +15,7 @@ import hmac
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,10 @@ class LoginCodes:
         return expiry is not None and expiry > self.clock()
 
 
-def status_routes(app: web.Application, service: ControlService, *, token: str | None = None,
+def status_routes(app: web.Application, service: ControlService, *, token: str,
                   codes: LoginCodes | None = None) -> None:
-    """Add the page, login, metrics and static routes to a control app not yet started.
-
-    `token` defaults to `service.token` (the daemon keeps it there).
-    """
-    token = token if token is not None else service.token  # type: ignore[attr-defined]
+    """Add the page, login, metrics and static routes to a control app not yet started;
+    `token` is the control token the login form and links stand in for."""
     codes = codes or LoginCodes()
     telemetry = Telemetry(service.status)
     templates = jinja2.Environment(
@@ -171,7 +168,8 @@ def _logged_in(token: str) -> web.Response:
     return response
 
 
-async def _view(service: ControlService, telemetry: Telemetry, query: Any) -> dict[str, Any]:
+async def _view(service: ControlService, telemetry: Telemetry,
+                query: Mapping[str, str]) -> dict[str, Any]:
     """Everything the page shows, as plain data for the templates."""
     status = service.status()
     filters = {key: query[key] for key in ("format", "publisher") if query.get(key)}

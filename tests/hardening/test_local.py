@@ -40,3 +40,22 @@ def test_control_api_off_loopback_needs_tls(make_daemon, tmp_path) -> None:
     assert with_tls.runtime["control_url"].startswith("https://0.0.0.0:")
     # The CLI reaches it on loopback, pinned to the daemon's own certificate.
     assert with_tls.cli_json("status")["cluster"]["id"] == with_tls.cluster_id
+
+
+def test_a_staging_directory_outside_the_home_is_private(tmp_path) -> None:
+    from p2pdata.transfer import Staging
+
+    staging = Staging(tmp_path / "scratch" / "staging", 1 << 20)
+    staging.open(0.0)
+    assert _mode(staging.dir) == 0o700  # restricted datasets are staged there too
+
+
+def test_secrets_are_written_private_and_whole(tmp_path) -> None:
+    from p2pdata.catalog import Identity
+
+    key = tmp_path / "cluster.key"
+    (tmp_path / "cluster.tmp").write_text("half a key from a crash")  # what an interrupted write left
+    identity = Identity.generate()
+    identity.save(tmp_path)
+    assert _mode(key) == 0o600 and not (tmp_path / "cluster.tmp").exists()
+    assert Identity.load(tmp_path).cluster_id == identity.cluster_id

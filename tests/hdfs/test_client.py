@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
+import os
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +158,20 @@ async def test_connection_errors_are_retried_then_typed() -> None:
         assert time.monotonic() - started >= 0.03  # two backoffs: 0.01 + 0.02
         with pytest.raises(HdfsConnectionError):
             await dead.rename("/a", "/b")  # not idempotent: one attempt only
+
+
+async def test_a_hung_storagepolicies_command_is_killed_at_the_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pid_file = f"{tmp_path}/pid"
+    hang = ["sh", "-c", f'echo $$ > {pid_file}; exec sleep 60', "sh"]
+    async with WebHdfsClient("http://127.0.0.1:9", storagepolicy_command=hang, timeout=0.5) as c:
+        async def exists(path: str) -> dict[str, str]:
+            return {}
+        monkeypatch.setattr(c, "status", exists)
+        started = time.monotonic()
+        with pytest.raises(HdfsRemoteError, match="did not finish within"):
+            await c._storagepolicy_admin("/data", "COLD")
+        assert time.monotonic() - started < 30
+    pid = int((tmp_path / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped, not left behind

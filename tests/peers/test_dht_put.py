@@ -214,3 +214,35 @@ def test_bdecode_refuses_what_is_not_one_bounded_value() -> None:
                  b"l" * 10 + b"e" * 10, b"di1ei2ee", b"x", b"", b"99999999:a", b"0:" + b"x" * 5000):
         with pytest.raises(BencodeError):
             bdecode(junk)
+
+
+def test_what_strangers_say_cannot_aim_datagrams_or_reach_a_terminal() -> None:
+    from p2pdata.transfer.bep44 import compact_nodes
+
+    def entry(ip: str, port: int) -> bytes:
+        return node_id(1) + ipaddress.ip_address(ip).packed + port.to_bytes(2, "big")
+
+    data = b"".join(entry(ip, 6881) for ip in ("0.0.0.0", "224.0.0.1", "255.255.255.255", "10.0.0.9"))
+    assert [e for _, e in compact_nodes(data + entry("10.0.0.8", 0), ipv6=False)] == [("10.0.0.9", 6881)]
+
+    net = Net()
+    net.node(1, put_error=(206, b"bad\x1b[2J\nsignature\xc2\x9b"))
+    result = net.run(start(signed(4), 1))
+    assert result.outcome == "unreached" and "206 bad?[2J?signature?" in result.detail
+    # Transaction ids do not start where a forger would guess.
+    assert len({bdecode(start(signed(4), 1).poll(0.0)[0][1])[b"t"] for _ in range(8)}) > 1
+
+
+async def test_a_resolver_that_never_answers_does_not_hold_a_put() -> None:
+    import asyncio
+    import socket
+
+    from p2pdata.transfer.dht import _resolve
+
+    class Hung:
+        async def getaddrinfo(self, *args: Any, **kwargs: Any) -> list[Any]:
+            await asyncio.Event().wait()
+            return []
+
+    assert await asyncio.wait_for(_resolve(Hung(), "dht.example:6881", socket.AF_INET, 0.05),  # type: ignore[arg-type]
+                                  timeout=10) is None

@@ -196,7 +196,7 @@ def test_discovery_puts_the_catalog_version_as_sequence_number(tmp_path) -> None
 
     discovery = DhtDiscovery(
         node=dht, private_key=me.private_key, cluster_id=me.cluster_id, advert=adverts,
-        wanted=dict, prove=None, seen=SeenStore(open_db(tmp_path / "s.db")),  # type: ignore[arg-type]
+        wanted=dict, trusted=set, prove=None, seen=SeenStore(open_db(tmp_path / "s.db")),  # type: ignore[arg-type]
         on_found=lambda url, cid: None, on_lost=lambda url: None, republish=1800, clock=clock,
     )
 
@@ -220,7 +220,7 @@ def test_discovery_puts_the_catalog_version_as_sequence_number(tmp_path) -> None
         clock.now += 60
         again = DhtDiscovery(
             node=dht, private_key=me.private_key, cluster_id=me.cluster_id, advert=adverts,
-            wanted=dict, prove=None, seen=SeenStore(open_db(tmp_path / "t.db")),  # type: ignore[arg-type]
+            wanted=dict, trusted=set, prove=None, seen=SeenStore(open_db(tmp_path / "t.db")),  # type: ignore[arg-type]
             on_found=lambda url, cid: None, on_lost=lambda url: None, clock=clock,
         )
         await again.publish()
@@ -231,7 +231,7 @@ def test_discovery_puts_the_catalog_version_as_sequence_number(tmp_path) -> None
         current[0] = replace(current[0], catalog_version=2)
         restored = DhtDiscovery(
             node=dht, private_key=me.private_key, cluster_id=me.cluster_id, advert=adverts,
-            wanted=dict, prove=None, seen=SeenStore(open_db(tmp_path / "u.db")),  # type: ignore[arg-type]
+            wanted=dict, trusted=set, prove=None, seen=SeenStore(open_db(tmp_path / "u.db")),  # type: ignore[arg-type]
             on_found=lambda url, cid: None, on_lost=lambda url: None, clock=clock,
         )
         calls = []
@@ -259,6 +259,7 @@ def test_discovery_adds_proved_urls_and_drops_those_that_fail(tmp_path) -> None:
     found: list[tuple[str, str | None]] = []
     lost: list[str] = []
     impostors = {"http://mallory:1"}
+    trusted = {alpha.cluster_id}
 
     async def prove(url: str, cluster_id: str, key: bytes) -> None:
         assert cluster_id == alpha.cluster_id and key == alpha.public_key
@@ -269,7 +270,8 @@ def test_discovery_adds_proved_urls_and_drops_those_that_fail(tmp_path) -> None:
     discovery = DhtDiscovery(
         node=dht, private_key=me.private_key, cluster_id=me.cluster_id,
         advert=lambda renew: Advert(("http://me:1",), 1, b"\0" * 32),
-        wanted=lambda: {alpha.cluster_id: alpha.public_key}, prove=prove, seen=seen,
+        wanted=lambda: {alpha.cluster_id: alpha.public_key} if trusted else {},
+        trusted=lambda: trusted, prove=prove, seen=seen,
         on_found=lambda url, cid: found.append((url, cid)), on_lost=lost.append, clock=clock,
     )
 
@@ -296,6 +298,11 @@ def test_discovery_adds_proved_urls_and_drops_those_that_fail(tmp_path) -> None:
         await discovery.step()
         assert "version) 3, below 4 seen" in discovery.status()["refused"][alpha.cluster_id]
         assert found[-1] == ("http://a2:1", alpha.cluster_id) and lost == ["http://a1:1"]
+        # Trust removed: what was found of alpha is lost, and its status entries go.
+        trusted.clear()
+        await discovery.step()
+        assert lost == ["http://a1:1", "http://a2:1"]
+        assert discovery.status()["found"] == {} and discovery.status()["refused"] == {}
 
     asyncio.run(run())
 

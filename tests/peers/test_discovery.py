@@ -165,3 +165,19 @@ async def test_malformed_adverts_are_ignored(unused_tcp_port_factory) -> None:
         await stranger.async_unregister_all_services()
         await stranger.async_close()
         await asyncio.gather(good.close(), node.close())
+
+
+async def test_a_flood_of_adverts_is_followed_only_up_to_a_bound(unused_tcp_port_factory) -> None:
+    seen = Seen()
+    node = ZeroconfDiscovery(interfaces=LOOPBACK, service_name=f"p2pdata-test-capped-{unused_tcp_port_factory()}",
+                             port=unused_tcp_port_factory(), cluster_id=cid(0),
+                             on_found=seen.on_found, on_lost=seen.on_lost, max_found=2)
+    others = [make(Seen(), n, unused_tcp_port_factory()) for n in (1, 2, 3, 4)]
+    try:
+        await asyncio.gather(node.start(), *(other.start() for other in others))
+        await wait_for(lambda: len(seen.found) == 2)
+        # The others answer too, but no third is followed (resolves take well under a second).
+        await wait_for(lambda: all(len(o.found) == 4 for o in others))
+        assert len(seen.found) == 2 and len(node.found) == 2
+    finally:
+        await asyncio.gather(node.close(), *(other.close() for other in others))

@@ -43,3 +43,8 @@ def test_only_p256_keys_are_certified(tmp_path):
         ca.issue("x", b"junk", "t", now=0, lifetime=1)
     with pytest.raises(CertificateError, match="over"):
         ca.issue("x", b"\0" * 1000, "t", now=0, lifetime=1)
+    # A well-formed key of an algorithm OpenSSL does not know (was UnsupportedAlgorithm: a 500).
+    p256 = public_key_der(new_tls_key())
+    unknown = p256.replace(bytes.fromhex("2a8648ce3d0201"), bytes.fromhex("2a8648ce3d0209"))
+    with pytest.raises(CertificateError, match="not a DER public key"):
+        ca.issue("x", unknown, "t", now=0, lifetime=1)

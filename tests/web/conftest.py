@@ -83,7 +83,7 @@ class FakeService:
 def make_app(service: FakeService, codes: LoginCodes | None = None) -> web.Application:
     # Exactly how the daemon mounts the page.
     app = control_app(service, service.token, open_paths=("/login", "/static/"))  # type: ignore[arg-type]
-    status_routes(app, service, codes=codes)  # type: ignore[arg-type]
+    status_routes(app, service, token=service.token, codes=codes)  # type: ignore[arg-type]
     return app
 
 
