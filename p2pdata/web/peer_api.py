@@ -12,7 +12,7 @@ from aiohttp import web
 
 from p2pdata.catalog.access import AccessDenied, BadRequestSignature
 from p2pdata.errors import NotFound, P2pdataError
-from p2pdata.web.ratelimit import RateLimiter, SignedCallers
+from p2pdata.web.ratelimit import Admission, SignedCallers
 
 if TYPE_CHECKING:
     from p2pdata.web.control_api import Handler
@@ -64,7 +64,7 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
              prove: Callable[[str], str] | None = None) -> web.Application:
     """`callers` names the known cluster behind a signed request: it gets its own budget;
     `prove(nonce)` signs a client's nonce and our URL with our cluster key (see `/v1/info`)."""
-    limiter = RateLimiter(requests_per_minute)
+    admission = Admission(requests_per_minute, callers)
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -72,10 +72,8 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
         if request.content_length or request.can_read_body or len(request.raw_path) > 1024:
             raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0)
-        cluster = callers.identify(request.method, request.raw_path, request.headers,
-                                   time.time()) if callers else None
-        client = f"cluster:{cluster}" if cluster else request.remote or "?"
-        if not limiter.allow(client, time.monotonic()):
+        if not admission.admit(request.remote or "?", request.method, request.raw_path,
+                               request.headers, now=time.monotonic(), wall=time.time()):
             raise web.HTTPTooManyRequests(text="rate limit exceeded, slow down\n")
         return await handler(request)
 
