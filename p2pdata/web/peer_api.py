@@ -12,6 +12,7 @@ from aiohttp import web
 
 from p2pdata.catalog.access import AccessDenied, BadRequestSignature
 from p2pdata.errors import NotFound, P2pdataError
+from p2pdata.peers.client import HAVE_ASK
 from p2pdata.web.ratelimit import Admission, SignedCallers
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class PeerView(Protocol):
     def info(self) -> dict[str, Any]: ...
     def catalog(self) -> tuple[bytes, str]: ...  # signed bytes, etag
     def torrent(self, manifest_id: str) -> bytes | None: ...
-    def have(self) -> list[str]: ...
+    def have(self, ask: frozenset[str] | None = None) -> list[str]: ...  # see /v1/have
     def announce(self, query: str, remote: str) -> bytes: ...  # BEP 3, bencoded reply
 
 
@@ -95,7 +96,16 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
         return web.Response(body=data, content_type="application/x-bittorrent")
 
     async def have(request: web.Request) -> web.Response:
-        return web.json_response({"datasets": view.have()})
+        # Public ids; with ?ask=ID,ID... those of the ids asked we seed, restricted ones included:
+        # who names a restricted id knows it already (a granted cluster looking for re-seeders).
+        if "ask" not in request.query:
+            return web.json_response({"datasets": view.have()})
+        asked = [i for i in request.query["ask"].split(",") if i]
+        bad = next((i for i in asked if not _MANIFEST_ID.fullmatch(i)), None)
+        if bad is not None or len(asked) > HAVE_ASK:
+            raise web.HTTPBadRequest(text=f"ask: at most {HAVE_ASK} manifest ids (64 hex digits) "
+                                          f"separated by commas, not {bad or request.query['ask']!r}\n")
+        return web.json_response({"datasets": view.have(frozenset(asked))})
 
     async def announce(request: web.Request) -> web.Response:
         # The tracker of public datasets, for any BitTorrent client (rate-limited by guard).
