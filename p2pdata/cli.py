@@ -12,16 +12,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import Progress
 
 from p2pdata.config import Config, load_config, resolve_home, secure_home, write_default_config
 from p2pdata.display import (
     Column,
     ago,
+    follow_fetch,
     human_size,
     named_ref,
     parse_size,
@@ -29,12 +29,8 @@ from p2pdata.display import (
     print_table,
     printable,
     publisher,
-    transfer_columns,
 )
 from p2pdata.errors import P2pdataError
-
-if TYPE_CHECKING:  # imported where used: aiohttp would slow every command
-    from p2pdata.web.client import ControlClient
 
 console = Console()
 # catalog.FORMATS, spelt out: importing the catalog package (pyarrow) would slow every command.
@@ -473,9 +469,7 @@ def fetch(
     _job_outcome(job, as_json)
 
 
-_FINAL_STATES = ("landed", "failed", "cancelled")
 _CANCEL_WINDOW = 3.0  # seconds in which a second Ctrl-C cancels the fetch
-_REREAD = 2.0  # seconds without an event after which an attached client re-reads its job
 
 
 def _say(message: str, quiet: bool) -> None:
@@ -509,7 +503,7 @@ async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
 
     client = ControlClient(ctx.config)
     loop = asyncio.get_running_loop()
-    follow = asyncio.create_task(_follow_fetch(client, job, quiet))
+    follow = asyncio.create_task(follow_fetch(client, job, console=console, quiet=quiet))
     choice: list[str] = []  # "asked", then "leave" or "cancel"
 
     def leave() -> None:
@@ -544,45 +538,6 @@ async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
         _say(f"left fetch job {job['id']} running: `p2pdata jobs watch {job['id']}` follows it, "
              f"`p2pdata jobs cancel {job['id']}` stops it", quiet)
     return await client.call("GET", f"/v1/jobs/{job['id']}")
-
-
-async def _follow_fetch(client: ControlClient, job: dict[str, Any], quiet: bool) -> dict[str, Any]:
-    columns = transfer_columns()
-
-    def describe(peers: int | None = None) -> str:
-        what = f"{job['ref']} [{job['state']}]" if peers is None else f"{job['ref']} ({peers} peers)"
-        return printable(f"{what}: {job['waiting']}" if job.get("waiting") else what)
-
-    with Progress(*columns, console=console, disable=quiet) as progress:
-        task = progress.add_task(job["ref"], total=job.get("total_bytes") or None)
-        events = client.events()
-        pending: asyncio.Future[dict[str, Any]] | None = None
-        try:
-            job = await client.call("GET", f"/v1/jobs/{job['id']}")
-            progress.update(task, completed=job["done_bytes"], description=describe())
-            while job["state"] not in _FINAL_STATES:
-                pending = pending or asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({pending}, timeout=_REREAD)
-                if not done:  # quiet for a while: re-read, in case the end came before we listened
-                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
-                    progress.update(task, completed=job["done_bytes"], description=describe())
-                    continue
-                event, pending = pending.result(), None
-                if event.get("job") != job["id"]:
-                    continue
-                if event["type"] == "fetch.progress":
-                    job["waiting"] = event.get("waiting")
-                    progress.update(task, completed=event["done_bytes"], total=event["total_bytes"],
-                                    description=describe(event.get("peers", 0)))
-                elif event["type"] == "fetch.state":
-                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
-                    progress.update(task, completed=job["done_bytes"], description=describe())
-        finally:
-            if pending is not None:
-                pending.cancel()
-                await asyncio.gather(pending, return_exceptions=True)
-            await events.aclose()
-    return job
 
 
 @main.command()

@@ -467,17 +467,20 @@ class Daemon:
     def announce(self, query: str, remote: str) -> bytes:
         return self.tracker.announce(query, remote, time.time())
 
-    def have(self) -> list[str]:
+    def have(self, ask: frozenset[str] | None = None) -> list[str]:
         """Manifest ids this cluster can seed, including every other publisher's manifest of the same files,
-        so a peer that trusts only one of several publishers still finds us."""
+        so a peer that trusts only one of several publishers still finds us. Restricted ones only
+        when `ask`ed by id (a granted cluster knows them): the plain listing is public."""
         seeded = [r for t in (self.published, self.landed) for r in t.items().values()]
         hashes = {m.torrent.info_hash for r in seeded if (m := self._manifest(r)) and m.torrent}
         names = {r["name"] for r in seeded}
-        restricted_held = {m.id for m in self.restricted.held() if m.torrent and m.torrent.info_hash in hashes}
-        return sorted(
-            {m.id for name in names for m in self.catalogs.manifests(name=name) if m.torrent and m.torrent.info_hash in hashes}
-            | restricted_held  # catalogs hold only the stub of a restricted dataset we fetched
-        )
+        seedable = [m for name in names for m in self.catalogs.manifests(name=name)
+                    if m.torrent and m.torrent.info_hash in hashes]
+        # catalogs hold only the stub of a restricted dataset we fetched
+        seedable += [m for m in self.restricted.held() if m.torrent and m.torrent.info_hash in hashes]
+        if ask is None:
+            return sorted({m.id for m in seedable if not restricted.is_restricted(m)})
+        return sorted({m.id for m in seedable} & ask)
 
     # ---- discovery and catalog sync ---------------------------------------------------------
 
@@ -531,7 +534,7 @@ class Daemon:
                 self.directory.catalog_held(url, outcome.etag)
             await self.restricted_peers.sync_granted(url, outcome.info)
         try:
-            have = set(await self.client.have(url))
+            have = set(await self.client.have(url, ask=sorted(m.id for m in self.restricted.held())))
         except PeerError as exc:
             if self.health.get(url) is not None:
                 self.health.failed(url, time.time(), str(exc))

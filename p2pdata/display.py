@@ -8,18 +8,29 @@ escapes (`printable`). `--json` output bypasses all of this and keeps the raw va
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+FINAL_STATES = ("landed", "failed", "cancelled")  # of a fetch job
+REREAD = 2.0  # seconds without an event after which a follower re-reads its job
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)\s*", re.IGNORECASE)
 _MULTIPLIERS = {"": 1, "b": 1}
 for _power, _unit in enumerate(UNITS[1:], start=1):
@@ -155,3 +166,54 @@ def transfer_columns() -> tuple[ProgressColumn, ...]:
         SpeedColumn(),
         TimeRemainingColumn(),
     )
+
+
+class Jobs(Protocol):
+    """The control API, as a fetch follower uses it (web.client.ControlClient)."""
+
+    async def call(self, method: str, path: str, payload: dict[str, Any] | None = None,
+                   **query: Any) -> Any: ...
+    def events(self) -> AsyncIterator[dict[str, Any]]: ...
+
+
+async def follow_fetch(client: Jobs, job: dict[str, Any], *, console: Console | None = None,
+                       quiet: bool = False) -> dict[str, Any]:
+    """Show fetch job `job` with a progress bar until it ends; the job as it ended.
+
+    Progress comes from the daemon's event stream; a state change, or a quiet spell of REREAD
+    seconds (the end may have come before the stream was open), re-reads the job."""
+
+    def describe(peers: int | None = None) -> str:
+        what = f"{job['ref']} [{job['state']}]" if peers is None else f"{job['ref']} ({peers} peers)"
+        return printable(f"{what}: {job['waiting']}" if job.get("waiting") else what)
+
+    with Progress(*transfer_columns(), console=console, disable=quiet) as progress:
+        task = progress.add_task(job["ref"], total=job.get("total_bytes") or None)
+        events = client.events()
+        pending: asyncio.Future[dict[str, Any]] | None = None
+        try:
+            job = await client.call("GET", f"/v1/jobs/{job['id']}")
+            progress.update(task, completed=job["done_bytes"], description=describe())
+            while job["state"] not in FINAL_STATES:
+                pending = pending or asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({pending}, timeout=REREAD)
+                if not done:  # quiet for a while: re-read, in case the end came before we listened
+                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
+                    progress.update(task, completed=job["done_bytes"], description=describe())
+                    continue
+                event, pending = pending.result(), None
+                if event.get("job") != job["id"]:
+                    continue
+                if event["type"] == "fetch.progress":
+                    job["waiting"] = event.get("waiting")
+                    progress.update(task, completed=event["done_bytes"], total=event["total_bytes"],
+                                    description=describe(event.get("peers", 0)))
+                elif event["type"] == "fetch.state":
+                    job = await client.call("GET", f"/v1/jobs/{job['id']}")
+                    progress.update(task, completed=job["done_bytes"], description=describe())
+        finally:  # on a timeout or Ctrl-C too: the event stream's connection is closed, not leaked
+            if pending is not None:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+            await events.aclose()  # type: ignore[attr-defined]
+    return job

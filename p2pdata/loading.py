@@ -22,8 +22,6 @@ from p2pdata.training.data import filesystem_for, list_files, open_dataset
 
 T = TypeVar("T")
 TABULAR = ("parquet", "csv")
-_FINAL = ("landed", "failed", "cancelled")
-_REREAD = 2.0  # seconds without news after which the job is read again
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
@@ -69,37 +67,12 @@ class DaemonLink:
 
     async def _follow(self, job: dict[str, Any], progress: bool) -> dict[str, Any]:
         from rich.console import Console
-        from rich.progress import Progress
 
-        from p2pdata.display import transfer_columns
+        from p2pdata.display import follow_fetch
         from p2pdata.web.client import ControlClient
 
-        client = ControlClient(self.config)
-        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-
-        async def read() -> None:
-            async for event in client.events():
-                if event.get("job") == job["id"]:
-                    events.put_nowait(event)
-
-        reader = asyncio.create_task(read())
-        with Progress(*transfer_columns(), console=Console(file=sys.stderr), disable=not progress) as bar:
-            task = bar.add_task(job["ref"], total=job.get("total_bytes") or None)
-            try:
-                while job["state"] not in _FINAL:
-                    try:
-                        event = await asyncio.wait_for(events.get(), _REREAD)
-                    except TimeoutError:  # what changed before the stream was open is read, not awaited
-                        event = {"type": "fetch.state"}
-                    if event["type"] == "fetch.progress":
-                        bar.update(task, completed=event["done_bytes"], total=event["total_bytes"])
-                    elif event["type"] == "fetch.state":
-                        job = await client.call("GET", f"/v1/jobs/{job['id']}")
-            finally:  # on a timeout too: the event stream's connection is closed, not leaked
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
-        return job
-
+        return await follow_fetch(ControlClient(self.config), job, console=Console(file=sys.stderr),
+                                  quiet=not progress)
 
 def landed_uri(ref: str, *, fetch: bool = False, home: str | os.PathLike[str] | None = None,
                progress: bool = True, timeout: float | None = None) -> tuple[str, dict[str, Any]]:

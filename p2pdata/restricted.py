@@ -149,7 +149,9 @@ class Restricted:
         self.clock = clock
         self.grants = GrantTable(conn)
         # With our URLs, a door only accepts requests signed for one of them (never relayed).
-        self.verifier = RequestVerifier(identity.cluster_id, conn, clock, urls=own_urls)
+        # Clusters holding a grant keep their share of nonces however many strangers sign.
+        self.verifier = RequestVerifier(identity.cluster_id, conn, clock, urls=own_urls,
+                                        favoured=self.grants.any_to)
         self._granted_etags: dict[str, str] = {}  # peer url -> ETag of its listing we indexed
         self.dir = home / "restricted"
         self.ca = ClusterCA.load_or_create(self.dir, identity.cluster_id, int(clock()))

@@ -168,6 +168,8 @@ CREATE TABLE IF NOT EXISTS request_nonces (
 );
 CREATE INDEX IF NOT EXISTS request_nonces_forget ON request_nonces (forget_after);
 """
+# Who spent each nonce, and whether it held a grant then (added later: older tables lack them).
+_NONCE_COLUMNS = {"cluster": "TEXT NOT NULL DEFAULT ''", "favoured": "INTEGER NOT NULL DEFAULT 0"}
 
 
 class RequestVerifier:
@@ -178,10 +180,18 @@ class RequestVerifier:
     request anyway. The store is bounded; when it is full of live nonces new
     requests are refused rather than old nonces forgotten, because forgetting
     one would let it be replayed.
+
+    Anyone can sign validly with a key of its own, so the bounds are split: each cluster
+    holds at most `per_cluster` live nonces, and only the nonces of clusters not
+    `favoured` (holding no grant) count against `max_nonces`. A flood by strangers,
+    however many keys it makes, fills the strangers' share only; favoured clusters are
+    bounded by their number (the owner's grants) times `per_cluster`. A stranger sees the
+    same answers as before, so nothing tells it which clusters are favoured.
     """
 
     def __init__(self, audience: str, conn: sqlite3.Connection, clock: Callable[[], float], *,
-                 window: int = 60, max_nonces: int = 100_000,
+                 window: int = 60, max_nonces: int = 100_000, per_cluster: int = 1_000,
+                 favoured: Callable[[str], bool] = lambda cluster: False,
                  urls: Callable[[], Iterable[str]] | None = None) -> None:
         self.audience = audience
         self.urls = urls  # this daemon's own peer API URLs; requests must be signed for one
@@ -189,9 +199,17 @@ class RequestVerifier:
         self.clock = clock
         self.window = window
         self.max_nonces = max_nonces
+        self.per_cluster = per_cluster
+        self.favoured = favoured
         conn.executescript(_NONCES)
+        present = {row[1] for row in conn.execute("PRAGMA table_info(request_nonces)")}
+        for column, kind in _NONCE_COLUMNS.items():
+            if column not in present:
+                conn.execute(f"ALTER TABLE request_nonces ADD COLUMN {column} {kind}")
+        conn.execute("CREATE INDEX IF NOT EXISTS request_nonces_cluster ON request_nonces (cluster)")
         self._pruned_at: int | None = None
-        self._count = conn.execute("SELECT count(*) FROM request_nonces").fetchone()[0]
+        self._count = conn.execute(  # strangers' live nonces, the ones max_nonces bounds
+            "SELECT count(*) FROM request_nonces WHERE favoured = 0").fetchone()[0]
 
     def verify(self, method: str, path: str, headers: Mapping[str, str]) -> str:
         """Return the caller's cluster id, or raise BadRequestSignature."""
@@ -205,17 +223,22 @@ class RequestVerifier:
                                  f"(window ±{self.window} s): check the clocks")
         if self.conn.execute("SELECT 1 FROM request_nonces WHERE nonce = ?", (nonce,)).fetchone():
             raise RequestReplayed(f"request from {cluster} replays nonce {nonce}")
-        if self._count >= self.max_nonces:
+        favoured = self.favoured(cluster)
+        live = self.conn.execute("SELECT count(*) FROM request_nonces WHERE cluster = ?",
+                                 (cluster,)).fetchone()[0]
+        if live >= self.per_cluster or (not favoured and self._count >= self.max_nonces):
             raise BadRequestSignature("too many signed requests in the window; try again shortly")
-        self.conn.execute("INSERT INTO request_nonces VALUES (?, ?)", (nonce, sent + self.window))
-        self._count += 1
+        self.conn.execute("INSERT INTO request_nonces (nonce, forget_after, cluster, favoured) "
+                          "VALUES (?, ?, ?, ?)", (nonce, sent + self.window, cluster, int(favoured)))
+        self._count += not favoured
         return cluster
 
     def _forget_old(self, now: int) -> None:
         if now == self._pruned_at:  # once a second is enough: it is a write
             return
         self._count -= self.conn.execute(
-            "DELETE FROM request_nonces WHERE forget_after < ?", (now,)).rowcount
+            "DELETE FROM request_nonces WHERE forget_after < ? AND favoured = 0", (now,)).rowcount
+        self.conn.execute("DELETE FROM request_nonces WHERE forget_after < ?", (now,))
         self._pruned_at = now
 
 

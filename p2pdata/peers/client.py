@@ -15,6 +15,7 @@ import re
 import secrets
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,6 +42,7 @@ _MAX_TEXT = 256
 _MAX_HOST = 255
 _MAX_ENDPOINTS = 64
 _MAX_HAVE = 100_000
+HAVE_ASK = 12  # manifest ids one /v1/have?ask= names at most: its path stays under 1024 bytes
 _CHUNK = 64 * 1024
 
 
@@ -210,9 +212,19 @@ class PeerClient:
             self.limits.transfer_timeout,
         )
 
-    async def have(self, url: str) -> tuple[str, ...]:
+    async def have(self, url: str, ask: Sequence[str] = ()) -> tuple[str, ...]:
+        """Manifest ids the peer seeds: the public ones, and those of `ask` it seeds (a peer
+        names a restricted id only to who names it first: a cluster it was granted to)."""
         base = normalize_peer_url(url)
-        body = await self._get(base, "/v1/have", self.limits.max_have_json, self.limits.json_timeout)
+        have = list(await self._have(base, "/v1/have"))
+        for start in range(0, len(ask), HAVE_ASK):
+            batch = ask[start:start + HAVE_ASK]
+            # Older software ignores ask and lists everything: keep only what was asked.
+            have += set(batch) & set(await self._have(base, f"/v1/have?ask={','.join(batch)}"))
+        return tuple(dict.fromkeys(have))
+
+    async def _have(self, base: str, path: str) -> tuple[str, ...]:
+        body = await self._get(base, path, self.limits.max_have_json, self.limits.json_timeout)
         data = _load_json(base, "/v1/have", body)
         if not isinstance(data, dict):
             raise PeerBadResponse(base, f"/v1/have: expected an object, got {_kind(data)}")

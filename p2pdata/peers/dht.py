@@ -273,6 +273,48 @@ def next_put(last: Published | None, advert: Advert, now: float, *, republish: f
     return "again" if now >= last.at + republish else "none"
 
 
+class PutPlan:
+    """Our puts' decisions, fed with what we would advertise, what the DHT answered and a clock:
+    what to put next (`next_put`, and no hammering of a DHT that holds a higher version), and
+    what our record's state is after each put."""
+
+    def __init__(self, *, republish: float, reissue: float) -> None:
+        self.republish = republish
+        self.reissue = reissue
+        self.published: Published | None = None
+        self.error: str | None = None
+        self._behind: tuple[int, float] | None = None  # catalog version the DHT refused, when
+
+    def step(self, advert: Advert, now: float) -> PutStep:
+        behind = self._behind
+        if behind is not None and behind[0] == advert.catalog_version and now < behind[1] + self.republish:
+            return "none"  # a refused version is tried again only after the republish interval
+        return next_put(self.published, advert, now, republish=self.republish, reissue=self.reissue)
+
+    @staticmethod
+    def renew_after(outcome: str) -> bool:
+        """Whether a put's `outcome` calls for one more, of a new catalog version: another
+        record of ours holds this version (put before a restart), and nodes keep it."""
+        return outcome == "conflict"
+
+    def failed(self, error: str) -> None:
+        self.error = error
+
+    def done(self, advert: Advert, record: DhtRecord, outcome: str, detail: str, now: float) -> None:
+        if outcome == "stored":
+            self.published, self.error, self._behind = Published(advert, record, now), None, None
+        elif outcome == "behind":
+            # Our catalog version went backwards (this cluster's state restored from an older
+            # copy?): the DHT rightly refuses; say so, and do not hammer it.
+            self._behind = (advert.catalog_version, now)
+            self.error = (f"not published: our catalog version {advert.catalog_version} is "
+                          f"below the sequence number the DHT holds for our key "
+                          f"({detail}); was this cluster's state restored from an "
+                          "older copy? Tried again when the catalog version changes")
+        else:
+            self.error = f"could not publish our record: {detail}"
+
+
 OnFound = Callable[[str, str | None], None]
 OnLost = Callable[[str], None]
 Prove = Callable[[str, str, bytes], Awaitable[None]]
@@ -321,14 +363,10 @@ class DhtDiscovery:
         self._on_found = on_found
         self._on_lost = on_lost
         self.interval = interval
-        self.republish = republish
         self.max_age = max_age
-        self.reissue = reissue
         self.timeout = timeout
         self._clock = clock
-        self._published: Published | None = None
-        self._publish_error: str | None = None
-        self._behind: tuple[int, float] | None = None  # catalog version the DHT refused, when
+        self._plan = PutPlan(republish=republish, reissue=reissue)
         self._found: dict[str, tuple[str, ...]] = {}  # cluster id -> URLs it proved
         self._refused: dict[str, str] = {}  # cluster id -> why its item or URLs were refused
         self._missing: set[str] = set()  # looked up, and no record on the DHT
@@ -353,14 +391,14 @@ class DhtDiscovery:
             wake.set()
 
     def status(self) -> dict[str, Any]:
-        published = self._published
+        published = self._plan.published
         return {
             "published": None if published is None else {
                 "urls": list(published.advert.urls), "catalog_version": published.advert.catalog_version,
                 "at": published.at, "issued": published.record.issued,
                 "seq": published.advert.catalog_version,
             },
-            "publish_error": self._publish_error,
+            "publish_error": self._plan.error,
             "found": {cluster: list(urls) for cluster, urls in self._found.items()},
             "refused": dict(self._refused),
             "not_found": sorted(self._missing),
@@ -390,46 +428,33 @@ class DhtDiscovery:
         self._missing &= trusted
 
     async def publish(self) -> None:
-        """Put our record if it changed or the republish interval is up (see `next_put`)."""
+        """Put our record if it changed or the republish interval is up (see `PutPlan`)."""
         now = self._clock()
+        plan = self._plan
         advert = self._advert(False)
-        last = self._published
-        step = next_put(last, advert, now, republish=self.republish, reissue=self.reissue)
-        behind = self._behind
-        if step == "none" or (behind is not None and behind[0] == advert.catalog_version
-                              and now < behind[1] + self.republish):
-            return  # a refused version is tried again only after the republish interval
+        step = plan.step(advert, now)
+        if step == "none":
+            return
         if step == "renew":
             advert = self._advert(True)
+        last = plan.published
         record = last.record if step == "again" and last is not None else self._record(advert, now)
         try:
             report = await self._put(record)
-            if report.outcome == "conflict":
-                # Another record of ours holds this catalog version (put before a restart):
-                # nodes keep it, so sign a new catalog version and put a record of that.
+            if plan.renew_after(report.outcome):
                 advert = self._advert(True)
                 record = self._record(advert, now)
                 report = await self._put(record)
         except (P2pdataError, ValueError) as exc:
-            self._publish_error = str(exc)
+            plan.failed(str(exc))
             log.warning("DHT: could not publish our record: %s", exc)
             return
+        plan.done(advert, record, report.outcome, report.detail, now)
         if report.outcome == "stored":
-            self._published, self._publish_error, self._behind = Published(advert, record, now), None, None
             log.info("DHT: published catalog version %d, %s (%s)",
                      advert.catalog_version, ", ".join(advert.urls), report.detail)
-        elif report.outcome == "behind":
-            # Our catalog version went backwards (this cluster's state restored from an older
-            # copy?): the DHT rightly refuses; say so, and do not hammer it.
-            self._behind = (advert.catalog_version, now)
-            self._publish_error = (f"not published: our catalog version {advert.catalog_version} is "
-                                   f"below the sequence number the DHT holds for our key "
-                                   f"({report.detail}); was this cluster's state restored from an "
-                                   "older copy? Tried again when the catalog version changes")
-            log.error("DHT: %s", self._publish_error)
         else:
-            self._publish_error = f"could not publish our record: {report.detail}"
-            log.warning("DHT: %s", self._publish_error)
+            log.log(logging.ERROR if report.outcome == "behind" else logging.WARNING, "DHT: %s", plan.error)
 
     def _record(self, advert: Advert, now: float) -> DhtRecord:
         return DhtRecord(self._cluster_id, advert.urls, advert.catalog_version,

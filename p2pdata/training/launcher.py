@@ -258,6 +258,7 @@ class Launcher:
         max_concurrent: int = 2,
         on_state_change: StateCallback | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         poll_interval: float = 0.1,
         kill_grace: float = 5.0,
         port_retries: int = 3,
@@ -268,7 +269,8 @@ class Launcher:
         self.runs_dir = Path(runs_dir)
         self.max_concurrent = max_concurrent
         self.on_state_change = on_state_change
-        self.clock = clock
+        self.clock = clock  # deadlines and intervals
+        self.wall = wall  # the times a run record shows (created, started, finished)
         self.poll_interval = poll_interval
         self.kill_grace = kill_grace
         self.port_retries = port_retries
@@ -323,7 +325,7 @@ class Launcher:
                 except (JobSpecError, CatalogError, NotFound, TrainingError) as exc:
                     run.state, run.reason = RunState.FAILED, f"cannot re-queue after a daemon restart: {exc}"
             if run.state.terminal:
-                run.finished = time.time()
+                run.finished = self.wall()
             log.info("run %s after the restart: %s (%s)", run.id, run.state, run.reason)
             self._save(run, notify=True)
         self._pump()
@@ -365,14 +367,14 @@ class Launcher:
         if self._closed:
             raise TrainingError("the launcher is stopped")
         engine = self.engines.name_for(spec)  # an unknown engine is refused before queueing
-        run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        run_id = f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(self.wall()))}-{secrets.token_hex(3)}"
         run_dir = self.runs_dir / run_id
         output = spec.output_dir or str(run_dir / "output")
         output = output.format(run_id=run_id, job=spec.name, dataset=manifest.name,
                                version=manifest.version)
         record = RunRecord(
             id=run_id, job=spec.name, dataset=manifest.ref, dataset_uri=dataset_uri,
-            state=RunState.QUEUED, workers=spec.workers, created=time.time(),
+            state=RunState.QUEUED, workers=spec.workers, created=self.wall(),
             run_dir=run_dir, output_dir=Path(output), spec=spec.to_dict(),
             retries_left=spec.retries, engine=engine,
         )
@@ -450,7 +452,7 @@ class Launcher:
         active.machine.cancel(reason)
         active.record.state = RunState.CANCELLED
         active.record.reason = reason
-        active.record.finished = time.time()
+        active.record.finished = self.wall()
         self._save(active.record, notify=True)
         active.done.set()
 
@@ -470,7 +472,7 @@ class Launcher:
             await self._hook(record, start=True)
             if active.reattach:
                 active.workers = await engine.reattach(self._attempt(active))
-                machine.resume(self.clock(), time.time() - (record.started or time.time()))
+                machine.resume(self.clock(), self.wall() - (record.started or self.wall()))
                 log.info("run %s: re-attached to its %s workers %s", record.id, engine.name,
                          record.engine_info)
             else:
@@ -481,7 +483,7 @@ class Launcher:
                 await self._launch(active, engine)
                 machine.start(self.clock())
                 record.state = RunState.RUNNING
-                record.started = time.time()
+                record.started = self.wall()
                 self._save(record, notify=True)
             active.starting = False
             if active.pending_cancel is not None:
@@ -513,7 +515,7 @@ class Launcher:
                         record.exit_code = machine.exit_code
                         record.retries_left = machine.retries_left
                         if record.state.terminal:  # not when queued again for after a restart
-                            record.finished = time.time()
+                            record.finished = self.wall()
                         self._save(record, notify=True)
                         return
                 await asyncio.sleep(self.poll_interval)
@@ -526,7 +528,7 @@ class Launcher:
             record.state = RunState.CANCELLED if cancelled else RunState.FAILED
             record.reason = ("cancelled: the launcher stopped" if cancelled
                              else f"launcher error: {exc}")
-            record.finished = time.time()
+            record.finished = self.wall()
             self._save(record, notify=True)
             if cancelled or not isinstance(exc, Exception):
                 raise

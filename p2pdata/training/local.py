@@ -126,6 +126,4 @@ class LocalWorkers:
     async def release(self, *, detach: bool = False) -> None:
         """Kill whatever is left in the groups (a worker's own children), then reap."""
         self._signal(signal.SIGKILL)
-        for popen in self.popens:
-            popen.wait()
-        self.engine.released(self)
+        await procs.reap(self.popens, then=lambda: self.engine.released(self))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import socket
 import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,23 @@ BIND_FAILURE_MARKERS = (
     b"Failed to add port to server",
     b"No address added out of total",
 )
+
+
+async def reap(popens: Iterable[subprocess.Popen[bytes]], then: Callable[[], None] = lambda: None) -> None:
+    """Wait for `popens` (killed already) in a thread, then call `then`.
+
+    A worker stuck in uninterruptible I/O (D state, a dead NFS) must not block the event
+    loop; and the reaping is shielded: a cancellation ends our wait, not the reaping of the
+    others nor `then`, which runs once every one is reaped either way."""
+    popens = list(popens)
+
+    def wait_all() -> None:
+        for popen in popens:
+            popen.wait()
+
+    reaped = asyncio.ensure_future(asyncio.to_thread(wait_all))
+    reaped.add_done_callback(lambda _: then())
+    await asyncio.shield(reaped)
 
 
 @dataclass(frozen=True)

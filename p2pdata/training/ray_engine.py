@@ -219,4 +219,4 @@ class RayWorkers:
         if self._driver_code() is None:
             procs.signal_group(self.pid, signal.SIGKILL)
         if self.popen is not None:
-            self.popen.wait()
+            await procs.reap([self.popen])

@@ -12,7 +12,8 @@ from aiohttp import web
 
 from p2pdata.catalog.access import AccessDenied, BadRequestSignature
 from p2pdata.errors import NotFound, P2pdataError
-from p2pdata.web.ratelimit import RateLimiter, SignedCallers
+from p2pdata.peers.client import HAVE_ASK
+from p2pdata.web.ratelimit import Admission, SignedCallers
 
 if TYPE_CHECKING:
     from p2pdata.web.control_api import Handler
@@ -28,7 +29,7 @@ class PeerView(Protocol):
     def info(self) -> dict[str, Any]: ...
     def catalog(self) -> tuple[bytes, str]: ...  # signed bytes, etag
     def torrent(self, manifest_id: str) -> bytes | None: ...
-    def have(self) -> list[str]: ...
+    def have(self, ask: frozenset[str] | None = None) -> list[str]: ...  # see /v1/have
     def announce(self, query: str, remote: str) -> bytes: ...  # BEP 3, bencoded reply
 
 
@@ -64,7 +65,7 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
              prove: Callable[[str], str] | None = None) -> web.Application:
     """`callers` names the known cluster behind a signed request: it gets its own budget;
     `prove(nonce)` signs a client's nonce and our URL with our cluster key (see `/v1/info`)."""
-    limiter = RateLimiter(requests_per_minute)
+    admission = Admission(requests_per_minute, callers)
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -72,10 +73,8 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
         if request.content_length or request.can_read_body or len(request.raw_path) > 1024:
             raise web.HTTPRequestEntityTooLarge(max_size=0, actual_size=request.content_length or 0)
-        cluster = callers.identify(request.method, request.raw_path, request.headers,
-                                   time.time()) if callers else None
-        client = f"cluster:{cluster}" if cluster else request.remote or "?"
-        if not limiter.allow(client, time.monotonic()):
+        if not admission.admit(request.remote or "?", request.method, request.raw_path,
+                               request.headers, now=time.monotonic(), wall=time.time()):
             raise web.HTTPTooManyRequests(text="rate limit exceeded, slow down\n")
         return await handler(request)
 
@@ -97,7 +96,16 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
         return web.Response(body=data, content_type="application/x-bittorrent")
 
     async def have(request: web.Request) -> web.Response:
-        return web.json_response({"datasets": view.have()})
+        # Public ids; with ?ask=ID,ID... those of the ids asked we seed, restricted ones included:
+        # who names a restricted id knows it already (a granted cluster looking for re-seeders).
+        if "ask" not in request.query:
+            return web.json_response({"datasets": view.have()})
+        asked = [i for i in request.query["ask"].split(",") if i]
+        bad = next((i for i in asked if not _MANIFEST_ID.fullmatch(i)), None)
+        if bad is not None or len(asked) > HAVE_ASK:
+            raise web.HTTPBadRequest(text=f"ask: at most {HAVE_ASK} manifest ids (64 hex digits) "
+                                          f"separated by commas, not {bad or request.query['ask']!r}\n")
+        return web.json_response({"datasets": view.have(frozenset(asked))})
 
     async def announce(request: web.Request) -> web.Response:
         # The tracker of public datasets, for any BitTorrent client (rate-limited by guard).

@@ -1,9 +1,11 @@
-"""Per-client token buckets, and who a signed client is: plain classes fed with a clock."""
+"""Per-client token buckets, who a signed client is, and which peer API request is let in:
+plain classes fed with a clock."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from p2pdata.catalog.access import H_URL, BadRequestSignature, claimed_caller, read_signed_request
 
@@ -43,7 +45,8 @@ class SignedCallers:
     The per-address limit alone lets a flood from an address a real peer shares (NAT, a
     proxy, one host) lock that peer's syncs out. A request signed for this daemon's URL
     by a cluster it knows (`known`: trusted, granted,
-    or a peer it syncs) is counted under that cluster instead. Seen nonces are kept in
+    or a peer it syncs) is counted under that cluster instead, once its address is over
+    budget (see Admission). Seen nonces are kept in
     memory for the window, so a replayed request falls back to its address's budget.
     """
 
@@ -56,9 +59,13 @@ class SignedCallers:
         self.max_nonces = max_nonces
         self._nonces: dict[str, float] = {}  # nonce -> when it may be forgotten
 
-    def identify(self, method: str, path: str, headers: Mapping[str, str], now: float) -> str | None:
+    def claims_known(self, headers: Mapping[str, str]) -> bool:
+        """Whether the request claims a cluster we know (no signature checked: cheap)."""
         claimed = claimed_caller(headers)
-        if claimed is None or not self.known(*claimed):
+        return claimed is not None and self.known(*claimed)
+
+    def identify(self, method: str, path: str, headers: Mapping[str, str], now: float) -> str | None:
+        if not self.claims_known(headers):
             return None  # unsigned, or a cluster nobody here knows: no signature check spent
         # Sync requests are signed for our URL, restricted ones for our cluster id.
         for audience in (headers.get(H_URL, ""), self.cluster_id):
@@ -80,3 +87,40 @@ class SignedCallers:
                 return False
         self._nonces[nonce] = now + 2 * self.window
         return True
+
+
+class Callers(Protocol):
+    """Who signed a request (see SignedCallers)."""
+
+    def claims_known(self, headers: Mapping[str, str]) -> bool: ...
+    def identify(self, method: str, path: str, headers: Mapping[str, str], now: float) -> str | None: ...
+
+
+class Admission:
+    """Which peer API request is let in: the address's budget first, at no signature check.
+
+    Past it, a request that claims a known cluster may prove it (up to two Ed25519
+    checks, see SignedCallers), at most `checks_per_minute` proofs per address, and is
+    then counted on that cluster's own budget: an unsigned flood from the address a peer
+    shares does not lock the peer out, and a flood of forged claims costs at most that
+    many checks a minute per address (it may then delay the peer sharing it: the price
+    of not checking every claim).
+    """
+
+    def __init__(self, per_minute: int, callers: Callers | None, *,
+                 checks_per_minute: int | None = None) -> None:
+        self.callers = callers
+        self.addresses = RateLimiter(per_minute)
+        self.checks = RateLimiter(checks_per_minute or per_minute)
+        self.clusters = RateLimiter(per_minute)
+
+    def admit(self, address: str, method: str, path: str, headers: Mapping[str, str], *,
+              now: float, wall: float) -> bool:
+        """`now` is monotonic (the buckets), `wall` the time signed requests carry."""
+        if self.addresses.allow(address, now):
+            return True
+        if self.callers is None or not self.callers.claims_known(headers) \
+                or not self.checks.allow(address, now):
+            return False
+        cluster = self.callers.identify(method, path, headers, wall)
+        return cluster is not None and self.clusters.allow(cluster, now)

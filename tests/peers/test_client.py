@@ -88,6 +88,22 @@ async def test_good_answers(serve, client: PeerClient) -> None:
         await client.torrent(url, "../../etc/passwd")
 
 
+async def test_have_asks_for_restricted_ids_in_batches(serve, client: PeerClient) -> None:
+    from p2pdata.peers.client import HAVE_ASK
+
+    asked = [f"{i:064x}" for i in range(HAVE_ASK + 2)]
+    queries: list[str] = []
+
+    async def have(request: web.Request) -> web.Response:  # older software: ignores ask
+        queries.append(request.query.get("ask", ""))
+        return web.json_response({"datasets": [MANIFEST_ID, asked[1], asked[-1], "ef" * 32]})
+
+    url = await serve({"/v1/have": have})
+    assert set(await client.have(url, ask=asked)) == {MANIFEST_ID, asked[1], asked[-1], "ef" * 32}
+    assert queries == ["", ",".join(asked[:HAVE_ASK]), ",".join(asked[HAVE_ASK:])]
+    assert len(f"/v1/have?ask={queries[1]}") < 1024  # under the peer API's path limit
+
+
 @pytest.mark.parametrize(
     ("doc", "message"),
     [

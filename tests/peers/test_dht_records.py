@@ -19,6 +19,7 @@ from p2pdata.peers.dht import (
     DhtRecord,
     DhtRefused,
     Published,
+    PutPlan,
     Seen,
     SeenStore,
     check_item,
@@ -182,6 +183,36 @@ def test_next_put_needs_a_new_catalog_version_for_a_new_record() -> None:
     assert step(catalog_version=6) == "new"
     assert step(urls=("http://127.0.0.1:2",)) == "renew"  # same version, other URLs
     assert step(now=NOW + DAY) == "renew"  # before readers find it too old
+
+
+def test_put_plan_does_not_hammer_a_dht_that_holds_a_higher_version() -> None:
+    plan = PutPlan(republish=1800, reissue=DAY)
+    advert = Advert(("http://127.0.0.1:1",), 5, b"\0" * 32)
+    record = DhtRecord("c" * 16, advert.urls, 5, b"\0" * 32, NOW)
+    assert plan.step(advert, NOW) == "new"
+    plan.done(advert, record, "behind", "the DHT holds seq 9", NOW)
+    assert plan.published is None and "below the sequence number" in (plan.error or "")
+    assert "seq 9" in (plan.error or "")
+    assert plan.step(advert, NOW + 1799) == "none"  # the refused version: not before republish
+    assert plan.step(replace(advert, catalog_version=6), NOW + 10) == "new"  # a new version: at once
+    assert plan.step(advert, NOW + 1800) == "new"  # and the refused one, once the interval is up
+    newer = replace(advert, catalog_version=10)
+    plan.done(newer, replace(record, catalog_version=10), "stored", "8 nodes", NOW + 1800)
+    assert plan.error is None and plan.published == Published(newer, replace(record, catalog_version=10),
+                                                              NOW + 1800)
+    assert plan.step(advert, NOW + 1801) == "new"  # the refusal is forgotten once stored
+
+
+def test_put_plan_renews_after_a_conflict_and_records_failures() -> None:
+    assert PutPlan.renew_after("conflict")
+    assert not any(PutPlan.renew_after(o) for o in ("stored", "behind", "unreached"))
+    plan = PutPlan(republish=1800, reissue=DAY)
+    advert = Advert(("http://127.0.0.1:1",), 5, b"\0" * 32)
+    plan.done(advert, DhtRecord("c" * 16, advert.urls, 5, b"\0" * 32, NOW), "unreached", "no node", NOW)
+    assert plan.error == "could not publish our record: no node" and plan.published is None
+    assert plan.step(advert, NOW + 1) == "new"  # unreached: tried again at the next round
+    plan.failed("timed out")
+    assert plan.error == "timed out"
 
 
 def test_discovery_puts_the_catalog_version_as_sequence_number(tmp_path) -> None:

@@ -10,11 +10,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from p2pdata.db import open_db
 from p2pdata.training import EngineRegistry, JobSpec, Launcher
 from p2pdata.training.ray_local import LocalRayCluster, local_ray_cluster, unavailable
 from p2pdata.training.worker import ATTEMPT, RUN_ID, WORKER_INDEX
-from tests.training.conftest import REPO
+from tests.training.conftest import REPO, started_launcher
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +35,9 @@ def in_netns(cluster: LocalRayCluster) -> Iterator[LocalRayCluster]:
 @pytest.fixture
 async def launcher(in_netns: LocalRayCluster, tmp_path: Path) -> AsyncIterator[Launcher]:
     """A launcher whose `ray` engine uses the test cluster, started inside its namespace."""
-    db = open_db(tmp_path / "state.db")
-    launcher = Launcher(db, tmp_path / "runs", poll_interval=0.1, kill_grace=5.0,
-                        engines=ray_engines(in_netns))
-    await launcher.start()
-    try:
+    async with started_launcher(tmp_path, poll_interval=0.1, kill_grace=5.0,
+                                engines=ray_engines(in_netns)) as launcher:
         yield launcher
-    finally:
-        await launcher.close()
-        db.close()
 
 
 def ray_engines(cluster: LocalRayCluster) -> EngineRegistry:

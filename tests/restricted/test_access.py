@@ -152,3 +152,57 @@ def test_grants_cover_a_dataset_name_until_revoked(tmp_path):
     assert grants.revoke("clicks", "aaaa")
     assert not grants.revoke("clicks", "aaaa")
     assert not grants.allowed("clicks", "aaaa")
+
+
+def test_a_flood_of_strangers_keys_cannot_crowd_out_a_granted_cluster(owner, caller, conn):
+    clock = Clock()
+    grants = GrantTable(conn)
+    grants.grant("clicks", caller.cluster_id, int(clock()))
+    verifier = RequestVerifier(owner.cluster_id, conn, clock, max_nonces=6, per_cluster=3,
+                               favoured=grants.any_to)
+
+    def sign(identity: Identity) -> dict[str, str]:
+        return sign_request(identity, "GET", PATH, owner.cluster_id, now=int(clock()))
+
+    strangers = [Identity.generate() for _ in range(3)]
+    for stranger in strangers:  # each a key of its own, each signing validly
+        for _ in range(2):
+            verifier.verify("GET", PATH, sign(stranger))
+    with pytest.raises(BadRequestSignature, match="too many"):  # the strangers' share is full
+        verifier.verify("GET", PATH, sign(Identity.generate()))
+    for _ in range(3):  # the granted cluster still gets through, up to its own share
+        assert verifier.verify("GET", PATH, sign(caller)) == caller.cluster_id
+    with pytest.raises(BadRequestSignature, match="too many"):
+        verifier.verify("GET", PATH, sign(caller))
+    clock.now += 61 + 60  # the window is over: every share is free again
+    assert verifier.verify("GET", PATH, sign(strangers[0])) == strangers[0].cluster_id
+
+
+def test_one_strangers_key_holds_no_more_than_its_share(owner, caller, conn):
+    clock = Clock()
+    verifier = RequestVerifier(owner.cluster_id, conn, clock, per_cluster=2)
+    other = Identity.generate()
+
+    def outcome(identity: Identity) -> str:
+        try:
+            return verifier.verify("GET", PATH, sign_request(identity, "GET", PATH, owner.cluster_id,
+                                                             now=int(clock())))
+        except BadRequestSignature as exc:
+            return str(exc)
+
+    outcomes = [outcome(who) for who in (caller, caller, caller, other)]
+    assert outcomes[:2] == [caller.cluster_id] * 2 and outcomes[3] == other.cluster_id
+    assert "too many" in outcomes[2]
+
+
+def test_nonces_of_an_older_table_still_refuse_replays(owner, caller, conn):
+    clock = Clock()
+    headers = sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock()))
+    conn.execute("CREATE TABLE request_nonces (nonce TEXT PRIMARY KEY, forget_after INTEGER NOT NULL)")
+    conn.execute("INSERT INTO request_nonces VALUES (?, ?)", (headers["X-P2pdata-Nonce"], int(clock()) + 60))
+    verifier = RequestVerifier(owner.cluster_id, conn, clock, max_nonces=2)
+    with pytest.raises(RequestReplayed):
+        verifier.verify("GET", PATH, headers)
+    verifier.verify("GET", PATH, sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock())))
+    with pytest.raises(BadRequestSignature, match="too many"):  # the old nonce counts
+        verifier.verify("GET", PATH, sign_request(caller, "GET", PATH, owner.cluster_id, now=int(clock())))

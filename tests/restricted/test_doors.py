@@ -63,8 +63,11 @@ def test_restricted_dataset_every_door(clusters, make_daemon, tmp_path):
     assert job["state"] == "landed", job
     assert landed_files(beta.home / "datasets", "clicks", "1") == expected
 
-    # The re-seeder advertises the full manifest id, so other granted clusters find it.
-    assert full_id in requests.get(f"{beta.peer_url}/v1/have", timeout=10).json()["datasets"]
+    # The re-seeder names the full manifest id to who asks for it (granted clusters know it),
+    # not in its public listing.
+    have = f"{beta.peer_url}/v1/have"
+    assert full_id not in requests.get(have, timeout=10).json()["datasets"]
+    assert requests.get(have, params={"ask": full_id}, timeout=10).json()["datasets"] == [full_id]
 
     # The non-granted cluster is refused at each door.
     job = json.loads(gamma.cli("fetch", "clicks@1", "--timeout", "60", "--json", ok=False))

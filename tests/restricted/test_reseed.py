@@ -39,7 +39,11 @@ def test_a_granted_cluster_fetches_from_the_reseeder_and_a_stranger_is_refused_t
     wait_for(lambda: b.cli_json("search", "clicks"), what="B to find the dataset")
     job = b.cli_json("fetch", "clicks@1", "--timeout", "60")
     assert job["state"] == "landed", job
-    assert full_id in requests.get(f"{b.peer_url}/v1/have", timeout=10).json()["datasets"]
+    # B names the (hidden) dataset only to who names it: not in its public listing.
+    assert full_id not in requests.get(f"{b.peer_url}/v1/have", timeout=10).json()["datasets"]
+    asked = requests.get(f"{b.peer_url}/v1/have", params={"ask": f"{'0' * 64},{full_id}"}, timeout=10)
+    assert asked.json()["datasets"] == [full_id]
+    assert requests.get(f"{b.peer_url}/v1/have", params={"ask": "nope"}, timeout=10).status_code == 400
 
     # A's copy goes away: restarted without its source directory, A seeds nothing, but its
     # peer API still answers for the dataset (only the owner hands out manifests and certificates).

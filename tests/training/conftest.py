@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import textwrap
 import time
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import psutil
 import pytest
@@ -79,15 +81,21 @@ def events() -> list[RunRecord]:
     return []
 
 
-@pytest.fixture
-async def launcher(tmp_path: Path, events: list[RunRecord]) -> AsyncIterator[Launcher]:
+@contextlib.asynccontextmanager
+async def started_launcher(tmp_path: Path, **options: Any) -> AsyncIterator[Launcher]:
+    """A launcher on a fresh state database under `tmp_path`, started; closed after."""
     db = open_db(tmp_path / "state.db")
-    launcher = Launcher(db, tmp_path / "runs", max_concurrent=2, poll_interval=0.05,
-                        kill_grace=2.0,
-                        on_state_change=lambda run: events.append(replace(run)))
+    launcher = Launcher(db, tmp_path / "runs", **options)
     await launcher.start()
     try:
         yield launcher
     finally:
         await launcher.close()
         db.close()
+
+
+@pytest.fixture
+async def launcher(tmp_path: Path, events: list[RunRecord]) -> AsyncIterator[Launcher]:
+    async with started_launcher(tmp_path, max_concurrent=2, poll_interval=0.05, kill_grace=2.0,
+                                on_state_change=lambda run: events.append(replace(run))) as launcher:
+        yield launcher

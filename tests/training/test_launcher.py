@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,24 @@ async def test_follow_logs_prefixes_workers(launcher: Launcher, script: Path) ->
     followed = list(follow_logs(launcher.logs(run.id), follow=True, poll_interval=0.01,
                                 done=lambda: launcher.run(run.id).state.terminal))
     assert followed == lines
+
+
+async def test_record_times_come_from_the_injected_wall_clock(tmp_path: Path, script: Path) -> None:
+    from p2pdata.db import open_db
+
+    wall = [1_700_000_000.0]
+    launcher = Launcher(open_db(tmp_path / "w.db"), tmp_path / "runs", poll_interval=0.05, kill_grace=1,
+                        wall=lambda: wall[0])
+    try:
+        spec = worker_spec(script, workers=1, modes={0: "sleep"})
+        run = await launcher.submit(spec, make_manifest(), "file:///d")
+        assert run.created == 1_700_000_000.0
+        assert run.id.startswith(time.strftime("%Y%m%d-%H%M%S", time.localtime(wall[0])))
+        await running(launcher, run.id, ready=1)
+        wall[0] += 3600
+        await launcher.cancel(run.id)
+        run = await launcher.wait(run.id, timeout=30)
+        assert run.state is RunState.CANCELLED, run.reason
+        assert run.started == 1_700_000_000.0 and run.finished == 1_700_003_600.0
+    finally:
+        await launcher.close()
