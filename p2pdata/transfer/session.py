@@ -82,9 +82,10 @@ def _lt_settings(s: TransferSettings) -> dict[str, Any]:
         "max_out_request_queue": 1000,
         "max_queued_disk_bytes": s.max_queued_disk_bytes,
         "allow_multiple_connections_per_ip": True,
-        # Rate limits hand out quota once per tick: 100 ms ticks (default 500) keep
-        # capped peers from idling for most of a tick once their quota is spent.
-        "tick_interval": 100,
+        # Rate limits hand out quota once per tick: 50 ms ticks (default 500) keep capped
+        # peers from idling for most of a tick once their quota is spent (bench_swarm: three
+        # seeds capped at C give 0.95 * 3C with 50 ms, 0.84 with 100 ms).
+        "tick_interval": 50,
         "upload_rate_limit": s.upload_limit,
         "download_rate_limit": s.download_limit,
         "alert_queue_size": 100_000,
