@@ -126,6 +126,20 @@ async def test_three_peers_at_once(dataset, transfer_session) -> None:
     assert all(sorted(r) == ["a.bin", "b.bin"] for r in results)
 
 
+async def test_files_come_in_file_order_priority_windows(dataset, transfer_session) -> None:
+    # libtorrent gets FileOrder's window: the smallest file and the biggest first, then the
+    # window moves on as files complete, and nothing stays on top once all are in.
+    manifest, source = dataset({"big.bin": 3 * MIB, "mid.bin": 2 * MIB, "small.bin": MIB // 2})
+    seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
+    await seeder.seed(manifest, source, upload_limit=4 * MIB)
+    job = await leecher.fetch(manifest, [(LOCAL, seeder.listen_port)])
+    index = {file.path: i for i, file in job.files.items()}
+    priorities = job.handle.get_file_priorities()
+    assert [priorities[index[p]] for p in ("small.bin", "big.bin", "mid.bin")] == [7, 7, 4]
+    await land_all(job)
+    assert [job.handle.get_file_priorities()[i] for i in index.values()] == [4, 4, 4]
+
+
 async def test_partial_fetch_by_glob(dataset, transfer_session) -> None:
     manifest, source = dataset({"train/1.bin": MIB, "train/2.bin": MIB, "test/1.bin": 2 * MIB})
     seeder, leecher = await transfer_session("seed"), await transfer_session("leech")
