@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -107,6 +108,12 @@ async def swarm_rate(manifest: Manifest, source: Path, work: Path, seeds: int,
         shutil.rmtree(work, ignore_errors=True)
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time: both ends of every transfer here run in it (and its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int, default=1536)
@@ -129,12 +136,26 @@ async def main() -> None:
         # Likewise for the swarm: the first libtorrent run in a process faults in its buffers
         # and write cache (seen: about 300 MiB/s, then 500-680 on later runs).
         await swarm_rate(manifest, source, work / "warmup-swarm", 1)
+        gib = total / 2**30
+        start = cpu_seconds()
         http = await aiohttp_rate(manifest, source, work / "http")
+        http_cpu = (cpu_seconds() - start) / gib
+        start = cpu_seconds()
         swarm = await swarm_rate(manifest, source, work / "one", 1)
+        swarm_cpu = (cpu_seconds() - start) / gib
         print(f"aiohttp {http / MIB:.0f} MiB/s, swarm one seed {swarm / MIB:.0f} MiB/s")
+        cores = os.cpu_count() or 1
+        print(f"CPU-seconds per GiB, sender and receiver together: aiohttp sendfile {http_cpu:.2f}, "
+              f"libtorrent seed + leecher {swarm_cpu:.2f} (busy cores: aiohttp "
+              f"{http_cpu * http / 2**30:.2f}, swarm {swarm_cpu * swarm / 2**30:.2f} of {cores})")
+        # The most the swarm could reach on this machine if its CPU were the only limit.
+        ceiling = min(cores / swarm_cpu * 2**30 / http, 1.0)
+        print(f"CPU ceiling of the ratio: {ceiling:.2f} ({cores} cores / {swarm_cpu:.2f} CPU-s per GiB,"
+              f" against aiohttp's rate)")
         ratio = swarm / http
         print(f"RESULT swarm_one_seed ratio={ratio:.2f} target={TARGET_ONE_SEED} "
-              f"ok={'yes' if ratio >= TARGET_ONE_SEED else 'no'}")
+              f"ok={'yes' if ratio >= TARGET_ONE_SEED else 'no'} ceiling={ceiling:.2f} "
+              f"cpu_gib=aiohttp:{http_cpu:.2f}/swarm:{swarm_cpu:.2f}")
         worst = float("inf")
         for seeds in (1, 2, 3):
             rate = await swarm_rate(manifest, source, work / f"cap{seeds}", seeds, cap)

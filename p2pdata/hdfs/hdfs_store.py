@@ -42,6 +42,11 @@ from p2pdata.hdfs.tiers import (
 )
 
 VERIFIED_XATTR = "user.p2pdata.verified"  # "<size> <sha256 hex>" on a verified .incoming file
+# Files landing at once. Over hdfs-native each file holds its slot through close, which
+# sleeps 500 ms when the DataNode has not yet reported the last block (measured: 0.53 s per
+# file, whatever its size), so the native path needs more files in flight (bench_fetch).
+NATIVE_CONCURRENCY = 8
+WEBHDFS_CONCURRENCY = 4
 
 
 @dataclass(frozen=True)
@@ -78,16 +83,21 @@ class HdfsStore(Store):
         move_timeout: float = 540.0,
         move_settle: float = 10.0,
         poll_interval: float = 0.5,
-        concurrency: int = 4,
+        concurrency: int | None = None,
         client: WebHdfsClient | None = None,
     ) -> None:
         """``move_timeout`` bounds ``set_tier(move=True)`` (inside the CLI's 600 s control
         call); ``move_settle`` is how long fsck's placement may stay unchanged after a mover
         run before it counts as final (the NameNode learns of moved replicas from the
         DataNodes' next block reports). ``native`` (default: whenever ``namenode`` is
-        given and no delegation token) writes and reads over hdfs-native."""
+        given and no delegation token) writes and reads over hdfs-native. ``concurrency``:
+        files landing at once (default 8 over hdfs-native, 4 over WebHDFS)."""
         if not root.startswith("/"):
             raise HdfsError(f"the HDFS root {root!r} must be an absolute path")
+        if native is None:
+            native = bool(namenode) and not delegation
+        if concurrency is None:
+            concurrency = NATIVE_CONCURRENCY if native else WEBHDFS_CONCURRENCY
         super().__init__(root, concurrency=concurrency)
         if (tls or ca_file) and webhdfs_url.startswith("http://"):
             webhdfs_url = "https://" + webhdfs_url.removeprefix("http://")
@@ -105,8 +115,6 @@ class HdfsStore(Store):
             scheme = "swebhdfs" if parts.scheme in ("https", "swebhdfs") else "webhdfs"
             self._uri_base = f"{scheme}://{parts.netloc}"
         self.native: NativeHdfs | None = None
-        if native is None:
-            native = bool(namenode) and not delegation
         if native:
             if not namenode:
                 raise HdfsError("native HDFS needs the NameNode's address (namenode = "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from p2pdata.hdfs.errors import (
@@ -22,6 +22,12 @@ from p2pdata.hdfs.errors import (
 )
 
 T = TypeVar("T")
+
+# One hdfs-native client per NameNode, user and settings, kept for the life of the process.
+# Dropping a client deadlocks when one of its runtime threads is waking a coroutine at that
+# moment: the drop holds the GIL while it waits for the runtime's threads, and that thread
+# waits for the GIL (seen: bench_fetch hung there, after a store's last write).
+_CLIENTS: dict[tuple[str, str | None, tuple[tuple[str, str], ...]], Any] = {}
 
 
 def parse_namenode(url: str) -> str:
@@ -71,18 +77,21 @@ class NativeHdfs:
         self.namenode = parse_namenode(namenode)
         self.timeout = timeout
         self._module = hdfs_native
-        # hdfs-native reads the simple-auth user from the environment only, when the
-        # client is made: set it for that moment.
-        saved = os.environ.get("HADOOP_USER_NAME")
-        if user:
-            os.environ["HADOOP_USER_NAME"] = user
-        try:
-            self._client = hdfs_native.AsyncClient(self.namenode, dict(config or {}))
-        finally:
-            if saved is None:
-                os.environ.pop("HADOOP_USER_NAME", None)
-            else:
-                os.environ["HADOOP_USER_NAME"] = saved
+        key = (self.namenode, user, tuple(sorted((config or {}).items())))
+        if key not in _CLIENTS:
+            # hdfs-native reads the simple-auth user from the environment only, when the
+            # client is made: set it for that moment.
+            saved = os.environ.get("HADOOP_USER_NAME")
+            if user:
+                os.environ["HADOOP_USER_NAME"] = user
+            try:
+                _CLIENTS[key] = hdfs_native.AsyncClient(self.namenode, dict(config or {}))
+            finally:
+                if saved is None:
+                    os.environ.pop("HADOOP_USER_NAME", None)
+                else:
+                    os.environ["HADOOP_USER_NAME"] = saved
+        self._client = _CLIENTS[key]
 
     async def _call(self, op: str, path: str, call: Awaitable[T]) -> T:
         try:

@@ -153,6 +153,37 @@ class FilePieces:
         self._have.add(piece)
 
 
+class FileOrder:
+    """Which wanted files a swarm job fetches first, so landing overlaps the download.
+
+    Landing takes a file once all of it is verified, so the order files complete in
+    decides how much landing runs beside the download: the smallest file first (landing
+    starts at once), then the biggest (the longest landings get the most download to
+    overlap), the small ones last (little is left to land once the download ends). The
+    first `window` files of that order not yet complete get libtorrent's top priority;
+    the rest keep the default one and come in piece order (sequential download), so the
+    pipeline to the peers stays full while the window moves.
+    """
+
+    TOP = 7  # libtorrent's top_priority: picked before the sequential order
+    DEFAULT = 4
+
+    def __init__(self, sizes: dict[int, int], window: int = 2) -> None:
+        """`sizes`: file index -> size of every wanted file."""
+        if window < 1:
+            raise ValueError("the window must hold at least one file")
+        by_size = sorted(sizes, key=lambda index: (sizes[index], index))
+        first = by_size[:1]
+        self.order = first + sorted(by_size[1:], key=lambda index: (-sizes[index], index))
+        self.window = window
+
+    def priorities(self, complete: set[int]) -> dict[int, int]:
+        """File index -> libtorrent priority for every wanted file, given those complete."""
+        waiting = [index for index in self.order if index not in complete]
+        top = set(waiting[: self.window])
+        return {index: self.TOP if index in top else self.DEFAULT for index in self.order}
+
+
 PeerSample = tuple[tuple[str, int], str, int]  # (connection endpoint, client name, payload sent)
 UNSAMPLED = ("?", "connections closed between samples")
 

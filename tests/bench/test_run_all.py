@@ -29,9 +29,10 @@ def test_warnings_only_past_the_noise_and_in_the_worse_direction(tmp_path: Path)
         "| benchmark | figure | target | ok | noise |\n| --- | --- | --- | --- | --- |\n"
         "| publish | 0.50 | 0.45 | yes | 10 % |\n"
         "| search_p95 | 10.0 | 20 | yes | 10 % |\n"
-        "| fetch_to_hdfs | 1.10 | 1.2 | yes | 10 % |\n")
+        "| fetch_to_hdfs | 1.10 | 1.2 | yes | 10 % | 1.05 | swarm:2.0+land:1.5/fetch:3.6 |\n")
     previous = module.read_table(table)
     assert previous["publish"] == (0.5, 0.1)
+    assert previous["fetch_to_hdfs"] == (1.1, 0.1)  # newer tables: floor and CPU columns after
     rows = [
         "RESULT publish ratio=0.40 target=0.45 ok=no",  # higher is better: 20 % worse
         "RESULT search_p95 value=10.5 target=20 ok=yes",  # lower is better: 5 %, in the noise

@@ -8,6 +8,7 @@ from p2pdata.errors import StagingFull, TransferError
 from p2pdata.transfer import StagingLedger, choose_piece_size
 from p2pdata.transfer.state import (
     UNSAMPLED,
+    FileOrder,
     FilePieces,
     JobMachine,
     JobState,
@@ -89,6 +90,21 @@ def test_file_pieces_completes_once_every_piece_passed() -> None:
     assert pieces.complete
     with pytest.raises(TransferError, match="not one of its pieces"):
         pieces.piece_done(7)
+
+
+def test_file_order_smallest_first_then_biggest_and_the_window_moves_on() -> None:
+    # index -> size: a big file, small ones, a middle one (a partial fetch: no index 2)
+    order = FileOrder({0: 500, 1: 50, 3: 50, 4: 10, 5: 200}, window=2)
+    assert order.order == [4, 0, 5, 1, 3]  # landing starts at once; the big lands while the rest comes
+    top, default = FileOrder.TOP, FileOrder.DEFAULT
+    assert order.priorities(set()) == {4: top, 0: top, 5: default, 1: default, 3: default}
+    assert order.priorities({4}) == {4: default, 0: top, 5: top, 1: default, 3: default}
+    # files completing out of order (a resumed fetch): the window is the next ones still missing
+    assert order.priorities({0, 5}) == {4: top, 0: default, 5: default, 1: top, 3: default}
+    assert set(order.priorities({0, 1, 3, 4, 5}).values()) == {default}
+    assert FileOrder({7: 1}).priorities(set()) == {7: top}
+    with pytest.raises(ValueError, match="window"):
+        FileOrder({0: 1}, window=0)
 
 
 def test_upload_tally_counts_per_dataset_exactly_and_per_peer_across_reconnects() -> None:
