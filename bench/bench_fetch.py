@@ -23,11 +23,10 @@ import getpass
 import resource
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psutil
-from bench_landing import plain_put
+from bench_landing import plain_put, put_files
 from bench_swarm import swarm_rate, write_dataset
 
 from p2pdata.devcluster import DaemonProcess, daemon_config, wait_for
@@ -83,19 +82,8 @@ async def native_put(namenode: str, files: list[tuple[str, Path, int]], root: st
     """The landing's own work and nothing else: the files over hdfs-native, as many at once as
     the store lands, no hashing, no bookkeeping."""
     client = NativeHdfs(namenode, user=getpass.getuser())
-    slots = asyncio.Semaphore(NATIVE_CONCURRENCY)
-
-    async def chunks(path: Path) -> AsyncIterator[bytes]:
-        with open(path, "rb") as handle:
-            while chunk := await asyncio.to_thread(handle.read, MIB):
-                yield chunk
-
-    async def one(rel: str, path: Path) -> None:
-        async with slots:
-            await client.write(f"{root}/{rel}", chunks(path))
-
     await client.mkdirs(root)
-    await asyncio.gather(*(one(rel, path) for rel, path, _ in files))
+    await put_files(files, root, NATIVE_CONCURRENCY, client.write)
 
 
 def start_daemon(root: Path, name: str, **sections: dict) -> tuple[DaemonProcess, float]:

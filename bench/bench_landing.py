@@ -68,9 +68,9 @@ def manifest_of(files: list[tuple[str, Path, int]], version: str) -> Manifest:
     return Manifest("bench", version, "bench", 0, "files", tuple(entries))
 
 
-async def plain_put(client: WebHdfsClient, files: list[tuple[str, Path, int]], root: str,
-                    concurrency: int) -> None:
-    """The baseline: stream each file with a two-step CREATE, no hashing."""
+async def put_files(files: list[tuple[str, Path, int]], root: str, concurrency: int,
+                    write: Callable[[str, AsyncIterator[bytes]], Awaitable[object]]) -> None:
+    """The baseline: stream each file to ``write(path, chunks)``, so many at once, no hashing."""
     slots = asyncio.Semaphore(concurrency)
 
     async def chunks(path: Path) -> AsyncIterator[bytes]:
@@ -80,10 +80,17 @@ async def plain_put(client: WebHdfsClient, files: list[tuple[str, Path, int]], r
 
     async def one(rel: str, path: Path) -> None:
         async with slots:
-            await client.create(f"{root}/{rel}", chunks(path), overwrite=True)
+            await write(f"{root}/{rel}", chunks(path))
 
-    await client.mkdirs(root)
     await asyncio.gather(*(one(rel, path) for rel, path, _ in files))
+
+
+async def plain_put(client: WebHdfsClient, files: list[tuple[str, Path, int]], root: str,
+                    concurrency: int) -> None:
+    """A plain WebHDFS put: a two-step CREATE per file."""
+    await client.mkdirs(root)
+    await put_files(files, root, concurrency,
+                    lambda path, chunks: client.create(path, chunks, overwrite=True))
 
 
 @dataclass
