@@ -75,7 +75,8 @@ def higher_is_better(figure: float, target: float, ok: bool) -> bool:
 
 def last_full_table(exclude: Path | None = None) -> Path | None:
     """The newest full (not quick) table committed under bench/results/."""
-    listed = subprocess.run(["git", "ls-files", str(RESULTS)], cwd=BENCH, capture_output=True,
+    # Paths relative to the repository root, as Path(BENCH.parent, line) below expects them.
+    listed = subprocess.run(["git", "ls-files", str(RESULTS)], cwd=BENCH.parent, capture_output=True,
                             text=True)
     tables = sorted(Path(BENCH.parent, line) for line in listed.stdout.splitlines()
                     if line.endswith(".md") and not line.endswith("-quick.md"))

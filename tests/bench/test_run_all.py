@@ -57,3 +57,11 @@ def test_quick_run_prints_every_benchmarks_results(tmp_path: Path) -> None:
     assert {"publish", "search_p95", "landing", "swarm_one_seed", "swarm_scaling",
             "fetch_to_hdfs"} <= set(names), names
     assert len(names) >= 7  # bench_launch too
+
+
+def test_the_last_full_table_is_found_among_the_committed_ones() -> None:
+    module = run_all()
+    table = module.last_full_table()
+    assert table is not None and table.exists(), "no committed full table found"
+    assert table.parent == BENCH / "results" and not table.name.endswith("-quick.md")
+    assert "publish" in module.read_table(table)
