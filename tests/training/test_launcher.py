@@ -35,7 +35,11 @@ if mode == "ignore-term":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if mode == "child":
     child = subprocess.Popen([sys.executable, "-c", "import threading; threading.Event().wait()"])
-    pathlib.Path(os.environ["P2PDATA_OUTPUT_DIR"], f"child-{index}").write_text(str(child.pid))
+    # Written whole, then renamed: a test polling for child-N never reads it half written.
+    pid_file = pathlib.Path(os.environ["P2PDATA_OUTPUT_DIR"], f"child-{index}")
+    partial = pid_file.with_name(f".partial-{index}")  # not matched by child-*
+    partial.write_text(str(child.pid))
+    partial.rename(pid_file)
 if mode in ("sleep", "never-ready", "ignore-term", "child"):
     threading.Event().wait()  # blocks until the launcher kills it
 keys = ["TF_CONFIG", "MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE"]
