@@ -78,6 +78,22 @@ def _current_netns() -> int:
     return os.stat("/proc/thread-self/ns/net").st_ino
 
 
+def land_toy_with_a_job(make_daemon: Any, in_netns: LocalRayCluster, tmp_path: Path,
+                        spec: Path, rows: int) -> Any:
+    """alpha publishes the toy dataset; gamma (training on the Ray cluster) trusts alpha,
+    adds the job in ``spec`` and fetches the dataset, which triggers it. Answers gamma."""
+    load_example("make_dataset").make_classification(tmp_path / "toy", rows=rows)
+    alpha = make_daemon("alpha")
+    alpha.cli_json("publish", str(tmp_path / "toy"), "--name", "toy", "--version", "1")
+    gamma = make_daemon("gamma", discovery={"static_peers": [alpha.peer_url]},
+                        training={"ray_address": in_netns.address})
+    gamma.cli("trust", "add", alpha.cluster_id)
+    gamma.cli("jobs", "add", str(spec))
+    wait_for(lambda: gamma.cli_json("search", "toy"), what="alpha's catalog")
+    assert gamma.cli_json("fetch", "toy@1", "--timeout", "60")["state"] == "landed"
+    return gamma
+
+
 def test_two_nodes_on_the_namespaces_loopback(in_netns: LocalRayCluster) -> None:
     nodes = in_netns.nodes()
     assert len(nodes) == 2 and all(n["alive"] for n in nodes)
@@ -100,17 +116,9 @@ def test_a_landed_dataset_trains_two_tensorflow_workers_on_ray(
         in_netns: LocalRayCluster, make_daemon: Any, tmp_path: Path) -> None:
     """The whole path: published by alpha, fetched and landed by gamma, whose daemon
     (`training.ray_address`) starts the triggered job as a Ray Train job."""
-    load_example("make_dataset").make_classification(tmp_path / "toy", rows=2000)
-    alpha = make_daemon("alpha")
-    alpha.cli_json("publish", str(tmp_path / "toy"), "--name", "toy", "--version", "1")
-    gamma = make_daemon("gamma", discovery={"static_peers": [alpha.peer_url]},
-                        training={"ray_address": in_netns.address})
-    gamma.cli("trust", "add", alpha.cluster_id)
     spec = tmp_path / "keras-on-ray.toml"
     spec.write_text(SPEC.format(script=EXAMPLES / "train_keras.py", repo=REPO))
-    gamma.cli("jobs", "add", str(spec))
-    wait_for(lambda: gamma.cli_json("search", "toy"), what="alpha's catalog")
-    assert gamma.cli_json("fetch", "toy@1", "--timeout", "60")["state"] == "landed"
+    gamma = land_toy_with_a_job(make_daemon, in_netns, tmp_path, spec, rows=2000)
 
     def over() -> dict[str, Any] | None:
         runs = gamma.cli_json("runs")
@@ -282,19 +290,11 @@ PYTHONPATH = "{repo}"
 def test_a_ray_run_survives_a_daemon_crash(in_netns: LocalRayCluster, make_daemon: Any,
                                            tmp_path: Path) -> None:
     """kill -9 of the daemon: the Ray job runs on, and the restarted daemon re-attaches."""
-    load_example("make_dataset").make_classification(tmp_path / "toy", rows=100)
-    alpha = make_daemon("alpha")
-    alpha.cli_json("publish", str(tmp_path / "toy"), "--name", "toy", "--version", "1")
-    gamma = make_daemon("gamma", discovery={"static_peers": [alpha.peer_url]},
-                        training={"ray_address": in_netns.address})
-    gamma.cli("trust", "add", alpha.cluster_id)
     go = tmp_path / "go"
     spec = tmp_path / "wait-on-ray.toml"
     spec.write_text(WAIT_SPEC.format(script=write_script(tmp_path, "waiter.py", WAITER),
                                      go=go, repo=REPO))
-    gamma.cli("jobs", "add", str(spec))
-    wait_for(lambda: gamma.cli_json("search", "toy"), what="alpha's catalog")
-    assert gamma.cli_json("fetch", "toy@1", "--timeout", "60")["state"] == "landed"
+    gamma = land_toy_with_a_job(make_daemon, in_netns, tmp_path, spec, rows=100)
     [run] = wait_for(lambda: [r for r in gamma.cli_json("runs") if r["state"] == "running"],
                      timeout=120, what="the Ray run to start")
     [run] = wait_for(lambda: [r for r in gamma.cli_json("runs")

@@ -39,6 +39,25 @@ def load_example(name: str) -> ModuleType:
     return module
 
 
+def toy_on_hdfs(webhdfs_url: str, directory: Path, remote: str) -> Any:
+    """The example's toy dataset (2,000 rows) made in ``directory`` and put under ``remote``
+    in HDFS as the user running the JVM (the superuser: permissions are on). Answers the
+    fsspec filesystem, to clean up with."""
+    import getpass
+    from urllib.parse import urlsplit
+
+    import fsspec
+
+    address = urlsplit(webhdfs_url)
+    fs = fsspec.filesystem("webhdfs", host=address.hostname, port=address.port,
+                           user=getpass.getuser())
+    paths = load_example("make_dataset").make_classification(directory, rows=2000)
+    fs.makedirs(remote, exist_ok=True)
+    for path in paths:
+        fs.put_file(str(path), f"{remote}/{path.name}")
+    return fs
+
+
 def write_script(directory: Path, name: str, body: str) -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(body))

@@ -3,6 +3,7 @@ the real HDFS. Each worker imports TensorFlow (3-6 s), so these are the slow tes
 
 from __future__ import annotations
 
+import getpass
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from p2pdata.training import JobSpec, Launcher, RunState
-from tests.training.conftest import EXAMPLES, REPO, gone, load_example, make_manifest
+from tests.training.conftest import EXAMPLES, REPO, gone, load_example, make_manifest, toy_on_hdfs
 
 pytestmark = pytest.mark.tf
 
@@ -58,20 +59,9 @@ async def test_two_worker_tensorflow_run(launcher: Launcher, tmp_path: Path) -> 
 @pytest.mark.hdfs
 async def test_keras_training_on_hdfs(launcher: Launcher, tmp_path: Path,
                                       hdfs_cluster: Any) -> None:
-    import getpass
-    from urllib.parse import urlsplit
-
-    import fsspec
-
-    # Permissions are on and the user running the JVM is the superuser: act as that user.
     user = getpass.getuser()
-    address = urlsplit(hdfs_cluster.webhdfs_url)
-    fs = fsspec.filesystem("webhdfs", host=address.hostname, port=address.port, user=user)
-    paths = load_example("make_dataset").make_classification(tmp_path / "toy", rows=2000)
     remote = f"/p2pdata-training-test/toy/{tmp_path.name}"
-    fs.makedirs(remote, exist_ok=True)
-    for path in paths:
-        fs.put_file(str(path), f"{remote}/{path.name}")
+    fs = toy_on_hdfs(hdfs_cluster.webhdfs_url, tmp_path / "toy", remote)
     try:
         # hdfs:// is the NameNode's RPC address: the worker reads over hdfs-native.
         metrics = await train(launcher, f"{hdfs_cluster.namenode_address}{remote}",

@@ -10,6 +10,7 @@ Skein driver (one launcher) for the module."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import os
 import signal
@@ -31,8 +32,8 @@ from tests.training.conftest import (
     EXAMPLES,
     REPO,
     gone,
-    load_example,
     make_manifest,
+    toy_on_hdfs,
     write_script,
 )
 
@@ -336,19 +337,9 @@ async def test_daemon_restart_reattaches_to_its_running_application(
 @pytest.mark.tf
 async def test_two_worker_tensorflow_training_reads_the_dataset_from_hdfs(
         launcher: Launcher, tmp_path: Path, yarn_cluster: LocalHdfs) -> None:
-    import getpass
-    from urllib.parse import urlsplit
-
-    import fsspec
-
     user = getpass.getuser()
-    address = urlsplit(yarn_cluster.webhdfs_url)
-    fs = fsspec.filesystem("webhdfs", host=address.hostname, port=address.port, user=user)
-    paths = load_example("make_dataset").make_classification(tmp_path / "toy", rows=2000)
     remote = f"/p2pdata/toy/{tmp_path.name}"
-    fs.makedirs(remote, exist_ok=True)
-    for path in paths:
-        fs.put_file(str(path), f"{remote}/{path.name}")
+    toy_on_hdfs(yarn_cluster.webhdfs_url, tmp_path / "toy", remote)
     job = JobSpec.from_dict({
         "name": "keras-yarn", "engine": "yarn", "framework": "tensorflow", "workers": 2,
         "entry": {"script": str(EXAMPLES / "train_keras.py"),
