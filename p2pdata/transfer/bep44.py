@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import libtorrent as lt
+
 from p2pdata.catalog.identity import bep44_message, verify_signature
 
 Endpoint = tuple[str, int]
@@ -63,15 +65,8 @@ class BencodeError(ValueError):
 
 
 def bencode(value: Any) -> bytes:
-    if isinstance(value, bool) or not isinstance(value, (int, bytes, list, dict)):
-        raise BencodeError(f"cannot bencode {type(value).__name__}")
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, bytes):
-        return b"%d:%s" % (len(value), value)
-    if isinstance(value, list):
-        return b"l" + b"".join(bencode(v) for v in value) + b"e"
-    return b"d" + b"".join(bencode(k) + bencode(value[k]) for k in sorted(value)) + b"e"
+    """Our own messages, encoded by libtorrent (the decoder below is ours: it reads strangers)."""
+    return bytes(lt.bencode(value))
 
 
 def bdecode(data: bytes) -> Any:
