@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import os
 import resource
 import tempfile
 import time
@@ -123,6 +124,9 @@ def main() -> int:
                 await plain_put(client, files, "/plain", concurrency=4)
                 return time.monotonic() - started
 
+        # Every phase starts with no dirty pages left by the one before (the swarm's run
+        # syncs too): the kernel's write-back would otherwise land in whichever phase is next.
+        os.sync()
         busy = busy_cpu_seconds()
         cpu = ProcessCpu({"jvm": jvm})
         put_seconds = asyncio.run(put())
@@ -131,6 +135,7 @@ def main() -> int:
         table["plain put: client (Python, WebHDFS)"] = spent["this process"]
         table["plain put: HDFS JVM"] = spent["jvm"]
 
+        os.sync()
         busy = busy_cpu_seconds()
         cpu = ProcessCpu({"jvm": jvm})
         started = time.monotonic()
@@ -151,6 +156,7 @@ def main() -> int:
             gamma.cli("trust", "add", alpha.cluster_id)
             wait_for(lambda: gamma.cli_json("search", "bench"), timeout=60, what="gamma to hold the catalog")
             idle_rss = psutil.Process(gamma.runtime["pid"]).memory_info().rss
+            os.sync()
             started, busy = time.monotonic(), busy_cpu_seconds()
             cpu = ProcessCpu({"seed": psutil.Process(alpha.runtime["pid"]),
                               "fetch": psutil.Process(gamma.runtime["pid"]), "jvm": jvm})

@@ -179,11 +179,6 @@ class SwarmJob(_Swarm):
         self.priorities = self._priorities()
         self._meter = RateMeter()
         self._delivered: set[int] = set()
-        # Complete files wait for a flush of libtorrent's write cache before they are handed
-        # on. One flush at a time: it stalls the torrent's disk jobs, so files that complete
-        # meanwhile share the next one.
-        self._flushing: list[int] = []  # covered by the flush in flight
-        self._next_flush: list[int] = []
         self._queue: asyncio.Queue[tuple[FileEntry, Path] | None] = asyncio.Queue()
         self._subscribers: list[Callable[[Progress], None]] = []
         self._done = asyncio.get_running_loop().create_future()
@@ -331,7 +326,7 @@ class SwarmJob(_Swarm):
                 file.piece_done(alert.piece_index)
                 if file.complete:
                     self._reprioritize()
-                self._flush_if_complete(file)
+                    self._deliver(span.index)
         elif isinstance(alert, lt.torrent_checked_alert):
             self.machine.checked()
             if self.state is JobState.DOWNLOADING and self.handle is not None:
@@ -340,12 +335,6 @@ class SwarmJob(_Swarm):
                 self.handle.pause()
                 self.handle.resume()
             self._sync_pieces()
-        elif isinstance(alert, lt.cache_flushed_alert):
-            flushed, self._flushing, self._next_flush = self._flushing, self._next_flush, []
-            if self._flushing and self.handle is not None:
-                self.handle.flush_cache()
-            for index in flushed:
-                self._deliver(index)
         elif isinstance(alert, lt.file_error_alert):
             self.fail(f"disk error on {alert.filename()}: {alert.error.message()}"
                       " (is the staging disk full?)")
@@ -380,7 +369,8 @@ class SwarmJob(_Swarm):
                 path = self.folder / span.entry.path
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch()  # libtorrent has no piece to write an empty file with
-            self._flush_if_complete(file)
+            if file.complete:
+                self._deliver(span.index)
         self._reprioritize()
 
     def _priorities(self) -> list[int]:
@@ -395,20 +385,6 @@ class SwarmJob(_Swarm):
         if priorities != self.priorities and self.handle is not None:
             self.priorities = priorities
             self.handle.prioritize_files(priorities)
-
-    def _flush_if_complete(self, file: FilePieces) -> None:
-        index = file.span.index
-        if not file.complete or index in self._delivered or index in self._flushing \
-                or index in self._next_flush:
-            return
-        # A piece that passed its hash check may still sit in libtorrent's write cache
-        # (read back from the file, it can be zeros): hand the file on once it is written.
-        if self._flushing:
-            self._next_flush.append(index)
-        else:
-            assert self.handle is not None
-            self._flushing.append(index)
-            self.handle.flush_cache()
 
     def _deliver(self, index: int) -> None:
         if self.state in (JobState.FAILED, JobState.CANCELLED) or index in self._delivered:
@@ -461,7 +437,14 @@ class TransferSession:
         # claim fewer pieces than are on disk, or be missing; recheck instead.
         self._crashed = marker.exists()
         marker.write_text(str(os.getpid()))
-        self._ses = lt.session(_lt_settings(self.settings))
+        params = lt.session_params(_lt_settings(self.settings))
+        # pread/pwrite in libtorrent's network thread, and piece hashes computed over the
+        # bytes read back from the file: a piece that passed is on disk, so a complete file
+        # is handed to landing at once. The default backend hashes from its write cache and
+        # writes later; knowing a file was written then took a flush of the whole torrent,
+        # a fence on its disk jobs (bench_fetch: 5.2-5.9 s against 6.4-6.9 s, 15 % less CPU).
+        params.disk_io_constructor = "posix_disk_io_constructor"
+        self._ses = lt.session(params)
         everyone = lt.ip_filter()
         # By default loopback and LAN peers skip rate limits; limits must hold for all.
         everyone.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
