@@ -111,6 +111,8 @@ def _cpu_jvm(cluster: LocalHdfs) -> float:
 
 
 async def measure(cluster: LocalHdfs, step: Callable[[], Awaitable[object]]) -> Measure:
+    # No dirty pages of the step before: the kernel's write-back would land in this one.
+    os.sync()
     cpu = _cpu_self() + _cpu_jvm(cluster)
     start = time.perf_counter()
     await step()
