@@ -1,12 +1,13 @@
 """Landing into the real local Hadoop 3 HDFS against the Java client and a plain WebHDFS put.
 
-    python bench/bench_landing.py [--size-mib 1024] [--rounds 2]
+    python bench/bench_landing.py [--size-mib 1024] [--rounds 3]
 
-The data is 8 equal files. Four ways write the same files into the same cluster:
+The data is 8 equal files. Five ways write the same files into the same cluster:
 ``FsShell -put`` (what ``hdfs dfs -put`` runs, in its own JVM), p2pdata's landing over the
 native protocol (hdfs-native), a plain two-step WebHDFS put, and p2pdata's landing over
-WebHDFS. Each is timed (best of the rounds) and charged the CPU seconds of the client and
-of the HDFS JVM. The last lines are
+WebHDFS, with its SHA-256 check (files a cluster held already, ``fetch --verify sha256``)
+and without (as a fetch lands files whose v2 piece hashes passed). Each is timed (best of
+the rounds) and charged the CPU seconds of the client and of the HDFS JVM. The last lines are
 
     RESULT landing_native ratio=<native landing throughput / FsShell's> target=0.9 ok=...
     RESULT landing ratio=<WebHDFS landing time / plain WebHDFS put time> target=1.05 ok=...
@@ -145,7 +146,8 @@ async def run(cluster: LocalHdfs, files: list[tuple[str, Path, int]], rounds: in
     best: dict[str, Measure] = {}
     async with WebHdfsClient(cluster.webhdfs_url, user=user) as client:
         for i in range(rounds):
-            manifests = {way: manifest_of(files, f"{way}-{i}") for way in ("native", "webhdfs")}
+            manifests = {way: manifest_of(files, f"{way}-{i}")
+                         for way in ("native", "webhdfs", "webhdfs_v2")}
 
             async def land(way: str, manifests: dict[str, Manifest] = manifests) -> None:
                 manifest = manifests[way]
@@ -156,7 +158,7 @@ async def run(cluster: LocalHdfs, files: list[tuple[str, Path, int]], rounds: in
 
                 async with open_store("hdfs", "/landed", **options,
                                       native=way == "native") as store:
-                    await store.land(manifest, source())
+                    await store.land(manifest, source(), sha256=way != "webhdfs_v2")
 
             ways: dict[str, Callable[[], Awaitable[object]]] = {
                 "fsshell": lambda i=i: asyncio.to_thread(fsshell_put, cluster, files,
@@ -164,6 +166,7 @@ async def run(cluster: LocalHdfs, files: list[tuple[str, Path, int]], rounds: in
                 "native": lambda: land("native"),
                 "put": lambda i=i: plain_put(client, files, f"/plain/{i}", concurrency),
                 "webhdfs": lambda: land("webhdfs"),
+                "webhdfs_v2": lambda: land("webhdfs_v2"),
             }
             # Alternate the order so no way always gets the warmer cache.
             for way in (list(ways) if i % 2 == 0 else list(reversed(ways))):
@@ -174,7 +177,8 @@ async def run(cluster: LocalHdfs, files: list[tuple[str, Path, int]], rounds: in
                 await client.delete(top, recursive=True)
     total = sum(size for _, _, size in files)
     names = {"fsshell": "FsShell -put (JVM client)", "native": "landing, native",
-             "put": "plain WebHDFS put", "webhdfs": "landing, WebHDFS"}
+             "put": "plain WebHDFS put", "webhdfs": "landing, WebHDFS",
+             "webhdfs_v2": "  the same, no SHA-256"}
     for way, result in best.items():
         print(f"{names[way]:26} {result.seconds:6.2f} s {total / 2**20 / result.seconds:7.1f} "
               f"MiB/s  {result.cpu / (total / 2**30):6.1f} CPU-s/GiB")
@@ -184,7 +188,7 @@ async def run(cluster: LocalHdfs, files: list[tuple[str, Path, int]], rounds: in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="total data (MiB)")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-landing-") as tmp:
@@ -204,6 +208,8 @@ def main() -> int:
           f"{cores} cores: (put {put.cpu / gib:.2f} + SHA-256 {sha_cpu / gib:.2f} CPU-s/GiB) / "
           f"{cores} cores = {floor:.2f} x the put's time (the put keeps "
           f"{put.cpu / put.seconds:.2f} cores busy)")
+    print(f"WebHDFS landing as a fetch lands (v2-verified files, no second SHA-256): "
+          f"{best['webhdfs_v2'].seconds / put.seconds:.3f} x the put's time")
     print(f"RESULT landing_native ratio={native:.3f} target={NATIVE_TARGET} "
           f"ok={'yes' if native >= NATIVE_TARGET else 'no'}")
     print(f"RESULT landing ratio={webhdfs:.3f} target={WEBHDFS_TARGET} "
