@@ -331,10 +331,10 @@ class HdfsStore(Store):
         else:
             await self.client.create(path, data, overwrite=True)
 
-    async def _write_file(self, path: str, chunks: AsyncIterator[bytes]) -> None:
+    async def _write_file(self, path: str, chunks: AsyncIterator[bytes], *, new: bool) -> None:
         # Delete first: after a crash the old file may still be under another writer's
         # lease, which an overwriting CREATE would fail on for a minute.
-        if path in self._absent:
+        if new or path in self._absent:
             self._absent.discard(path)
         else:
             await self._delete(path)
@@ -357,15 +357,18 @@ class HdfsStore(Store):
 
     async def _mark_verified(self, path: str, entry: FileEntry) -> None:
         # Check what HDFS holds, not only what was sent: a short write must not pass.
-        status = await self.client.status(path)
-        if status.length != entry.size:
-            await self._delete(path)
-            raise HdfsError(f"{path}: HDFS holds {status.length} bytes after writing "
-                            f"{entry.size}")
         ec = next((p for d, p in self._ec_dirs.items() if path.startswith(d + "/")), None)
-        if ec is not None and status.ec_policy != ec:
+        if ec is None and self.native:  # the NameNode's RPC: no HTTP round trip
+            length, landed_ec = await self.native.length(path), None
+        else:  # only WebHDFS tells the erasure coding policy
+            status = await self.client.status(path)
+            length, landed_ec = status.length, status.ec_policy
+        if length != entry.size:
             await self._delete(path)
-            raise HdfsError(f"{path}: landed {status.ec_policy or 'replicated'}, "
+            raise HdfsError(f"{path}: HDFS holds {length} bytes after writing {entry.size}")
+        if ec is not None and landed_ec != ec:
+            await self._delete(path)
+            raise HdfsError(f"{path}: landed {landed_ec or 'replicated'}, "
                             f"not erasure-coded with {ec}")
         value = f"{entry.size} {entry.sha256.hex()}".encode()
         await self.client.set_xattr(path, VERIFIED_XATTR, value, flag="CREATE")

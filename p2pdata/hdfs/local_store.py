@@ -64,7 +64,7 @@ class LocalStore(Store):
     async def _write_small(self, path: str, data: bytes) -> None:
         await asyncio.to_thread(_write_atomic, Path(path), data)
 
-    async def _write_file(self, path: str, chunks: AsyncIterator[bytes]) -> None:
+    async def _write_file(self, path: str, chunks: AsyncIterator[bytes], *, new: bool) -> None:
         await self._forget_verified(path)
         await self._mkdirs(os.path.dirname(path))
         try:

@@ -166,6 +166,9 @@ class Store(abc.ABC):
         if plan.already_landed:
             return self._result(manifest, plan, "already_landed", policy)
 
+        # Without an .incoming left by an earlier attempt there is nothing to resume: no
+        # look-up per file (a round trip each on HDFS).
+        fresh = not await self._exists(incoming)
         await self._mkdirs(incoming)
         if tier is not None:
             # Set before writing, so new blocks go to the tier's storage at once.
@@ -177,7 +180,7 @@ class Store(abc.ABC):
         marker = asyncio.create_task(
             self._write_small(posixpath.join(incoming, MARKER), manifest.id.encode()))
         try:
-            await self._write_all(plan, incoming, source, progress, sha256)
+            await self._write_all(plan, incoming, source, progress, sha256, fresh)
         finally:
             await asyncio.shield(asyncio.gather(marker, return_exceptions=True))
         marker.result()  # its error, once the files are in
@@ -191,14 +194,14 @@ class Store(abc.ABC):
         return self._result(manifest, plan, "landed", policy)
 
     async def _write_all(self, plan: LandingPlan, incoming: str, source: Source,
-                         progress: ProgressCallback | None, sha256: bool) -> None:
+                         progress: ProgressCallback | None, sha256: bool, fresh: bool) -> None:
         slots = asyncio.Semaphore(self.concurrency)
         tasks: set[asyncio.Task[None]] = set()
         failures: list[BaseException] = []
 
         async def one(entry: FileEntry, local: Path) -> None:
             try:
-                await self._land_file(plan, incoming, entry, local, sha256)
+                await self._land_file(plan, incoming, entry, local, sha256, fresh)
                 if progress is not None:
                     progress(plan.progress())
             except BaseException as exc:
@@ -226,13 +229,13 @@ class Store(abc.ABC):
             raise failures[0]
 
     async def _land_file(self, plan: LandingPlan, incoming: str, entry: FileEntry,
-                         local: Path, sha256: bool) -> None:
+                         local: Path, sha256: bool, fresh: bool) -> None:
         target = posixpath.join(incoming, entry.path)
-        if plan.resume(entry, await self._verified(target)):
+        if not fresh and plan.resume(entry, await self._verified(target)):
             return
         hasher = hashlib.sha256() if sha256 else None
         counter = [0]
-        await self._write_file(target, _hashing_reader(local, hasher, counter))
+        await self._write_file(target, _hashing_reader(local, hasher, counter), new=fresh)
         try:
             plan.finished(entry, counter[0], None if hasher is None else hasher.digest())
         except LandingError:
@@ -274,8 +277,9 @@ class Store(abc.ABC):
     async def _write_small(self, path: str, data: bytes) -> None: ...
 
     @abc.abstractmethod
-    async def _write_file(self, path: str, chunks: AsyncIterator[bytes]) -> None:
-        """Replace ``path`` with the streamed bytes."""
+    async def _write_file(self, path: str, chunks: AsyncIterator[bytes], *, new: bool) -> None:
+        """Replace ``path`` with the streamed bytes (``new``: nothing is there, its landing's
+        folder was just made)."""
 
     @abc.abstractmethod
     async def _verified(self, path: str) -> tuple[int, bytes] | None:
