@@ -162,13 +162,15 @@ class FileOrder:
     overlap), the small ones last (little is left to land once the download ends). The
     first `window` files of that order not yet complete get libtorrent's top priority;
     the rest keep the default one and come in piece order (sequential download), so the
-    pipeline to the peers stays full while the window moves.
+    pipeline to the peers stays full while the window moves. One file by default: files
+    sharing the top priority come in piece order too, so with two the smallest came last
+    of the pair and landing waited (bench_fetch: 4.96 s against 5.09 on average).
     """
 
     TOP = 7  # libtorrent's top_priority: picked before the sequential order
     DEFAULT = 4
 
-    def __init__(self, sizes: dict[int, int], window: int = 2) -> None:
+    def __init__(self, sizes: dict[int, int], window: int = 1) -> None:
         """`sizes`: file index -> size of every wanted file."""
         if window < 1:
             raise ValueError("the window must hold at least one file")
