@@ -138,7 +138,7 @@ def main() -> int:
         spent = cpu.spent()
         # Each phase's bytes go once it is measured: their page cache counts against the
         # machine's memory, and past about 11 GiB in use this VM's kernel gets new pages
-        # about 8 times slower (dd into tmpfs: 0.35 s per GiB, then 2.9), which the last
+        # up to 8 times slower (dd into tmpfs: 0.35 s per GiB, then 1.3-2.9), which the last
         # phase, the fetch, paid in system time (a second fetch in a row took 1.6 times
         # as long as the first).
         asyncio.run(delete("/plain"))
