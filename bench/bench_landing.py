@@ -174,7 +174,7 @@ async def run(cluster: LocalHdfs, files: list[tuple[str, Path, int]], rounds: in
                 if way not in best or result.seconds < best[way].seconds:
                     best[way] = result
                 # Gone once measured: past about 11 GiB of memory in use (page cache
-                # included) this VM's kernel gets new pages about 8 times slower.
+                # included) this VM's kernel gets new pages up to 8 times slower.
                 for top in ("/plain", "/landed", "/shell"):
                     await client.delete(top, recursive=True)
     total = sum(size for _, _, size in files)
