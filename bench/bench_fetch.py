@@ -21,14 +21,13 @@ import argparse
 import asyncio
 import getpass
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
 from bench_landing import plain_put, put_files
-from bench_swarm import swarm_rate, write_dataset
+from bench_swarm import cpu_seconds, swarm_rate, write_dataset
 
 from p2pdata.devcluster import DaemonProcess, daemon_config, wait_for
 from p2pdata.hdfs import WebHdfsClient
@@ -46,11 +45,6 @@ def busy_cpu_seconds() -> float:
     return sum(times) - times.idle - getattr(times, "iowait", 0.0)
 
 
-def own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 class ProcessCpu:
     """CPU-seconds of given processes and of the rest of the machine between two points."""
 
@@ -60,7 +54,7 @@ class ProcessCpu:
 
     def _now(self) -> dict[str, float]:
         found = {name: sum(process.cpu_times()[:2]) for name, process in self.processes.items()}
-        found["this process"] = own_cpu_seconds()
+        found["this process"] = cpu_seconds()
         found["machine"] = busy_cpu_seconds()
         return found
 
