@@ -181,7 +181,9 @@ async def follow_fetch(client: Jobs, job: dict[str, Any], *, console: Console | 
     """Show fetch job `job` with a progress bar until it ends; the job as it ended.
 
     Progress comes from the daemon's event stream; a state change, or a quiet spell of REREAD
-    seconds (the end may have come before the stream was open), re-reads the job."""
+    seconds (the end may have come before the stream was open), re-reads the job. Once the
+    stream ends or breaks (the daemon stopping), the job is re-read at once and then every
+    REREAD seconds: a read that fails says what failed."""
 
     def describe(peers: int | None = None) -> str:
         what = f"{job['ref']} [{job['state']}]" if peers is None else f"{job['ref']} ({peers} peers)"
@@ -190,17 +192,25 @@ async def follow_fetch(client: Jobs, job: dict[str, Any], *, console: Console | 
     with Progress(*transfer_columns(), console=console, disable=quiet) as progress:
         task = progress.add_task(job["ref"], total=job.get("total_bytes") or None)
         events = client.events()
+        streaming = True
         pending: asyncio.Future[dict[str, Any]] | None = None
         try:
             job = await client.call("GET", f"/v1/jobs/{job['id']}")
             progress.update(task, completed=job["done_bytes"], description=describe())
             while job["state"] not in FINAL_STATES:
-                pending = pending or asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({pending}, timeout=REREAD)
+                if streaming:
+                    pending = pending or asyncio.ensure_future(anext(events))
+                    done, _ = await asyncio.wait({pending}, timeout=REREAD)
+                    if done and pending.exception() is not None:  # the stream ended or broke
+                        streaming, pending, done = False, None, set()
+                else:
+                    await asyncio.sleep(REREAD)
+                    done = set()
                 if not done:  # quiet for a while: re-read, in case the end came before we listened
                     job = await client.call("GET", f"/v1/jobs/{job['id']}")
                     progress.update(task, completed=job["done_bytes"], description=describe())
                     continue
+                assert pending is not None
                 event, pending = pending.result(), None
                 if event.get("job") != job["id"]:
                     continue

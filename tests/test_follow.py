@@ -9,30 +9,35 @@ from typing import Any
 import pytest
 
 from p2pdata.display import follow_fetch
+from p2pdata.errors import DaemonNotRunning
 
 
 class Scripted:
     """A control API whose job reads and events follow a script."""
 
-    def __init__(self, reads: list[dict[str, Any]], events: list[dict[str, Any]], *,
-                 then_hang: bool = False) -> None:
+    def __init__(self, reads: list[dict[str, Any] | Exception], events: list[dict[str, Any]], *,
+                 then_end: bool = False) -> None:
         self.reads = reads
         self._events = events
-        self.then_hang = then_hang
+        self.then_end = then_end  # the stream ends after its events (the daemon stopping)
         self.closed = asyncio.Event()
         self.opened = asyncio.Event()
 
     async def call(self, method: str, path: str, payload: dict[str, Any] | None = None,
                    **query: Any) -> Any:
         assert (method, path) == ("GET", "/v1/jobs/j1")
-        return dict(self.reads.pop(0))
+        read = self.reads.pop(0)
+        if isinstance(read, Exception):
+            raise read
+        return dict(read)
 
     async def _stream(self) -> AsyncIterator[dict[str, Any]]:
         self.opened.set()
         try:
             for event in self._events:
                 yield event
-            await asyncio.Event().wait()  # the stream stays open, quiet
+            if not self.then_end:
+                await asyncio.Event().wait()  # the stream stays open, quiet
         finally:
             self.closed.set()
 
@@ -65,3 +70,16 @@ async def test_a_follower_cancelled_closes_the_event_stream() -> None:
     with pytest.raises(asyncio.CancelledError):
         await follower
     assert api.closed.is_set()
+
+
+async def test_an_event_stream_that_ends_leaves_the_job_reads_to_say_what_happened() -> None:
+    # The daemon stopping ends its event stream: the follower reads the job at once, and
+    # the read's own error names what failed (not an empty StopAsyncIteration).
+    gone = DaemonNotRunning("lost the daemon at http://127.0.0.1:1")
+    api = Scripted(reads=[job("swarming"), gone], events=[], then_end=True)
+    with pytest.raises(DaemonNotRunning, match="lost the daemon"):
+        await asyncio.wait_for(follow_fetch(api, job("queued"), quiet=True), 10)
+    # A job that ended as the stream did is simply read as it ended.
+    api = Scripted(reads=[job("swarming"), job("landed", 100)], events=[], then_end=True)
+    ended = await asyncio.wait_for(follow_fetch(api, job("queued"), quiet=True), 10)
+    assert ended["state"] == "landed"
