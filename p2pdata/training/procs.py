@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +35,20 @@ async def reap(popens: Iterable[subprocess.Popen[bytes]], then: Callable[[], Non
     loop; and the reaping is shielded: a cancellation ends our wait, not the reaping of the
     others nor `then`, which runs once every one is reaped either way."""
     popens = list(popens)
+    loop = asyncio.get_running_loop()
+    reaped: asyncio.Future[None] = loop.create_future()
 
     def wait_all() -> None:
-        for popen in popens:
-            popen.wait()
+        try:
+            for popen in popens:
+                popen.wait()
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(reaped.set_result, None)
 
-    reaped = asyncio.ensure_future(asyncio.to_thread(wait_all))
+    # A daemon thread, not the default executor: asyncio.run joins the executor's threads
+    # when it ends, so a worker stuck for good would keep the daemon from ever exiting.
+    threading.Thread(target=wait_all, name="reap", daemon=True).start()
     reaped.add_done_callback(lambda _: then())
     await asyncio.shield(reaped)
 

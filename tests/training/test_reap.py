@@ -1,4 +1,4 @@
-"""Reaping killed workers: in a thread, shielded (a cancellation ends the wait, not the reaping)."""
+"""Reaping killed workers: in a daemon thread, shielded (a cancellation ends the wait, not the reaping)."""
 
 from __future__ import annotations
 
@@ -47,3 +47,26 @@ async def test_a_stuck_worker_blocks_neither_the_loop_nor_the_others_reaping_whe
     stuck.go.set()
     await asyncio.wait_for(released.wait(), 10)  # the reaping went on, and then the release
     assert dead.reaped
+
+
+def test_a_worker_stuck_for_good_does_not_keep_the_event_loop_from_ending() -> None:
+    # The daemon stopping while a worker never dies: asyncio.run returns (it joins the
+    # default executor's threads, so the reaping must not run there).
+    stuck, ended = Stuck(), threading.Event()
+
+    async def main() -> None:
+        task = asyncio.create_task(procs.reap([stuck]))  # type: ignore[list-item]
+        assert await asyncio.to_thread(stuck.waited.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    def run() -> None:
+        asyncio.run(main())
+        ended.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    try:
+        assert ended.wait(10), "asyncio.run still waits for the stuck worker"
+    finally:
+        stuck.go.set()
