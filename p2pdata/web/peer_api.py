@@ -103,8 +103,10 @@ def peer_app(view: PeerView, *, requests_per_minute: int = 600,
         asked = [i for i in request.query["ask"].split(",") if i]
         bad = next((i for i in asked if not _MANIFEST_ID.fullmatch(i)), None)
         if bad is not None or len(asked) > HAVE_ASK:
+            # A stranger's text is not echoed back: only its length, or how many ids.
+            what = f"an id of {len(bad)} characters" if bad is not None else f"{len(asked)} ids"
             raise web.HTTPBadRequest(text=f"ask: at most {HAVE_ASK} manifest ids (64 hex digits) "
-                                          f"separated by commas, not {bad or request.query['ask']!r}\n")
+                                          f"separated by commas, not {what}\n")
         return web.json_response({"datasets": view.have(frozenset(asked))})
 
     async def announce(request: web.Request) -> web.Response:

@@ -43,7 +43,9 @@ def test_a_granted_cluster_fetches_from_the_reseeder_and_a_stranger_is_refused_t
     assert full_id not in requests.get(f"{b.peer_url}/v1/have", timeout=10).json()["datasets"]
     asked = requests.get(f"{b.peer_url}/v1/have", params={"ask": f"{'0' * 64},{full_id}"}, timeout=10)
     assert asked.json()["datasets"] == [full_id]
-    assert requests.get(f"{b.peer_url}/v1/have", params={"ask": "nope"}, timeout=10).status_code == 400
+    refused = requests.get(f"{b.peer_url}/v1/have", params={"ask": "nope"}, timeout=10)
+    assert refused.status_code == 400
+    assert "an id of 4 characters" in refused.text and "nope" not in refused.text  # not echoed
 
     # A's copy goes away: restarted without its source directory, A seeds nothing, but its
     # peer API still answers for the dataset (only the owner hands out manifests and certificates).
