@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -16,3 +17,11 @@ def open_db(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
+
+
+def add_columns(conn: sqlite3.Connection, table: str, columns: Iterable[tuple[str, str]]) -> None:
+    """Add the (name, declaration) columns `table` lacks: tables written by an older daemon."""
+    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, declaration in columns:
+        if name not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")

@@ -29,6 +29,7 @@ from p2pdata.catalog.identity import (
     fingerprint,
     verify_signature,
 )
+from p2pdata.db import add_columns
 from p2pdata.errors import IdentityError, P2pdataError
 
 H_CLUSTER = "X-P2pdata-Cluster"
@@ -202,10 +203,7 @@ class RequestVerifier:
         self.per_cluster = per_cluster
         self.favoured = favoured
         conn.executescript(_NONCES)
-        present = {row[1] for row in conn.execute("PRAGMA table_info(request_nonces)")}
-        for column, kind in _NONCE_COLUMNS.items():
-            if column not in present:
-                conn.execute(f"ALTER TABLE request_nonces ADD COLUMN {column} {kind}")
+        add_columns(conn, "request_nonces", _NONCE_COLUMNS.items())
         conn.execute("CREATE INDEX IF NOT EXISTS request_nonces_cluster ON request_nonces (cluster)")
         self._pruned_at: int | None = None
         self._count = conn.execute(  # strangers' live nonces, the ones max_nonces bounds

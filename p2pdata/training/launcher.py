@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from p2pdata.catalog.encoding import decode, encode
 from p2pdata.catalog.manifest import Manifest
+from p2pdata.db import add_columns
 from p2pdata.errors import CatalogError, JobSpecError, NotFound, TrainingError
 from p2pdata.training import procs, worker
 from p2pdata.training.engine import Attempt, Engine, EngineRegistry, Workers
@@ -157,10 +158,7 @@ class RunStore:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         db.executescript(_SCHEMA)
-        present = {row["name"] for row in db.execute("PRAGMA table_info(training_runs)")}
-        for name, declaration in _ADDED_COLUMNS:
-            if name not in present:
-                db.execute(f"ALTER TABLE training_runs ADD COLUMN {name} {declaration}")
+        add_columns(db, "training_runs", _ADDED_COLUMNS)
 
     def save(self, run: RunRecord) -> None:
         columns = _RECORD_COLUMNS.split(", ")
