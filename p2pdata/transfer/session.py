@@ -176,7 +176,11 @@ class SwarmJob(_Swarm):
                       if s.entry.path in wanted_paths}
         self.total = sum(entry.size for entry in wanted)
         self.order = FileOrder({index: file.span.entry.size for index, file in self.files.items()})
-        self.priorities = self._priorities()
+        self._complete: set[int] = set()  # wanted files whose every piece passed
+        self._top = set(self.order.top(self._complete))  # those with libtorrent's top priority
+        wanted = self.order.priorities(self._complete)
+        # libtorrent's file priorities when the torrent is added: 0 for unwanted files.
+        self.priorities = [wanted.get(index, 0) for index in range(self.layout.num_files)]
         self._meter = RateMeter()
         self._delivered: set[int] = set()
         self._queue: asyncio.Queue[tuple[FileEntry, Path] | None] = asyncio.Queue()
@@ -325,8 +329,7 @@ class SwarmJob(_Swarm):
                 file = self.files[span.index]
                 file.piece_done(alert.piece_index)
                 if file.complete:
-                    self._reprioritize()
-                    self._deliver(span.index)
+                    self._completed(span.index)
         elif isinstance(alert, lt.torrent_checked_alert):
             self.machine.checked()
             if self.state is JobState.DOWNLOADING and self.handle is not None:
@@ -370,21 +373,27 @@ class SwarmJob(_Swarm):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch()  # libtorrent has no piece to write an empty file with
             if file.complete:
+                self._complete.add(span.index)
                 self._deliver(span.index)
-        self._reprioritize()
+        self._move_top()
 
-    def _priorities(self) -> list[int]:
-        """libtorrent's file priorities: FileOrder's for wanted files, 0 for the others."""
-        complete = {index for index, file in self.files.items() if file.complete}
-        wanted = self.order.priorities(complete)
-        return [wanted.get(index, 0) for index in range(self.layout.num_files)]
+    def _completed(self, index: int) -> None:
+        """A wanted file is whole: the top priority moves on if it held it; it is handed on."""
+        self._complete.add(index)
+        if index in self._top:
+            self._move_top()
+        self._deliver(index)
 
-    def _reprioritize(self) -> None:
-        """Move the top-priority window past the files that completed."""
-        priorities = self._priorities()
-        if priorities != self.priorities and self.handle is not None:
-            self.priorities = priorities
-            self.handle.prioritize_files(priorities)
+    def _move_top(self) -> None:
+        """libtorrent's top priority to the files FileOrder now puts on top, the default back to
+        those that left: a call per file that changed, not the whole list per file completed."""
+        assert self.handle is not None
+        top = set(self.order.top(self._complete))
+        for index in self._top - top:
+            self.handle.file_priority(index, FileOrder.DEFAULT)
+        for index in top - self._top:
+            self.handle.file_priority(index, FileOrder.TOP)
+        self._top = top
 
     def _deliver(self, index: int) -> None:
         if self.state in (JobState.FAILED, JobState.CANCELLED) or index in self._delivered:

@@ -107,6 +107,23 @@ def test_file_order_smallest_first_then_biggest_and_the_window_moves_on() -> Non
         FileOrder({0: 1}, window=0)
 
 
+def test_file_order_top_follows_a_job_whose_files_only_complete() -> None:
+    order = FileOrder({0: 500, 1: 50, 3: 50, 4: 10, 5: 200}, window=2)  # order 4, 0, 5, 1, 3
+    complete: set[int] = set()
+    assert order.top(complete) == [4, 0]
+    complete |= {1}  # out of order (sequential download): the window does not move
+    assert order.top(complete) == [4, 0]
+    complete |= {4, 0}
+    assert order.top(complete) == [5, 3]
+    complete |= {5, 3}
+    assert order.top(complete) == []
+    # the same answers as priorities(): the files it puts on top
+    fresh = FileOrder({0: 500, 1: 50, 3: 50, 4: 10, 5: 200}, window=2)
+    for done in ({1}, {1, 4}, {0, 1, 4}):
+        on_top = {i for i, p in fresh.priorities(done).items() if p == FileOrder.TOP}
+        assert set(fresh.top(done)) == on_top
+
+
 def test_upload_tally_counts_per_dataset_exactly_and_per_peer_across_reconnects() -> None:
     tally = UploadTally()
     a, b = ("10.0.0.1", 5000), ("10.0.0.2", 6000)
