@@ -476,10 +476,10 @@ class Daemon:
         names = {r["name"] for r in seeded}
         seedable = [m for name in names for m in self.catalogs.manifests(name=name)
                     if m.torrent and m.torrent.info_hash in hashes]
-        # catalogs hold only the stub of a restricted dataset we fetched
-        seedable += [m for m in self.restricted.held() if m.torrent and m.torrent.info_hash in hashes]
         if ask is None:
             return sorted({m.id for m in seedable if not restricted.is_restricted(m)})
+        # catalogs hold only the stub of a restricted dataset we fetched
+        seedable += [m for m in self.restricted.held() if m.torrent and m.torrent.info_hash in hashes]
         return sorted({m.id for m in seedable} & ask)
 
     # ---- discovery and catalog sync ---------------------------------------------------------
@@ -534,7 +534,7 @@ class Daemon:
                 self.directory.catalog_held(url, outcome.etag)
             await self.restricted_peers.sync_granted(url, outcome.info)
         try:
-            have = set(await self.client.have(url, ask=sorted(m.id for m in self.restricted.held())))
+            have = set(await self.client.have(url, ask=self.restricted.held_ids()))
         except PeerError as exc:
             if self.health.get(url) is not None:
                 self.health.failed(url, time.time(), str(exc))

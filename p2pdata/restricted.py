@@ -361,6 +361,10 @@ class Restricted:
         rows = self.conn.execute("SELECT manifest FROM restricted_held").fetchall()
         return [Manifest.from_dict(decode(row[0], max_size=_MAX_MANIFEST)) for row in rows]
 
+    def held_ids(self) -> list[str]:
+        """The ids of held(), without decoding the manifests."""
+        return sorted(row[0] for row in self.conn.execute("SELECT id FROM restricted_held"))
+
     def _tls_public(self) -> bytes:
         key = serialization.load_pem_private_key(self._tls_key.read_bytes(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
