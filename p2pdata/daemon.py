@@ -593,17 +593,19 @@ class Daemon:
         self.events.emit("dataset.published", ref=manifest.ref, manifest=manifest.id)
         return {**manifest_summary(manifest), "torrent_url": self._torrent_url(manifest, self._own())}
 
-    async def search(self, query: str, **filters: Any) -> list[dict[str, Any]]:
+    async def search(self, query: str = "", *, format: str | None = None, publisher: str | None = None,
+                     tag: str | None = None, min_size: str | int | None = None,
+                     max_size: str | int | None = None) -> list[dict[str, Any]]:
+        """Sizes may come as text (a query string's values)."""
         try:
-            sizes = {k: int(v) for k, v in filters.items() if k in ("min_size", "max_size")}
+            sizes = {k: int(v) for k, v in (("min_size", min_size), ("max_size", max_size)) if v is not None}
         except ValueError as exc:
             raise P2pdataError(f"size filters take a number of bytes: {exc}") from None
-        others = {k: v for k, v in filters.items() if k in ("format", "publisher")}
         names = self.publisher_names()
-        if others.get("publisher"):
-            others["publisher"] = names.cluster(others["publisher"])
-        tags = [filters["tag"]] if filters.get("tag") else []
-        hits = self.catalogs.search(query, **others, **sizes, tags=tags, now=int(time.time()))
+        if publisher:
+            publisher = names.cluster(publisher)
+        hits = self.catalogs.search(query, format=format, publisher=publisher, tags=[tag] if tag else [],
+                                    **sizes, now=int(time.time()))
         own = self._own()
         return [
             {

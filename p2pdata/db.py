@@ -21,7 +21,20 @@ def open_db(path: Path) -> sqlite3.Connection:
 
 def add_columns(conn: sqlite3.Connection, table: str, columns: Iterable[tuple[str, str]]) -> None:
     """Add the (name, declaration) columns `table` lacks: tables written by an older daemon."""
-    present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    present = _columns(conn, table)
     for name, declaration in columns:
         if name not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {declaration}")
+
+
+def drop_columns(conn: sqlite3.Connection, table: str, names: Iterable[str]) -> None:
+    """Drop the columns of `names` that `table` still has: tables written by an older daemon.
+    (ALTER TABLE DROP COLUMN: SQLite 3.35+; Debian 12 has 3.40.)"""
+    present = _columns(conn, table)
+    for name in names:
+        if name in present:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {name}")
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}

@@ -28,8 +28,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from p2pdata.fetch_states import FINAL_STATES
+
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-FINAL_STATES = ("landed", "failed", "cancelled")  # of a fetch job
 REREAD = 2.0  # seconds without an event after which a follower re-reads its job
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)\s*", re.IGNORECASE)
 _MULTIPLIERS = {"": 1, "b": 1}

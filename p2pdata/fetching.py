@@ -10,7 +10,6 @@ below. Jobs live in SQLite, so a daemon restarted mid-fetch picks them up again.
 from __future__ import annotations
 
 import asyncio
-import enum
 import errno
 import hashlib
 import json
@@ -30,6 +29,7 @@ from typing import Any, Protocol
 from p2pdata.catalog import Manifest, parse_ref
 from p2pdata.catalog.manifest import FileEntry
 from p2pdata.errors import NotFound, P2pdataError, StoreError
+from p2pdata.fetch_states import FetchState
 from p2pdata.hdfs import HdfsConnectionError, HdfsStore, HdfsTlsError, Store
 from p2pdata.transfer import JobState, Progress, Staging
 from p2pdata.transfer.session import Certificate, SwarmJob
@@ -37,23 +37,6 @@ from p2pdata.transfer.session import Certificate, SwarmJob
 log = logging.getLogger("p2pdata.fetching")
 
 Endpoint = tuple[str, int]
-
-
-class FetchState(enum.StrEnum):
-    QUEUED = "queued"
-    TRANSFERRING = "transferring"  # swarming what is not held yet (landing files as they come)
-    LANDING = "landing"  # every file verified in staging; the store is still writing
-    LANDED = "landed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def active(self) -> bool:
-        return self in ACTIVE_STATES
-
-
-ACTIVE_STATES = (FetchState.QUEUED, FetchState.TRANSFERRING, FetchState.LANDING)
-FINAL_STATES = (FetchState.LANDED, FetchState.FAILED, FetchState.CANCELLED)
 _NEXT: dict[FetchState, tuple[FetchState, ...]] = {
     FetchState.QUEUED: (FetchState.TRANSFERRING, FetchState.LANDED, FetchState.FAILED,
                         FetchState.CANCELLED),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +17,14 @@ from p2pdata.cli import main
 def run(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(main, ["--home", str(home), *args] if home else list(args), env=env)
     return result.exit_code, result.output
+
+
+def test_the_command_starts_without_libtorrent_or_pyarrow() -> None:
+    """Every command starts with this import: the heavy rooms stay behind the control API."""
+    code = ("import sys; import p2pdata.cli;"
+            "loaded = sorted(m for m in ('libtorrent', 'pyarrow') if m in sys.modules);"
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent, timeout=120)
 
 
 def test_init_creates_a_private_identity_and_refuses_to_replace_it(tmp_path):

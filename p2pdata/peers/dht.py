@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from p2pdata.catalog.encoding import decode, encode
 from p2pdata.catalog.identity import bep44_message, verify_signature
+from p2pdata.db import drop_columns
 from p2pdata.errors import CatalogError, P2pdataError, PeerError
 from p2pdata.peers.client import CLUSTER_ID, PeerClient
 from p2pdata.peers.errors import InvalidPeerUrl
@@ -138,18 +139,10 @@ class DhtRecord:
         return cls(cluster, normalized, version, digest, issued)
 
 
-@dataclass(frozen=True)
-class Seen:
-    """The newest item accepted from one cluster: what a later one must not go below."""
-
-    seq: int
-    catalog_version: int
-    issued: int
-
-
-def check_item(item: SignedItem, *, cluster_id: str, public_key: bytes, seen: Seen | None,
+def check_item(item: SignedItem, *, cluster_id: str, public_key: bytes, seen_version: int | None,
                now: float, max_age: float) -> DhtRecord:
-    """The record in `item` if it is to be believed; DhtRefused with the reason if not."""
+    """The record in `item` if it is to be believed; DhtRefused with the reason if not.
+    `seen_version`: the highest catalog version accepted from this cluster before."""
     if item.public_key != public_key:
         raise DhtRefused("wrong-key", f"DHT item for {cluster_id} is signed by another key")
     if item.salt != SALT or item.value is None:
@@ -169,47 +162,40 @@ def check_item(item: SignedItem, *, cluster_id: str, public_key: bytes, seen: Se
     if item.seq != record.catalog_version:
         raise DhtRefused("seq-mismatch", f"DHT item for {cluster_id} has sequence number {item.seq} "
                                          f"but names catalog version {record.catalog_version}")
-    # Against the highest catalog version seen (rows kept from before the sequence number was
-    # the catalog version hold libtorrent's own numbering in `seq`).
-    if seen is not None and item.seq < seen.catalog_version:
+    if seen_version is not None and item.seq < seen_version:
         raise DhtRefused("rollback", f"DHT item for {cluster_id} has sequence number (catalog "
-                                     f"version) {item.seq}, below {seen.catalog_version} seen "
+                                     f"version) {item.seq}, below {seen_version} seen "
                                      "(a replayed item)")
     return record
-
-
-def newest(seen: Seen | None, item: SignedItem, record: DhtRecord) -> Seen:
-    fresh = Seen(item.seq, record.catalog_version, record.issued)
-    if seen is None:
-        return fresh
-    return Seen(max(seen.seq, fresh.seq), max(seen.catalog_version, fresh.catalog_version),
-                max(seen.issued, fresh.issued))
 
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dht_seen (
     cluster_id TEXT PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    catalog_version INTEGER NOT NULL,
-    issued INTEGER NOT NULL
+    catalog_version INTEGER NOT NULL
 )
 """
+# Kept by older daemons, read by no decision (a row's catalog_version is what counts).
+_DROPPED_COLUMNS = ("seq", "issued")
 
 
 class SeenStore:
-    """What was seen of each cluster on the DHT, so rollback protection survives a restart."""
+    """The highest catalog version accepted from each cluster on the DHT, so rollback
+    protection survives a restart."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         db.execute(_SCHEMA)
+        drop_columns(db, "dht_seen", _DROPPED_COLUMNS)
 
-    def get(self, cluster_id: str) -> Seen | None:
-        row = self.db.execute("SELECT * FROM dht_seen WHERE cluster_id = ?", (cluster_id,)).fetchone()
-        return None if row is None else Seen(row["seq"], row["catalog_version"], row["issued"])
+    def get(self, cluster_id: str) -> int | None:
+        row = self.db.execute("SELECT catalog_version FROM dht_seen WHERE cluster_id = ?",
+                              (cluster_id,)).fetchone()
+        return None if row is None else row[0]
 
-    def put(self, cluster_id: str, seen: Seen) -> None:
-        self.db.execute("INSERT OR REPLACE INTO dht_seen VALUES (?, ?, ?, ?)",
-                        (cluster_id, seen.seq, seen.catalog_version, seen.issued))
+    def put(self, cluster_id: str, catalog_version: int) -> None:
+        self.db.execute("INSERT OR REPLACE INTO dht_seen (cluster_id, catalog_version) VALUES (?, ?)",
+                        (cluster_id, catalog_version))
 
 
 async def prove_cluster(client: PeerClient, url: str, cluster_id: str, public_key: bytes) -> None:
@@ -396,7 +382,6 @@ class DhtDiscovery:
             "published": None if published is None else {
                 "urls": list(published.advert.urls), "catalog_version": published.advert.catalog_version,
                 "at": published.at, "issued": published.record.issued,
-                "seq": published.advert.catalog_version,
             },
             "publish_error": self._plan.error,
             "found": {cluster: list(urls) for cluster, urls in self._found.items()},
@@ -473,15 +458,15 @@ class DhtDiscovery:
         self._missing.discard(cluster_id)
         record, refusals = None, []
         for item in sorted(items, key=lambda i: -i.seq):
-            seen = self._seen.get(cluster_id)
             try:
-                record = check_item(item, cluster_id=cluster_id, public_key=public_key, seen=seen,
-                                    now=self._clock(), max_age=self.max_age)
+                record = check_item(item, cluster_id=cluster_id, public_key=public_key,
+                                    seen_version=self._seen.get(cluster_id), now=self._clock(),
+                                    max_age=self.max_age)
             except DhtRefused as exc:
                 refusals.append(str(exc))
                 log.warning("DHT: refused: %s", exc)
                 continue
-            self._seen.put(cluster_id, newest(seen, item, record))
+            self._seen.put(cluster_id, record.catalog_version)  # not below what was seen: checked
             break
         if record is None:
             self._refused[cluster_id] = refusals[0]

@@ -20,7 +20,10 @@ from p2pdata.events import EventHub
 
 _MAX_REQUEST_BYTES = 1024 * 1024
 # The fields of the calls whose body or query is passed on whole: a misspelt one is refused
-# by name (not a TypeError's 500, nor a filter silently ignored).
+# by name (not a TypeError's 500, nor a filter silently ignored). Spelt out, not read from the
+# methods' signatures: what a client may set is the API's contract, and a keyword added to a
+# method for the daemon's own use must not become settable unseen. A test holds them to the
+# signatures (Daemon.publish, Fetcher.fetch, Daemon.search).
 _PUBLISH_FIELDS = frozenset({"directory", "name", "version", "description", "tags", "license",
                              "access", "allow", "format"})
 _PUBLISH_REQUIRED = ("directory", "name", "version")

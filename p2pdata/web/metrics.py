@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from p2pdata.fetching import ACTIVE_STATES, FINAL_STATES
+from p2pdata.fetch_states import ACTIVE_STATES, FINAL_STATES
 from p2pdata.peers.health import PeerState
 from p2pdata.training.machine import RunState
 

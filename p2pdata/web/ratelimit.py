@@ -59,24 +59,24 @@ class SignedCallers:
         self.max_nonces = max_nonces
         self._nonces: dict[str, float] = {}  # nonce -> when it may be forgotten
 
-    def claims_known(self, headers: Mapping[str, str]) -> bool:
-        """Whether the request claims a cluster we know (no signature checked: cheap)."""
+    def known_claim(self, headers: Mapping[str, str]) -> str | None:
+        """The cluster the request claims to come from, if one we know (no signature checked:
+        cheap); None for an unsigned request or a cluster nobody here knows."""
         claimed = claimed_caller(headers)
-        return claimed is not None and self.known(*claimed)
+        return claimed[0] if claimed is not None and self.known(*claimed) else None
 
-    def identify(self, method: str, path: str, headers: Mapping[str, str], now: float) -> str | None:
-        if not self.claims_known(headers):
-            return None  # unsigned, or a cluster nobody here knows: no signature check spent
+    def proves(self, cluster: str, method: str, path: str, headers: Mapping[str, str], now: float) -> bool:
+        """Whether the request is signed by `cluster` (a claim `known_claim` accepted) for us,
+        inside the window, with a nonce not seen before."""
         # Sync requests are signed for our URL, restricted ones for our cluster id.
         for audience in (headers.get(H_URL, ""), self.cluster_id):
             try:
                 signed = read_signed_request(method, path, headers, audience, self.urls())
             except BadRequestSignature:
                 continue
-            if abs(now - signed.time) > self.window or not self._fresh(signed.nonce, now):
-                return None
-            return signed.cluster
-        return None
+            return signed.cluster == cluster and abs(now - signed.time) <= self.window \
+                and self._fresh(signed.nonce, now)
+        return False
 
     def _fresh(self, nonce: str, now: float) -> bool:
         if nonce in self._nonces:
@@ -92,8 +92,8 @@ class SignedCallers:
 class Callers(Protocol):
     """Who signed a request (see SignedCallers)."""
 
-    def claims_known(self, headers: Mapping[str, str]) -> bool: ...
-    def identify(self, method: str, path: str, headers: Mapping[str, str], now: float) -> str | None: ...
+    def known_claim(self, headers: Mapping[str, str]) -> str | None: ...
+    def proves(self, cluster: str, method: str, path: str, headers: Mapping[str, str], now: float) -> bool: ...
 
 
 class Admission:
@@ -119,8 +119,9 @@ class Admission:
         """`now` is monotonic (the buckets), `wall` the time signed requests carry."""
         if self.addresses.allow(address, now):
             return True
-        if self.callers is None or not self.callers.claims_known(headers) \
-                or not self.checks.allow(address, now):
+        if self.callers is None:
             return False
-        cluster = self.callers.identify(method, path, headers, wall)
-        return cluster is not None and self.clusters.allow(cluster, now)
+        cluster = self.callers.known_claim(headers)  # the one read of what we know per request
+        if cluster is None or not self.checks.allow(address, now):
+            return False
+        return self.callers.proves(cluster, method, path, headers, wall) and self.clusters.allow(cluster, now)

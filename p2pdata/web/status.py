@@ -25,6 +25,7 @@ from aiohttp import web
 from p2pdata.display import named_ref, publisher
 from p2pdata.errors import P2pdataError
 from p2pdata.events import EventHub
+from p2pdata.fetch_states import FINAL_STATES
 from p2pdata.web.control_api import TOKEN_COOKIE, ControlService, Handler
 from p2pdata.web.metrics import CONTENT_TYPE, Telemetry, staging_usage
 
@@ -179,7 +180,7 @@ async def _view(service: ControlService, telemetry: Telemetry,
     jobs = [{**job, "progress": {"rate": 0, "eta": None, "peers": 0, **telemetry.progress.get(job["id"], {})}}
             for job in status.get("jobs", [])]
     # Active transfers first, then the newest finished ones.
-    jobs.sort(key=lambda job: (job["state"] in ("landed", "failed", "cancelled"), -(job.get("created") or 0)))
+    jobs.sort(key=lambda job: (job["state"] in FINAL_STATES, -(job.get("created") or 0)))
     jobs = _grouped(jobs)
     runs = [
         {**run, "duration": _run_duration(run, now),

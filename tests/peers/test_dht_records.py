@@ -20,10 +20,8 @@ from p2pdata.peers.dht import (
     DhtRefused,
     Published,
     PutPlan,
-    Seen,
     SeenStore,
     check_item,
-    newest,
     next_put,
 )
 from p2pdata.transfer import PutResult
@@ -60,12 +58,12 @@ def alpha() -> Identity:
     return Identity.generate()
 
 
-def check(alpha: Identity, it: Item, seen: Seen | None = None, now: float = NOW) -> DhtRecord:
-    return check_item(it, cluster_id=alpha.cluster_id, public_key=alpha.public_key, seen=seen,
+def check(alpha: Identity, it: Item, seen: int | None = None, now: float = NOW) -> DhtRecord:
+    return check_item(it, cluster_id=alpha.cluster_id, public_key=alpha.public_key, seen_version=seen,
                       now=now, max_age=2 * DAY)
 
 
-def refused(alpha: Identity, it: Item, seen: Seen | None = None, now: float = NOW) -> str:
+def refused(alpha: Identity, it: Item, seen: int | None = None, now: float = NOW) -> str:
     with pytest.raises(DhtRefused) as caught:
         check(alpha, it, seen, now)
     return caught.value.reason
@@ -105,16 +103,13 @@ def test_forged_items_are_refused(alpha: Identity) -> None:
 def test_replayed_and_rolled_back_items_are_refused(alpha: Identity) -> None:
     old = item(alpha, record(alpha, version=3, issued=NOW - 600))
     new = item(alpha, record(alpha, version=4, issued=NOW))
-    seen = newest(None, new, check(alpha, new))
-    assert seen == Seen(4, 4, NOW)
+    seen = check(alpha, new).catalog_version
     assert refused(alpha, old, seen) == "rollback"  # lower sequence number: a replay
     # Issued later makes no difference: the sequence number (catalog version) decides.
     assert refused(alpha, item(alpha, record(alpha, version=3, issued=NOW + 1)), seen) == "rollback"
     # The same item again is fine (the DHT hands it over on every lookup), a newer one too.
     assert check(alpha, new, seen).catalog_version == 4
     assert check(alpha, item(alpha, record(alpha, version=5)), seen).catalog_version == 5
-    # A row kept from libtorrent's own numbering (seq above the version): the version decides.
-    assert check(alpha, new, Seen(40, 4, NOW - 60)).catalog_version == 4
 
 
 def test_stale_and_future_items_are_refused(alpha: Identity) -> None:
@@ -130,11 +125,23 @@ def test_records_stay_within_bep44_size() -> None:
 
 def test_seen_survives_a_restart(tmp_path) -> None:
     db = open_db(tmp_path / "state.db")
-    SeenStore(db).put("abcdefghijklmnop", Seen(7, 3, NOW))
+    SeenStore(db).put("abcdefghijklmnop", 3)
     db.close()
     again = SeenStore(open_db(tmp_path / "state.db"))
-    assert again.get("abcdefghijklmnop") == Seen(7, 3, NOW)
+    assert again.get("abcdefghijklmnop") == 3
     assert again.get("qrstuvwxyzabcdef") is None
+
+
+def test_seen_rows_of_an_older_daemon_keep_their_catalog_version(tmp_path) -> None:
+    """Older daemons kept the item's seq (once libtorrent's own numbering) and issue time too."""
+    db = open_db(tmp_path / "state.db")
+    db.execute("CREATE TABLE dht_seen (cluster_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+               "catalog_version INTEGER NOT NULL, issued INTEGER NOT NULL)")
+    db.execute("INSERT INTO dht_seen VALUES ('abcdefghijklmnop', 40, 4, ?)", (NOW,))
+    seen = SeenStore(db)
+    assert seen.get("abcdefghijklmnop") == 4  # the catalog version decides, not the old seq
+    seen.put("qrstuvwxyzabcdef", 2)
+    assert seen.get("qrstuvwxyzabcdef") == 2
 
 
 class FakeDht:
@@ -244,7 +251,7 @@ def test_discovery_puts_the_catalog_version_as_sequence_number(tmp_path) -> None
         current[0] = replace(current[0], urls=("http://127.0.0.1:9",))
         await discovery.publish()
         assert dht.puts[-1][0] == 3 and current[0].catalog_version == 3
-        assert discovery.status()["published"]["seq"] == 3
+        assert discovery.status()["published"]["catalog_version"] == 3
 
         # A daemon restarted with the same URLs and version: the DHT holds another record of
         # ours at that version (issued earlier), so a new version is signed and put.
@@ -318,7 +325,7 @@ def test_discovery_adds_proved_urls_and_drops_those_that_fail(tmp_path) -> None:
         assert found == [("http://a1:1", alpha.cluster_id)]
         assert "mallory" in discovery.status()["refused"][alpha.cluster_id]
         assert discovery.status()["not_found"] == []
-        assert seen.get(alpha.cluster_id) == Seen(3, 3, NOW)
+        assert seen.get(alpha.cluster_id) == 3
         clock.now += 10
         await put(("http://a2:1",), 4)  # alpha moved
         await discovery.step()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from p2pdata.catalog import Identity
 from p2pdata.catalog.access import H_SIGNATURE, sign_request
@@ -14,19 +14,27 @@ NOW = 1_000_000.0
 
 
 class Counting(SignedCallers):
-    """The real SignedCallers, counting the requests whose signature it checks."""
+    """The real SignedCallers, counting the requests whose signature it checks and its reads of
+    the clusters it knows (the trust store, in the daemon)."""
 
     checked = 0
+    reads = 0
 
-    def identify(self, method: str, path: str, headers: Mapping[str, str], now: float) -> str | None:
-        if self.claims_known(headers):
-            self.checked += 1
-        return super().identify(method, path, headers, now)
+    def __init__(self, cluster_id: str, known: Callable[[str, bytes], bool]) -> None:
+        def counted(cluster: str, key: bytes) -> bool:
+            self.reads += 1
+            return known(cluster, key)
+
+        super().__init__(lambda: (URL,), cluster_id, counted)
+
+    def proves(self, cluster: str, method: str, path: str, headers: Mapping[str, str], now: float) -> bool:
+        self.checked += 1
+        return super().proves(cluster, method, path, headers, now)
 
 
 def setup(per_minute: int = 60) -> tuple[Admission, Counting, Identity]:
     owner, peer = Identity.generate(), Identity.generate()
-    callers = Counting(lambda: (URL,), owner.cluster_id, lambda cluster, key: cluster == peer.cluster_id)
+    callers = Counting(owner.cluster_id, lambda cluster, key: cluster == peer.cluster_id)
     return Admission(per_minute, callers), callers, peer
 
 
@@ -66,8 +74,14 @@ def test_a_known_cluster_past_its_addresss_budget_is_counted_on_its_own():
     while admit(admission, {}):  # a flood from the address the peer shares
         pass
     assert admit(admission, signed(peer))
-    assert callers.checked == 1
+    assert callers.checked == 1 and callers.reads == 1  # what we know of its claim read once
     assert not admit(admission, signed(Identity.generate()))  # a stranger: no claim worth a check
     assert callers.checked == 1
     assert admit(admission, signed(peer), address="10.0.0.2")  # another address: its own budget
     assert callers.checked == 1
+
+
+def test_a_request_proves_only_the_cluster_that_signed_it():
+    _, callers, peer = setup()
+    assert not callers.proves(Identity.generate().cluster_id, "GET", PATH, signed(peer), NOW)
+    assert callers.proves(peer.cluster_id, "GET", PATH, signed(peer), NOW)
