@@ -95,7 +95,9 @@ class WebHdfsClient:
     ``delegation`` is a delegation token, sent instead of ``user`` on every request,
     the DataNode redirects included; it never appears in logs or error messages.
     ``storagepolicy_command`` is the cluster's ``hdfs storagepolicies`` command line,
-    used where WebHDFS lacks SETSTORAGEPOLICY.
+    used where WebHDFS lacks SETSTORAGEPOLICY. ``timeout`` bounds a request; a file's bytes
+    (CREATE, APPEND, OPEN) take as long as they keep moving, but never ``timeout`` without
+    moving: a big file on a slow link must not fail on the clock alone.
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class WebHdfsClient:
         self.chunk_size = chunk_size
         self._ssl = ssl
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=30)
+        self._stream_timeout = aiohttp.ClientTimeout(sock_connect=30, sock_read=timeout)
         self._session = session
         self._own_session = session is None
         self._has_setstoragepolicy: bool | None = None  # learnt on first use
@@ -230,11 +233,13 @@ class WebHdfsClient:
         raise error
 
     async def _send(self, method: str, url: str, params: Params | None,
-                    redirect: bool) -> aiohttp.ClientResponse:
-        """One request; redirects are followed here so that each hop carries credentials."""
+                    redirect: bool, stream: bool = False) -> aiohttp.ClientResponse:
+        """One request; redirects are followed here so that each hop carries credentials.
+        ``stream``: the response is a file's bytes, bounded by how long they stall."""
         session = self._get_session()
+        timeout = self._stream_timeout if stream else self._timeout
         resp = await session.request(method, url, params=params, allow_redirects=False,
-                                     ssl=self._ssl)
+                                     ssl=self._ssl, timeout=timeout)
         if not redirect:
             return resp
         for _ in range(_MAX_REDIRECTS):
@@ -243,7 +248,8 @@ class WebHdfsClient:
                 return resp
             resp.release()
             target = self._authorized(urljoin(str(resp.url), location))
-            resp = await session.request(method, target, allow_redirects=False, ssl=self._ssl)
+            resp = await session.request(method, target, allow_redirects=False, ssl=self._ssl,
+                                         timeout=timeout)
         resp.release()
         raise HdfsError(f"WebHDFS {method} {urlsplit(url).path}: more than {_MAX_REDIRECTS} "
                         "redirects")
@@ -257,6 +263,7 @@ class WebHdfsClient:
         *,
         idempotent: bool,
         redirect: bool = True,
+        stream: bool = False,
     ) -> aiohttp.ClientResponse:
         """One request (no body), retried with backoff if the operation is idempotent.
 
@@ -267,7 +274,7 @@ class WebHdfsClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                resp = await self._send(method, url, self._params(op, params), redirect)
+                resp = await self._send(method, url, self._params(op, params), redirect, stream)
             except (TimeoutError, aiohttp.ClientError) as exc:
                 if last or isinstance(exc, aiohttp.ClientSSLError):
                     self._transport_error(op, path, exc)
@@ -305,16 +312,33 @@ class WebHdfsClient:
             location = resp.headers.get("Location")
         if resp.status != 307 or not location:
             raise HdfsError(f"WebHDFS {op} {path}: expected a 307 redirect, got {resp.status}")
-        # Step two consumes the body, so it is never retried.
+        # Step two consumes the body, so it is never retried. It may take as long as the
+        # bytes keep moving: each chunk taken puts the deadline off (aiohttp has no timeout
+        # for a peer that stops reading).
+        idle = self._timeout.total
         try:
-            async with self._get_session().request(
-                method, self._authorized(urljoin(str(resp.url), location)), data=body,
-                ssl=self._ssl, headers={"Content-Type": "application/octet-stream"},
-            ) as resp:
-                await self._raise_for(resp, op, path)
-                if resp.status != expect:
-                    raise HdfsError(f"WebHDFS {op} {path}: unexpected HTTP {resp.status}")
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            async with asyncio.timeout(idle) as stalled:
+
+                async def moving(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+                    async for chunk in chunks:
+                        yield chunk
+                        stalled.reschedule(asyncio.get_running_loop().time() + idle)
+
+                async with self._get_session().request(
+                    method, self._authorized(urljoin(str(resp.url), location)),
+                    data=body if isinstance(body, bytes) else moving(body), ssl=self._ssl,
+                    headers={"Content-Type": "application/octet-stream"},
+                    timeout=self._stream_timeout,
+                ) as resp:
+                    await self._raise_for(resp, op, path)
+                    if resp.status != expect:
+                        raise HdfsError(f"WebHDFS {op} {path}: unexpected HTTP {resp.status}")
+        except TimeoutError as exc:
+            if stalled.expired():
+                self._fail(HdfsConnectionError(
+                    f"WebHDFS {op} {path}: no byte moved for {idle:g} s"), exc)
+            self._transport_error(op, path, exc)
+        except aiohttp.ClientError as exc:
             self._transport_error(op, path, exc)
 
     # -- files and directories ----------------------------------------------------
@@ -350,7 +374,8 @@ class WebHdfsClient:
     ) -> AsyncIterator[bytes]:
         """Stream a file's bytes in chunks. Close early with ``contextlib.aclosing``."""
         resp = await self._request("GET", "OPEN", path, {"offset": offset or None,
-                                                         "length": length}, idempotent=True)
+                                                         "length": length}, idempotent=True,
+                                   stream=True)
         async with resp:
             try:
                 async for chunk in resp.content.iter_chunked(chunk_size or self.chunk_size):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import hashlib
@@ -175,3 +176,40 @@ async def test_a_hung_storagepolicies_command_is_killed_at_the_timeout(
     pid = int((tmp_path / "pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # killed and reaped, not left behind
+
+
+async def test_a_file_takes_as_long_as_its_bytes_keep_moving(
+        hdfs_cluster: LocalHdfs, unique: str) -> None:
+    # `timeout` bounds a request, not a file: one written and read slowly, in 1.2 s against
+    # a 0.6 s timeout, but never 0.6 s without a byte moving, goes through both ways.
+    gap = 0.2  # a slow producer's pace, each gap well inside the timeout
+    async with WebHdfsClient(hdfs_cluster.webhdfs_url, user=getpass.getuser(), timeout=0.6) as c:
+
+        async def slowly() -> AsyncIterator[bytes]:
+            for index in range(6):
+                await asyncio.sleep(gap)
+                yield bytes([index]) * 1000
+
+        started = time.monotonic()
+        await c.create(f"/{unique}/slow", slowly())
+        assert time.monotonic() - started > 1.0  # longer than the timeout: the case at hand
+        read = b""
+        async with contextlib.aclosing(c.open(f"/{unique}/slow", chunk_size=1000)) as chunks:
+            async for chunk in chunks:
+                await asyncio.sleep(gap)
+                read += chunk
+        assert read == b"".join(bytes([index]) * 1000 for index in range(6))
+
+
+async def test_a_write_whose_bytes_stop_fails_naming_the_stall(
+        hdfs_cluster: LocalHdfs, unique: str) -> None:
+    never = asyncio.Event()
+
+    async def stops() -> AsyncIterator[bytes]:
+        yield b"x" * 1000
+        await never.wait()  # the source hangs: nothing waits forever on it
+        yield b"y"
+
+    async with WebHdfsClient(hdfs_cluster.webhdfs_url, user=getpass.getuser(), timeout=0.5) as c:
+        with pytest.raises(HdfsConnectionError, match=r"CREATE .*no byte moved for 0.5 s"):
+            await asyncio.wait_for(c.create(f"/{unique}/stuck", stops()), 30)
