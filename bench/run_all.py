@@ -33,7 +33,7 @@ BENCHMARKS = {
     "bench_search.py": (["--manifests", "10000", "--queries", "200"], []),
     "bench_landing.py": (["--size-mib", "128", "--rounds", "1"], []),
     "bench_swarm.py": (["--size-mib", "96"], []),
-    "bench_fetch.py": (["--size-mib", "96"], []),
+    "bench_fetch.py": (["--size-mib", "96", "--rounds", "1"], []),
     "bench_launch.py": (["--repeats", "3", "--yarn-repeats", "1", "--ray-repeats", "1"], []),
 }
 # The 1M-manifest search is a run of its own (issue 21): full runs only.
