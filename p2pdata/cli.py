@@ -425,7 +425,7 @@ def sync(ctx: Context, as_json: bool) -> None:
 @main.command()
 @click.argument("ref", shell_complete=complete_dataset)
 @click.option("--tier", help="Storage tier: ssd, one_ssd, hot, warm, cold, memory (or a policy name).")
-@click.option("--to", "to", help="Store root to land under, instead of the configured one.")
+@click.option("--to", "to", help="Store root (an absolute path) to land under, instead of the configured one.")
 @click.option("--train", "train", help="A training job to start once the data has landed.")
 @click.option("--files", "files", multiple=True, help="Only files matching this glob (repeatable).")
 @click.option("--detach", is_flag=True, help="Return at once; follow with `p2pdata jobs watch ID`.")
@@ -490,7 +490,8 @@ def _job_outcome(job: dict[str, Any], as_json: bool) -> None:
             click.echo(f"started training run {run} (follow it with `p2pdata jobs logs {run} --follow`)")
     elif job["state"] in ("failed", "cancelled"):
         hint = f"; retry with `p2pdata jobs retry {job['id']}`" if job.get("retryable") else ""
-        raise P2pdataError(f"fetch of {job['ref']} {job['state']}: {job.get('error') or ''}{hint}")
+        reason = f": {job['error']}" if job.get("error") else ""  # a cancel needs no reason
+        raise P2pdataError(f"fetch of {job['ref']} {job['state']}{reason}{hint}")
     else:
         click.echo(printable(f"fetch job {job['id']} for {job['ref']}: {job['state']}"
                              + (f" ({job['waiting']})" if job.get("waiting") else "")))
@@ -547,7 +548,11 @@ async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
 def status(ctx: Context, web: bool, as_json: bool) -> None:
     """Show this cluster, its peers, transfers, landed datasets and training runs."""
     if web:
-        click.echo(ctx.call("POST", "/v1/login-link", {})["url"])
+        link = ctx.call("POST", "/v1/login-link", {})
+        if as_json:
+            _emit_json({"url": link["url"]})
+        else:
+            click.echo(link["url"])
         return
     data = ctx.call("GET", "/v1/status")
     if as_json:

@@ -64,6 +64,7 @@ from p2pdata.training import (
     DatasetCache,
     EngineRegistry,
     JobRegistry,
+    JobSpec,
     Launcher,
     matching_jobs,
 )
@@ -700,13 +701,15 @@ class Daemon:
     async def _on_landed(self, landed: Landed) -> list[str]:
         """Record a landing (to seed it and train on it); start its training runs, once."""
         manifest, job = landed.manifest, landed.job
-        self.landed.put(manifest.id, {
-            **_record_key(manifest), "ref": job.ref, "uri": landed.uri, "tier": job.tier,
-            "staging": str(landed.staging), "landed": int(time.time()),
-            "files": len(landed.landing.files),  # fewer than the manifest's after `--files`
-        })
-        self._track(manifest)  # the finished swarm seeds it from staging
-        specs = matching_jobs(self.registry.specs(), landed.landing)
+        specs: list[JobSpec] = []
+        if landed.staging is not None:  # else landed before: recorded and triggered then
+            self.landed.put(manifest.id, {
+                **_record_key(manifest), "ref": job.ref, "uri": landed.uri, "tier": job.tier,
+                "staging": str(landed.staging), "landed": int(time.time()),
+                "files": len(landed.landing.files),  # fewer than the manifest's after `--files`
+            })
+            self._track(manifest)  # the finished swarm seeds it from staging
+            specs = matching_jobs(self.registry.specs(), landed.landing)
         try:
             if job.train and all(spec.name != job.train for spec in specs):
                 specs.append(self.registry.get(job.train))

@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 from p2pdata.catalog import Manifest, parse_ref
 from p2pdata.catalog.manifest import FileEntry
-from p2pdata.errors import NotFound, P2pdataError, StoreError
+from p2pdata.errors import ConfigError, NotFound, P2pdataError, StoreError
 from p2pdata.fetch_states import FetchState
-from p2pdata.hdfs import HdfsConnectionError, HdfsStore, HdfsTlsError, Store
+from p2pdata.hdfs import HdfsConnectionError, HdfsStore, HdfsTlsError, Store, TierError, resolve_tier
 from p2pdata.transfer import JobState, Progress, Staging
 from p2pdata.transfer.session import Certificate, SwarmJob
 
@@ -301,13 +301,14 @@ class Events(Protocol):
 
 @dataclass(frozen=True)
 class Landed:
-    """What `on_landed` is told: record the landing, start training, answer the run ids."""
+    """What `on_landed` is told: record the landing, start training, answer the run ids.
+    `staging` None: it landed before this job, which only starts the training it names."""
 
     job: FetchJob
     manifest: Manifest  # the whole dataset's manifest
     landing: Manifest  # what landed (the wanted files)
     uri: str
-    staging: Path  # a folder holding every landed file, to seed from
+    staging: Path | None  # a folder holding every landed file, to seed from
 
 
 OnLanded = Callable[[Landed], Awaitable[list[str]]]
@@ -342,6 +343,10 @@ class Fetcher:
         self.on_landed = on_landed
         self.own_cluster = own_cluster
         self.store_root = store_root
+        try:  # refused at start, not by every fetch that lands under it
+            resolve_tier(default_tier)
+        except TierError as exc:
+            raise ConfigError(f"store.default_tier: {exc}") from None
         self.default_tier = default_tier
         self.stall_timeout = stall_timeout
         self.source_label = source_label  # a torrent endpoint as the user knows its peer
@@ -383,6 +388,11 @@ class Fetcher:
         """
         if verify not in VERIFY_MODES:
             raise P2pdataError(f"verify {verify!r} is not one of {', '.join(VERIFY_MODES)}")
+        if tier is not None:
+            resolve_tier(tier)  # an unknown tier fails now, not once the job runs
+        if to is not None and not posixpath.isabs(to):
+            # Relative to what? The daemon's working directory is not the caller's.
+            raise P2pdataError(f"the store root to land under must be an absolute path, not {to!r}")
         for peer in peers or ():
             parse_endpoint(peer)  # a bad address fails now, not in the background
         manifest = self.catalogs.resolve(ref, now=int(self.clock()))
@@ -488,10 +498,16 @@ class Fetcher:
             landing = _subset(manifest, job.files) if job.files else manifest
             job.total_bytes = landing.total_size  # a stub's files are known once it is granted
             if await store.is_landed(landing):
-                # Landed before: nothing to do, and its training is not started again.
+                # Landed before: nothing to fetch, and the trigger rules fired then; only a
+                # training job this fetch names (`--train`) starts now.
                 job.landed_files = len(landing.files)
-                machine.landed(self.clock(), store.uri(landing))
-                self._changed(machine)
+                uri = store.uri(landing)
+                machine.landed(self.clock(), uri)
+                try:
+                    if job.train:
+                        job.runs = await self.on_landed(Landed(job, manifest, landing, uri, None))
+                finally:
+                    self._changed(machine)
                 return
             await self._widen(store, manifest, landing, job)
             machine.start(self.clock())

@@ -36,3 +36,12 @@ def test_a_mistyped_home_says_it_does_not_exist(tmp_path: Path) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"p2pdata home {tmp_path / 'hmoe'} does not exist" in result.stderr
     assert "init" in result.stderr
+
+
+def test_an_unknown_default_tier_is_refused_at_start(make_daemon: Any) -> None:
+    # Not by every fetch that would land under it, each suggesting a retry that fails alike.
+    daemon = make_daemon("tiered", start=False, store={"default_tier": "warmish"})
+    result = _start(daemon.home, "daemon")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output, output
+    assert "store.default_tier: unknown tier 'warmish': use one of" in output, output

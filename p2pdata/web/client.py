@@ -14,10 +14,15 @@ import aiohttp
 from p2pdata.config import Config
 from p2pdata.errors import DaemonNotRunning, P2pdataError
 
+# Reads answer at once; changes may hash or move data for minutes (publish, tier --move).
+READ_TIMEOUT = 30.0
+CHANGE_TIMEOUT = 600.0
+
 
 class ControlClient:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, read_timeout: float = READ_TIMEOUT) -> None:
         self.config = config
+        self.read_timeout = read_timeout
         try:
             self.token = config.token_file.read_text().strip()
         except FileNotFoundError:
@@ -27,13 +32,11 @@ class ControlClient:
         self.socket = config.control.socket
         self.base = f"http://{config.control.host}:{config.control.port}"
         # A running daemon records what it really bound (the port may have been 0).
-        runtime = config.home / "daemon.json"
-        if runtime.exists():
-            bound = json.loads(runtime.read_text()).get("control_url", "")
-            if bound.startswith("unix:"):
-                self.socket = bound.removeprefix("unix:")
-            elif bound:
-                self.base = bound
+        bound = _recorded_control_url(config.home / "daemon.json")
+        if bound.startswith("unix:"):
+            self.socket = bound.removeprefix("unix:")
+        elif bound:
+            self.base = bound
         if self.socket:
             self.base = "http://localhost"
         # A wildcard bind is reached on loopback; https is pinned to the daemon's own certificate.
@@ -53,12 +56,18 @@ class ControlClient:
 
     async def call(self, method: str, path: str, payload: dict[str, Any] | None = None, **query: Any) -> Any:
         params = {k: str(v) for k, v in query.items() if v is not None}
+        timeout = self.read_timeout if method == "GET" else CHANGE_TIMEOUT
         try:
             async with (
-                self._session(600) as session,
+                self._session(timeout) as session,
                 session.request(method, self.base + path, json=payload, params=params) as response,
             ):
                 text = await response.text(errors="replace")
+        except TimeoutError:  # before ClientConnectionError: aiohttp's read timeouts are both
+            raise P2pdataError(
+                f"the daemon at {self.base} did not answer {method} {path} within {timeout:g} s: "
+                f"it runs but is stuck or overloaded; restart it (`p2pdata daemon`) if this persists"
+            ) from None
         except aiohttp.ClientConnectionError:
             raise DaemonNotRunning(
                 f"no daemon is answering at {self.base} for {self.config.home}; start one with `p2pdata daemon`"
@@ -67,6 +76,11 @@ class ControlClient:
             data = json.loads(text)
         except ValueError:  # aiohttp's own plain-text errors (500, 413, 404 of a route): no traceback
             data = None
+        if response.status == 401:  # not this home's daemon, or this home was initialised again
+            raise P2pdataError(
+                f"the daemon at {self.base} refused the control token of {self.config.home}: it is "
+                "another home's daemon (check --home or P2PDATA_HOME), or this home's daemon was "
+                "started before the home was initialised again (restart it)")
         if response.status >= 400:
             if isinstance(data, dict) and data.get("message"):
                 raise P2pdataError(data["message"])
@@ -85,6 +99,17 @@ class ControlClient:
                         yield json.loads(line[6:])
         except aiohttp.ClientConnectionError:
             raise DaemonNotRunning(f"lost the daemon at {self.base}") from None
+
+
+def _recorded_control_url(runtime: Path) -> str:
+    """The control URL a running daemon recorded; "" if none, or the record is unreadable
+    (then the configured address is tried, and a dead one says no daemon answers)."""
+    try:
+        recorded = json.loads(runtime.read_text())
+    except (OSError, ValueError):
+        return ""
+    bound = recorded.get("control_url", "") if isinstance(recorded, dict) else ""
+    return bound if isinstance(bound, str) else ""
 
 
 def _certificate_sha256(path: Path) -> bytes:

@@ -54,6 +54,13 @@ def test_a_fetch_that_cannot_progress_says_why_and_fails_after_the_stall_timeout
     part.write_bytes(bytes(len(part.read_bytes())))  # changed after publishing: every piece is bad
     gamma = fetcher_of(make_daemon, alpha, "tampered", transfer={"listen": ["127.0.0.1:0"], "stall_timeout": 10})
 
+    # An unknown tier is refused at once: no job is made that could only fail.
+    refused = gamma.cli("fetch", "clicks@1", "--tier", "warmish", ok=False)
+    assert "unknown tier 'warmish': use one of" in refused and "retry" not in refused, refused
+    refused = gamma.cli("fetch", "clicks@1", "--to", "landed-here", ok=False)
+    assert "must be an absolute path, not 'landed-here'" in refused, refused
+    assert gamma.cli_json("jobs") == []
+
     # The only seed sends bad pieces: it is banned, and the job says so while it waits.
     started = gamma.cli_json("fetch", "tampered@1", "--detach")
     wait_for(lambda: "banned for sending bad pieces" in (job(gamma, started["id"])["waiting"] or ""),
@@ -164,7 +171,8 @@ def test_ctrl_c_leaves_the_fetch_running_twice_cancels_it_and_fetching_again_att
     _wait_line(lines, "Press Ctrl-C again")
     watcher.send_signal(signal.SIGINT)
     assert watcher.wait(30) == 1
-    _wait_line(lines, "cancelled")
+    said = _wait_line(lines, "cancelled")
+    assert f"fetch of {running['ref']} cancelled" in said and ": ;" not in said, said  # no empty reason
     assert job(gamma, running["id"])["state"] == "cancelled"
 
     # Clients that went away and a clean stop under an active fetch are not errors.
@@ -206,10 +214,14 @@ def test_held_files_are_reused_and_training_starts_once_per_landing(make_daemon,
     assert len(runs) == 2 and any(f"started training run {r['id']}" in output for r in runs), (output, runs)
     assert landed_files(gamma.home / "datasets", "clicks", "1") == expected
 
-    # Landed already: nothing is fetched and its training does not start again.
+    # Landed already: nothing is fetched and its training does not start again...
     again = gamma.cli("fetch", "clicks@1", "--timeout", "60")
     assert "landed" in again and "training run" not in again
     assert len(gamma.cli_json("runs")) == 2
+    # ...unless the fetch names a training job: that one starts, and only that one.
+    named = gamma.cli_json("fetch", "clicks@1", "--train", "count", "--timeout", "60")
+    assert named["state"] == "landed" and len(named["runs"]) == 1, named
+    assert len(gamma.cli_json("runs")) == 3
 
     # A new version sharing four files: only the new one is swarmed; the rest are linked.
     (source / "extra.txt").write_text("one more file\n")

@@ -60,6 +60,7 @@ def test_a_page_on_another_loopback_port_cannot_use_the_cookie(make_daemon: Any,
     control = alpha.runtime["control_url"]
     evil_page.pages["attack"] = _attack_page(control)
     link = alpha.cli("status", "--web").strip()
+    assert alpha.cli_json("status", "--web")["url"].startswith(f"{control}/login/")  # for scripts
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
