@@ -869,14 +869,18 @@ class Daemon:
         other versions, and where it has landed here (None before any fetch)."""
         names = self.publisher_names()
         manifest = self.restricted.full(self.catalogs.resolve(names.ref(ref)))
-        versions = {m.version for m in self.catalogs.manifests(cluster=manifest.owner, name=manifest.name)}
-        record = self.landed.items().get(manifest.id)
+        same_name = self.catalogs.manifests(cluster=manifest.owner, name=manifest.name)
+        versions = {m.version for m in same_name}
+        landed = self.landed.items()
+        record = landed.get(manifest.id)
         return {
             **manifest_summary(manifest),
             "publisher_name": names.of(manifest.owner),
             "ref": f"{names.label(manifest.owner)}/{manifest.ref}",  # what a user copies
             "rows": manifest.extra.get("rows"),
             "versions": sorted(versions, key=version_key),
+            # Those here: a notebook that loads NAME learns which it can open without a fetch.
+            "landed_versions": sorted({m.version for m in same_name if m.id in landed}, key=version_key),
             "landed": None if record is None else {
                 "uri": record["uri"], "tier": record.get("tier"), "landed": record.get("landed"),
                 "files": record.get("files", len(manifest.files)),

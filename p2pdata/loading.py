@@ -82,8 +82,11 @@ def landed_uri(ref: str, *, fetch: bool = False, home: str | os.PathLike[str] | 
     if not info["landed"]:
         exact = info["ref"]
         if not fetch:
+            here = [f"{exact.rpartition('@')[0]}@{version}" for version in info.get("landed_versions", [])]
+            also = f"; landed here: {', '.join(here)}" if here else ""
             raise NotFound(
                 f"{exact} has not landed on this cluster: `p2pdata fetch {exact}`, or load(..., fetch=True)"
+                f"{also}"
             )
         link.fetch(exact, progress=progress, timeout=timeout)
         info = link.info(exact)

@@ -206,6 +206,14 @@ def test_a_landed_dataset_from_name_to_dataframe(make_daemon: Any, tmp_path: Pat
     assert all(Path(uri.removeprefix("file://")).is_file() for uri in uris)
     assert p2pdata.load("pics@1", home=me.home, format="csv").count_rows() == 3
 
+    # A newer version appears: loading the bare name says which version is here.
+    lab.cli("publish", str(tmp_path / "trips"), "--name", "taxi-trips", "--version", "2024.04")
+    me.cli("sync")
+    with pytest.raises(NotFound, match=r"taxi-trips@2024\.04 has not landed on this cluster.*"
+                                       r"; landed here: lab-a/taxi-trips@2024\.03$"):
+        p2pdata.load("taxi-trips", home=me.home)
+    lab.cli("unpublish", "taxi-trips@2024.04")
+
     # Unpublished at the source: a new signed catalog; `sync` brings it here at once.
     def seeded() -> list[str]:
         return requests.get(f"{lab.peer_url}/v1/have", timeout=10).json()["datasets"]
