@@ -30,7 +30,7 @@ from p2pdata.display import (
     printable,
     publisher,
 )
-from p2pdata.errors import P2pdataError
+from p2pdata.errors import NotHeld, P2pdataError
 
 console = Console()
 # catalog.FORMATS, spelt out: importing the catalog package (pyarrow) would slow every command.
@@ -311,6 +311,11 @@ def search(
         _emit_json(results)
         return
     rows = results
+    if not rows:  # a peer whose catalog we refuse may hold what was asked for
+        refused = sum(peer["state"] == "rejected" for peer in ctx.call("GET", "/v1/peers"))
+        if hint := NotHeld.hint(refused):
+            _say(f"no dataset found{hint}", quiet=False)
+            return
     columns = [
         Column("ref", "dataset", whole=True),
         Column("format"),

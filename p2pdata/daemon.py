@@ -52,6 +52,7 @@ from p2pdata.peers import (
     PeerDirectory,
     PeerHealth,
     PeerSource,
+    PeerState,
     Source,
     SyncResult,
     SyncScheduler,
@@ -720,6 +721,10 @@ class Daemon:
             return []
 
     # ---- control API: peers, trust, status ---------------------------------------------------
+
+    def refused_peers(self) -> int:
+        """Peers that answered with a catalog we refuse (untrusted, unproven, forged)."""
+        return sum(status.state is PeerState.REJECTED for status in self.health.peers())
 
     def peers(self) -> list[dict[str, Any]]:
         rows = []

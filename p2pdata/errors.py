@@ -53,6 +53,18 @@ class NotFound(P2pdataError):
     pass
 
 
+class NotHeld(NotFound):
+    """No held catalog lists the dataset (a peer whose catalog we refused may)."""
+
+    @staticmethod
+    def hint(refused: int) -> str:
+        """What to add to "not found" when `refused` peers served catalogs we refuse."""
+        if not refused:
+            return ""
+        return (f"; {refused} peer(s) offered a catalog this cluster refuses (an untrusted "
+                "publisher, or one that did not prove its URL): see `p2pdata peers`")
+
+
 class Ambiguous(P2pdataError):
     pass
 

@@ -21,7 +21,7 @@ from p2pdata.catalog._sql import transaction
 from p2pdata.catalog.catalog import HeldCatalog, VerifiedCatalog, read_verified
 from p2pdata.catalog.encoding import decode, encode
 from p2pdata.catalog.manifest import Manifest, parse_ref
-from p2pdata.errors import Ambiguous, MalformedData, NotFound, Rollback
+from p2pdata.errors import Ambiguous, MalformedData, NotHeld, Rollback
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS catalog_held (
@@ -290,7 +290,7 @@ class CatalogStore:
             (cluster, name, version),
         ).fetchone()
         if row is None:
-            raise NotFound(f"no dataset {cluster}/{name}@{version} in any held catalog")
+            raise NotHeld(f"no dataset {cluster}/{name}@{version} in any held catalog")
         return load_manifest(row["manifest"])
 
     def manifests(self, cluster: str | None = None, name: str | None = None) -> list[Manifest]:
@@ -343,7 +343,7 @@ class CatalogStore:
             if current is None or version_key(row["version"]) > version_key(current["version"]):
                 newest[row["cluster"]] = row
         if not newest:
-            raise NotFound(f"no dataset {ref} in any held catalog")
+            raise NotHeld(f"no dataset {ref} in any held catalog")
         if len(newest) > 1:
             choices = ", ".join(
                 f"{row['cluster']}/{name}@{row['version']}" for _, row in sorted(newest.items())

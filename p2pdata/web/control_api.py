@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from p2pdata.errors import Ambiguous, NotFound, P2pdataError
+from p2pdata.errors import Ambiguous, NotFound, NotHeld, P2pdataError
 from p2pdata.events import EventHub
 
 _MAX_REQUEST_BYTES = 1024 * 1024
@@ -46,6 +46,7 @@ class ControlService(Protocol):
     async def cancel_job(self, job_id: str) -> dict[str, Any]: ...
     async def retry_job(self, job_id: str) -> dict[str, Any]: ...
     def peers(self) -> list[dict[str, Any]]: ...
+    def refused_peers(self) -> int: ...
     async def add_peer(self, url: str) -> dict[str, Any]: ...
     async def remove_peer(self, url: str) -> dict[str, Any]: ...
     def trust_list(self) -> list[dict[str, Any]]: ...
@@ -171,6 +172,8 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
                 return web.json_response({"error": "Forbidden", "message": refusal}, status=403)
         try:
             return await handler(request)
+        except NotHeld as exc:  # a peer whose catalog we refuse may hold it: say so
+            return _error(404, exc, NotHeld.hint(service.refused_peers()))
         except (NotFound, KeyError) as exc:
             return _error(404, exc)
         except Ambiguous as exc:
@@ -358,6 +361,6 @@ def control_app(service: ControlService, token: str, *, open_paths: tuple[str, .
     return app
 
 
-def _error(status: int, exc: BaseException) -> web.Response:
+def _error(status: int, exc: BaseException, hint: str = "") -> web.Response:
     message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    return web.json_response({"error": type(exc).__name__, "message": message}, status=status)
+    return web.json_response({"error": type(exc).__name__, "message": message + hint}, status=status)

@@ -58,3 +58,8 @@ def test_untrusted_publisher_is_flagged(make_daemon, fake_peer):
     row = wait_for(lambda: (r := _peer_row(gamma, fake_peer.url)) and r["error"] and r, what="rejection")
     assert "UntrustedKey" in row["error"]
     assert gamma.cli_json("search", "data") == []
+    # Not a dead end: what was asked for may be in the refused catalog, and the user is told.
+    refused = "1 peer(s) offered a catalog this cluster refuses"
+    assert refused in gamma.cli("search", "data") and "p2pdata peers" in gamma.cli("search", "data")
+    assert refused in gamma.cli("fetch", "some-data@1", ok=False)
+    assert refused in gamma.cli("info", "some-data", ok=False)
