@@ -847,7 +847,10 @@ def jobs_watch(ctx: Context, job_id: str, timeout: float | None, as_json: bool) 
 def jobs_cancel(ctx: Context, job_id: str, as_json: bool) -> None:
     """Cancel fetch job JOB_ID and delete what it staged."""
     job = ctx.call("POST", f"/v1/jobs/{job_id}/cancel", {})
-    _result(job, as_json, f"fetch job {job['id']} for {job['ref']}: {job['state']}")
+    line = f"fetch job {job['id']} for {job['ref']}: {job['state']}"
+    if job["state"] != "cancelled":  # it had ended: nothing to cancel
+        line += " before the cancel; nothing was cancelled"
+    _result(job, as_json, line)
 
 
 @jobs.command("retry")

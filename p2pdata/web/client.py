@@ -12,7 +12,9 @@ from typing import Any
 import aiohttp
 
 from p2pdata.config import Config
-from p2pdata.errors import DaemonNotRunning, P2pdataError
+from p2pdata.errors import Ambiguous, DaemonNotRunning, NotFound, P2pdataError
+
+_REFUSALS: dict[int, type[P2pdataError]] = {404: NotFound, 409: Ambiguous}  # as the daemon maps them
 
 # Reads answer at once; changes may hash or move data for minutes (publish, tier --move).
 READ_TIMEOUT = 30.0
@@ -83,7 +85,8 @@ class ControlClient:
                 "started before the home was initialised again (restart it)")
         if response.status >= 400:
             if isinstance(data, dict) and data.get("message"):
-                raise P2pdataError(data["message"])
+                # The daemon's kind of refusal survives the trip: a notebook can catch NotFound.
+                raise _REFUSALS.get(response.status, P2pdataError)(data["message"])
             detail = text.strip()[:500] or response.reason or ""
             raise P2pdataError(f"control API {method} {path}: HTTP {response.status} {detail}".rstrip())
         if data is None:

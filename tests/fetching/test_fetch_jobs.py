@@ -222,6 +222,7 @@ def test_held_files_are_reused_and_training_starts_once_per_landing(make_daemon,
     named = gamma.cli_json("fetch", "clicks@1", "--train", "count", "--timeout", "60")
     assert named["state"] == "landed" and len(named["runs"]) == 1, named
     assert len(gamma.cli_json("runs")) == 3
+    assert "landed before the cancel; nothing was cancelled" in gamma.cli("jobs", "cancel", named["id"])
 
     # A new version sharing four files: only the new one is swarmed; the rest are linked.
     (source / "extra.txt").write_text("one more file\n")

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from p2pdata.config import load_config, secure_home, write_default_config
-from p2pdata.errors import P2pdataError
+from p2pdata.errors import NotFound, P2pdataError
 from p2pdata.web.client import ControlClient
 
 
@@ -21,6 +21,11 @@ async def _crash(request: web.Request) -> web.Response:
 
 async def _refused(request: web.Request) -> web.Response:
     return web.json_response({"error": "P2pdataError", "message": "no dataset x"}, status=400)
+
+
+async def _missing(request: web.Request) -> web.Response:
+    return web.json_response({"error": "NotHeld", "message": "no dataset x@1 in any held catalog"},
+                             status=404)
 
 
 async def _ok(request: web.Request) -> web.Response:
@@ -43,6 +48,7 @@ async def client(tmp_path: Path) -> AsyncIterator[ControlClient]:
     app.router.add_get("/crash", _crash)
     app.router.add_get("/refused", _refused)
     app.router.add_get("/ok", _ok)
+    app.router.add_get("/missing", _missing)
     app.router.add_get("/stuck", _stuck)
     app.router.add_get("/other", _other_token)
     runner = web.AppRunner(app, shutdown_timeout=1)  # the stuck handler is cut off
@@ -63,6 +69,8 @@ async def test_plain_text_errors_are_one_clear_error(client: ControlClient) -> N
     assert await client.call("GET", "/ok") == [1, 2]
     with pytest.raises(P2pdataError, match=r"^no dataset x$"):
         await client.call("GET", "/refused")
+    with pytest.raises(NotFound, match=r"^no dataset x@1 in any held catalog$"):  # a notebook catches it
+        await client.call("GET", "/missing")
     with pytest.raises(P2pdataError, match=r"control API GET /crash: HTTP 500 .*Internal Server Error"):
         await client.call("GET", "/crash")
     with pytest.raises(P2pdataError, match=r"control API GET /nowhere: HTTP 404"):
