@@ -553,11 +553,8 @@ async def _attach(ctx: Context, job: dict[str, Any], *, timeout: float | None,
 def status(ctx: Context, web: bool, as_json: bool) -> None:
     """Show this cluster, its peers, transfers, landed datasets and training runs."""
     if web:
-        link = ctx.call("POST", "/v1/login-link", {})
-        if as_json:
-            _emit_json({"url": link["url"]})
-        else:
-            click.echo(link["url"])
+        url = ctx.call("POST", "/v1/login-link", {})["url"]
+        _result({"url": url}, as_json, url)
         return
     data = ctx.call("GET", "/v1/status")
     if as_json:
